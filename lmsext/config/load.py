@@ -1,0 +1,52 @@
+"""LoadModelConfig: how a model is loaded (LM Studio's ``LLMLoadModelConfig``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import ConfigDict, StrictBool
+
+from .constants import CACHE_QUANTIZATION_TYPES, MAX_SEED
+from .gpu import GPU_ALLOWED, GpuSetting
+from .settings_base import SettingsModel, setting
+from .spelling import alias_generator
+from .value_types import FalseOnly, PositiveFloat, PositiveInt, SeedInt, quoted
+
+_CACHE_TYPE = Literal[CACHE_QUANTIZATION_TYPES]  # type: ignore[valid-type]
+_CACHE_ALLOWED = f"one of {quoted(CACHE_QUANTIZATION_TYPES)}, or False for the model default (f16)"
+_BOOL = "True or False"
+
+
+class LoadModelConfig(SettingsModel):
+    """Load-time settings of a model. Every field defaults to None = not set (engine/model default).
+
+    Keys are accepted in snake_case (``context_length``, also LM Studio's REST names), LM Studio SDK
+    camelCase (``contextLength``, ``offloadKVCacheToGpu``) and ``gpuOffload``/``gpu_offload`` for
+    ``gpu``. Values are strictly typed: bools are not integers and numeric strings such as ``"4096"``
+    are rejected rather than converted. Any problem raises :class:`~lmsext.errors.ConfigError`.
+    """
+
+    model_config = ConfigDict(alias_generator=alias_generator({"gpu": ("gpuOffload", "gpu_offload")}))
+    setting_kind: ClassVar[str] = "load"
+    root_allowed: ClassVar[str] = "a dict (any key spelling), a LoadModelConfig or None"
+
+    gpu: GpuSetting | None = setting(GPU_ALLOWED, "GPU offload: ratio, main GPU, split strategy, disabled GPUs.")
+    gpu_strict_vram_cap: StrictBool | None = setting(_BOOL, "Never spill model weights to shared GPU memory.")
+    offload_kv_cache_to_gpu: StrictBool | None = setting(_BOOL, "Keep the KV cache in GPU memory.")
+    context_length: PositiveInt | None = setting("an integer >= 1", "Context size in tokens.")
+    rope_frequency_base: PositiveFloat | FalseOnly | None = setting(
+        "a number > 0, or False for the model default", "RoPE frequency base.")
+    rope_frequency_scale: PositiveFloat | FalseOnly | None = setting(
+        "a number > 0, or False for the model default", "RoPE frequency scale.")
+    eval_batch_size: PositiveInt | None = setting("an integer >= 1", "Prompt tokens processed per batch.")
+    flash_attention: StrictBool | None = setting(_BOOL, "Use flash attention.")
+    keep_model_in_memory: StrictBool | None = setting(_BOOL, "Lock the model in RAM (no swapping).")
+    seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the context.")
+    use_fp16_for_kv_cache: StrictBool | None = setting(_BOOL, "Store the KV cache in 16-bit floats.")
+    try_mmap: StrictBool | None = setting(_BOOL, "Memory-map the model file when possible.")
+    num_experts: PositiveInt | None = setting(
+        "an integer >= 1 (omit it to use the model's default)", "Experts used per token by MoE models.")
+    llama_k_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(
+        _CACHE_ALLOWED, "Data type of the K cache.")
+    llama_v_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(
+        _CACHE_ALLOWED, "Data type of the V cache.")

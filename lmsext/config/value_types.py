@@ -1,0 +1,57 @@
+"""Reusable strict value types of the settings: no bool-as-int, no numeric strings, no NaN.
+
+Numbers are strict on purpose: ``True`` is not an integer, ``"4096"`` is not a number and
+``4096.0`` is not an integer (magics, widgets and JSON all hand over typed values). An int is
+accepted where a float is expected and is stored as float.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, StrictFloat, StrictInt, StrictStr
+
+from .constants import MAX_SEED
+
+
+def _only_false(value: object) -> object:
+    """Let exactly ``False`` through (pydantic's ``Literal[False]`` alone also takes 0 and 0.0)."""
+    if value is False:
+        return value
+    raise ValueError("only False is accepted here")
+
+
+FalseOnly = Annotated[Literal[False], BeforeValidator(_only_false)]
+"""Exactly ``False`` ("turned off" / "model default" in LM Studio's settings)."""
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+"""An int >= 1 (never a bool)."""
+
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+"""An int >= 0 (never a bool)."""
+
+SeedInt = Annotated[StrictInt, Field(ge=0, le=MAX_SEED)]
+"""An unsigned 32-bit seed."""
+
+NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
+"""A str with at least one character."""
+
+PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
+"""A finite number > 0."""
+
+UnitFloat = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
+"""A number from 0 to 1."""
+
+ProbabilityMassFloat = Annotated[StrictFloat, Field(gt=0, le=1, allow_inf_nan=False)]
+"""A number > 0 and <= 1 (top-p)."""
+
+TemperatureFloat = Annotated[StrictFloat, Field(ge=0, le=2, allow_inf_nan=False)]
+"""A number from 0 to 2."""
+
+XtcThresholdFloat = Annotated[StrictFloat, Field(ge=0, le=0.5, allow_inf_nan=False)]
+"""A number from 0 to 0.5."""
+
+
+def quoted(values: tuple[str, ...]) -> str:
+    """``'a', 'b', 'c'`` — a value set as shown in error messages."""
+    return ", ".join(repr(v) for v in values)

@@ -1,0 +1,342 @@
+"""The token loop: prompt processing with KV prefix reuse, sampling, detokenizing, stopping.
+
+A lean loop on llama.cpp's C API and native sampler chain (no ``create_completion``), yielding a
+:class:`TokenEvent` per generated token. It sets LM Studio's stop reasons: ``eosFound``,
+``stopStringFound``, ``maxPredictedTokensReached``, ``contextLengthReached``, ``userStopped``,
+``failed`` (and ``toolCalls`` for a tool-call stop string).
+
+Interrupts: while a generation runs on the main thread, SIGINT (Ctrl-C, Jupyter's "interrupt
+kernel") sets the model's stop flag instead of raising in the middle of llama.cpp; the loop checks
+it between tokens and llama.cpp's abort callback checks it inside long prompt batches. The result is
+a clean ``userStopped`` with the partial text kept and the KV cache consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import llama_cpp
+import numpy as np
+
+from ..errors import ModelBusyError, PredictionError
+from .model import EngineModel
+from .sampling import SamplerChain, SamplingSettings
+from .textstream import StopStringMatcher, Utf8Assembler
+
+
+@dataclass
+class TokenLogProb:
+    """One generated token with its probability and the top alternatives (``log_probs=N``)."""
+
+    token: int
+    text: str
+    logprob: float
+    top: list[tuple[int, str, float]]
+
+
+@dataclass
+class TokenEvent:
+    """What one step of the loop produced: the visible text delta (may be empty) and the token."""
+
+    text: str
+    token: int
+    logprob: TokenLogProb | None = None
+
+
+@dataclass
+class GenerationStats:
+    """Counters and timings of one generation (filled in as it runs)."""
+
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    predicted_tokens: int = 0
+    t_start: float = 0.0
+    t_prompt_done: float | None = None
+    t_first_token: float | None = None
+    t_end: float | None = None
+    stop_reason: str | None = None
+    stop_string: str | None = None
+    truncated_prompt_tokens: int = 0
+    context_shifts: int = 0
+    seed: int | None = None
+    error: str | None = None
+
+    @property
+    def time_to_first_token_sec(self) -> float | None:
+        """Seconds from the request to the first generated token."""
+        return None if self.t_first_token is None else self.t_first_token - self.t_start
+
+    @property
+    def generation_time_sec(self) -> float:
+        """Seconds spent generating (after the prompt was processed)."""
+        end = self.t_end if self.t_end is not None else time.perf_counter()
+        return max(end - (self.t_prompt_done or self.t_start), 0.0)
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Generated tokens per second of generation time."""
+        t = self.generation_time_sec
+        return self.predicted_tokens / t if self.predicted_tokens and t > 0 else None
+
+
+@dataclass
+class GenerationRequest:
+    """Everything the loop needs beyond the model."""
+
+    prompt_tokens: list[int]
+    sampling: SamplingSettings
+    max_tokens: int | None = None
+    stop_strings: Sequence[str] = ()
+    tool_call_stop_strings: Sequence[str] = ()
+    overflow_policy: str = "truncateMiddle"
+    keep_head: int = 0
+    log_probs: int = 0
+    n_threads: int | None = None
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_head: int) -> tuple[list[int], int]:
+    """Make a prompt fit the context, leaving ``reserve`` tokens to generate, per LM Studio's policy.
+
+    ``stopAtLimit`` refuses an oversized prompt; ``truncateMiddle`` keeps the first ``keep_head``
+    tokens (system prompt and first message) and the end; ``rollingWindow`` keeps the end (and
+    BOS). Returns ``(tokens, n_removed)``.
+    """
+    limit = max(n_ctx - reserve, 1)
+    if len(tokens) <= limit:
+        return tokens, 0
+    if policy == "stopAtLimit":
+        raise PredictionError(
+            f"the prompt is {len(tokens)} tokens but the context holds {n_ctx} (leaving {reserve} to "
+            "generate); raise contextLength or use contextOverflowPolicy 'truncateMiddle'/'rollingWindow'")
+    head = 1 if policy == "rollingWindow" else max(1, min(keep_head, limit // 2))
+    head = min(head, limit - 1) if limit > 1 else 0
+    tail = limit - head
+    kept = tokens[:head] + tokens[len(tokens) - tail:]
+    return kept, len(tokens) - len(kept)
+
+
+@contextlib.contextmanager
+def _sigint_sets(flag: threading.Event):
+    """While active on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
+    except ValueError:  # not allowed here (e.g. embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Decoder:
+    """llama_decode wrappers that keep ``model.cached_tokens`` equal to what the KV cache holds."""
+
+    def __init__(self, model: EngineModel, stop: threading.Event) -> None:
+        self.model = model
+        self.ctx = model.ctx
+        self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.one = (llama_cpp.llama_token * 1)()
+        self.one_batch = llama_cpp.llama_batch_get_one(self.one, 1)
+        self.stop = stop
+
+        @llama_cpp.ggml_abort_callback
+        def _abort(_data: ctypes.c_void_p) -> bool:
+            return stop.is_set()
+
+        self._abort = _abort
+
+    def reuse_prefix(self, tokens: list[int]) -> int:
+        """Drop the cached tail that differs from ``tokens``; return how many tokens are reused."""
+        cached = self.model.cached_tokens
+        n = _common_prefix(cached, tokens)
+        if n == len(tokens):
+            n -= 1  # the last prompt token must be decoded again to get its logits
+        n = max(n, 0)
+        if n < len(cached):
+            if not llama_cpp.llama_memory_seq_rm(self.mem, 0, n, -1):
+                llama_cpp.llama_memory_clear(self.mem, True)
+                n = 0
+            del cached[n:]
+        return n
+
+    def prompt(self, tokens: list[int]) -> str | None:
+        """Decode ``tokens`` after the cache in batches; return a stop reason if it could not finish."""
+        n_batch = self.model.n_batch
+        llama_cpp.llama_set_abort_callback(self.ctx, self._abort, None)
+        try:
+            for start in range(0, len(tokens), n_batch):
+                if self.stop.is_set():
+                    return "userStopped"
+                chunk = tokens[start:start + n_batch]
+                arr = (llama_cpp.llama_token * len(chunk))(*chunk)
+                rc = llama_cpp.llama_decode(self.ctx, llama_cpp.llama_batch_get_one(arr, len(chunk)))
+                if rc == 2 or (rc != 0 and self.stop.is_set()):
+                    self._resync()
+                    return "userStopped"
+                if rc != 0:
+                    self._resync()
+                    raise PredictionError(f"llama_decode failed on the prompt (code {rc})")
+                self.model.cached_tokens.extend(chunk)
+        finally:
+            llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
+        return None
+
+    def token(self, token: int) -> int:
+        """Decode one generated token; returns llama_decode's code."""
+        self.one[0] = token
+        rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
+        if rc == 0:
+            self.model.cached_tokens.append(token)
+        return rc
+
+    def shift(self, keep: int) -> int:
+        """Free half of the context after the first ``keep`` tokens (context shift); return #dropped."""
+        cached = self.model.cached_tokens
+        n_past = len(cached)
+        n_discard = (n_past - keep) // 2
+        if n_discard <= 0 or not llama_cpp.llama_memory_can_shift(self.mem):
+            return 0
+        llama_cpp.llama_memory_seq_rm(self.mem, 0, keep, keep + n_discard)
+        llama_cpp.llama_memory_seq_add(self.mem, 0, keep + n_discard, n_past, -n_discard)
+        del cached[keep:keep + n_discard]
+        return n_discard
+
+    def _resync(self) -> None:
+        """After an aborted/failed batch, drop whatever llama.cpp may have half-written."""
+        n = len(self.model.cached_tokens)
+        if not llama_cpp.llama_memory_seq_rm(self.mem, 0, n, -1):
+            llama_cpp.llama_memory_clear(self.mem, True)
+            self.model.cached_tokens.clear()
+
+
+def _top_logprobs(model: EngineModel, n: int, chosen: int, logits_ptr) -> TokenLogProb:
+    logits = np.ctypeslib.as_array(logits_ptr, shape=(model.n_vocab,)).astype(np.float64)
+    m = logits.max()
+    logz = m + math.log(np.exp(logits - m).sum())
+    top = np.argpartition(-logits, min(n, model.n_vocab - 1))[:n]
+    top = top[np.argsort(-logits[top])]
+
+    def text(t: int) -> str:
+        return model.token_bytes(int(t)).decode("utf-8", errors="replace")
+
+    return TokenLogProb(token=chosen, text=text(chosen), logprob=float(logits[chosen] - logz),
+                        top=[(int(t), text(t), float(logits[t] - logz)) for t in top])
+
+
+def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]:
+    """Run one generation on ``model``; yields token events and fills ``req.stats``.
+
+    Holds ``model.lock`` for its whole run: a second generation on the same model raises
+    :class:`ModelBusyError` instead of interleaving with this one.
+    """
+    stats = req.stats
+    stats.t_start = time.perf_counter()
+    stats.seed = req.sampling.seed
+    model.check_open()
+    if not model.lock.acquire(blocking=False):
+        raise ModelBusyError(f"model {model.path.name} is busy with another prediction; wait for it or stop it")
+    try:
+        model.check_open()
+        model.stop_requested.clear()
+        yield from _run(model, req, stats)
+    finally:
+        if stats.t_end is None:  # the consumer abandoned the iterator
+            stats.t_end = time.perf_counter()
+            stats.stop_reason = stats.stop_reason or "userStopped"
+        model.lock.release()
+
+
+def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> Iterator[TokenEvent]:
+    stop = model.stop_requested
+    n_ctx = model.n_ctx
+    if req.n_threads:
+        llama_cpp.llama_set_n_threads(model.ctx, req.n_threads, req.n_threads)
+    reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
+    prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
+    stats.truncated_prompt_tokens = removed
+    stats.prompt_tokens = len(prompt)
+    decoder = _Decoder(model, stop)
+    chain = SamplerChain(model.vocab, model.n_vocab, req.sampling, history=prompt)
+    matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
+    utf8 = Utf8Assembler()
+    keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
+    try:
+        with _sigint_sets(stop):
+            reused = decoder.reuse_prefix(prompt)
+            stats.cached_prompt_tokens = reused
+            try:
+                reason = decoder.prompt(prompt[reused:])
+            except KeyboardInterrupt:
+                reason = "userStopped"
+            stats.t_prompt_done = time.perf_counter()
+            if reason:
+                stats.stop_reason = reason
+                return
+            while True:
+                logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1) if req.log_probs else None
+                token = chain.sample(model.ctx)
+                stats.predicted_tokens += 1
+                if stats.t_first_token is None:
+                    stats.t_first_token = time.perf_counter()
+                if model.is_eog(token):
+                    stats.stop_reason = "eosFound"
+                    break
+                text, found = matcher.feed(utf8.feed(model.token_bytes(token)))
+                logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
+                if found is not None:
+                    stats.stop_string = found
+                    stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"
+                    if text:
+                        yield TokenEvent(text, token, logprob)
+                    break
+                yield TokenEvent(text, token, logprob)
+                if req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
+                    stats.stop_reason = "maxPredictedTokensReached"
+                    break
+                if stop.is_set():
+                    stats.stop_reason = "userStopped"
+                    break
+                if len(model.cached_tokens) >= n_ctx:
+                    if req.overflow_policy == "stopAtLimit" or not decoder.shift(keep):
+                        stats.stop_reason = "contextLengthReached"
+                        break
+                    stats.context_shifts += 1
+                rc = decoder.token(token)
+                if rc != 0:
+                    if stop.is_set() or rc == 2:
+                        stats.stop_reason = "userStopped"
+                        break
+                    stats.stop_reason = "failed"
+                    stats.error = f"llama_decode failed (code {rc})"
+                    break
+            if stats.stop_reason not in ("stopStringFound", "toolCalls"):
+                tail = matcher.feed(utf8.flush())[0] + matcher.flush()
+                if tail:
+                    yield TokenEvent(tail, -1)
+    except KeyboardInterrupt:  # a Ctrl-C that landed outside our handler's window
+        stats.stop_reason = "userStopped"
+    finally:
+        chain.close()
+        stats.t_end = time.perf_counter()
+        if stats.stop_reason is None:
+            stats.stop_reason = "failed"

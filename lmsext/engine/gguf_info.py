@@ -1,0 +1,166 @@
+"""Read a GGUF file's metadata with the ``gguf`` package, before llama.cpp ever sees the file.
+
+The result, :class:`ModelInfo`, feeds the load guards (expert counts, trained context), the
+load-config summary and the widgets' slider ranges.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+
+from ..errors import ModelLoadError
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a GGUF file says about the model inside it."""
+
+    path: str
+    file_size: int
+    architecture: str
+    name: str | None
+    parameter_count: int
+    quantization: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    n_vocab: int
+    trained_context: int
+    expert_count: int
+    expert_used_count: int
+    chat_template: str | None
+    bos_token_id: int | None
+    eos_token_id: int | None
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a mixture-of-experts model."""
+        return self.expert_count > 0
+
+    @property
+    def kv_bytes_per_token_f16(self) -> int:
+        """Bytes of K+V cache one token takes in f16 across all layers."""
+        head_dim = self.n_embd // max(self.n_head, 1)
+        return 2 * self.n_layer * head_dim * self.n_head_kv * 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (chat template included)."""
+        return asdict(self)
+
+
+def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
+    field = reader.fields.get(key)
+    if field is None:
+        return default
+    try:
+        return field.contents()
+    except Exception:
+        return default
+
+
+def _quantization(reader: gguf.GGUFReader) -> str:
+    file_type = _field(reader, "general.file_type")
+    if file_type is not None:
+        try:
+            name = gguf.LlamaFileType(int(file_type)).name
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        except ValueError:
+            pass
+    # No (or unknown) file type: the type holding most weight bytes among 2-D tensors.
+    weight_bytes: collections.Counter[str] = collections.Counter()
+    for tensor in reader.tensors:
+        if len(tensor.shape) >= 2:
+            weight_bytes[tensor.tensor_type.name] += int(tensor.n_bytes)
+    return weight_bytes.most_common(1)[0][0] if weight_bytes else "unknown"
+
+
+def check_magic(path: Path) -> None:
+    """Raise :class:`ModelLoadError` unless ``path`` is a readable file starting with ``GGUF``."""
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory, not a GGUF model file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(magic) < 4:
+        raise ModelLoadError(f"{path} is empty or truncated ({os.path.getsize(path)} bytes): not a GGUF file")
+    if magic != GGUF_MAGIC:
+        raise ModelLoadError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+
+
+def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
+    """Parse ``path``'s GGUF header and metadata; raise :class:`ModelLoadError` on a bad file."""
+    path = Path(path)
+    check_magic(path)
+    try:
+        reader = gguf.GGUFReader(path, "r")
+    except Exception as exc:  # the gguf package raises many kinds on malformed files
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{path.name} is not a valid GGUF file: {detail}") from None
+    arch = _field(reader, "general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise ModelLoadError(f"{path.name} has no general.architecture in its GGUF metadata")
+
+    def arch_int(key: str, default: int = 0) -> int:
+        value = _field(reader, f"{arch}.{key}", default)
+        if isinstance(value, list):  # per-layer arrays (e.g. head_count_kv on some archs)
+            value = max(value) if value else default
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return default
+
+    n_head = arch_int("attention.head_count")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    n_vocab = arch_int("vocab_size") or (len(tokens.data) if tokens is not None else 0)
+    template = _field(reader, "tokenizer.chat_template")
+    bos = _field(reader, "tokenizer.ggml.bos_token_id")
+    eos = _field(reader, "tokenizer.ggml.eos_token_id")
+    return ModelInfo(
+        path=str(path),
+        file_size=path.stat().st_size,
+        architecture=arch,
+        name=_field(reader, "general.name"),
+        parameter_count=sum(int(t.n_elements) for t in reader.tensors),
+        quantization=_quantization(reader),
+        n_layer=arch_int("block_count"),
+        n_embd=arch_int("embedding_length"),
+        n_head=n_head,
+        n_head_kv=arch_int("attention.head_count_kv", n_head) or n_head,
+        n_vocab=n_vocab,
+        trained_context=arch_int("context_length"),
+        expert_count=arch_int("expert_count"),
+        expert_used_count=arch_int("expert_used_count"),
+        chat_template=template if isinstance(template, str) and template.strip() else None,
+        bos_token_id=int(bos) if isinstance(bos, int) else None,
+        eos_token_id=int(eos) if isinstance(eos, int) else None,
+    )
+
+
+def format_params(n: int) -> str:
+    """Human form of a parameter count: 260K, 1.2M, 7.6B."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f}{unit}" if value >= 100 or value == int(value) else f"{value:.3g}{unit}"
+    return str(n)
+
+
+def format_bytes(n: int | float) -> str:
+    """Human form of a byte count: 1.13 MiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} TiB"

@@ -1,0 +1,246 @@
+"""A loaded llama.cpp model + context, guarded so misuse raises instead of crashing the kernel."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import llama_cpp
+
+from ..config import LoadModelConfig
+from ..errors import ModelLoadError, ModelNotLoadedError
+from . import _lib, logs
+from .gguf_info import ModelInfo, read_model_info
+from .params import LoadPlan, plan_load
+from .templates import ChatTemplate
+
+ProgressCallback = Callable[[float], Any]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What the engine measured while loading: time, memory, the plan it applied."""
+
+    plan: LoadPlan
+    load_time_seconds: float
+    weights_bytes: int
+    kv_cache_bytes: int
+    n_ctx: int
+    n_batch: int
+    n_ubatch: int
+    log_lines: tuple[str, ...]
+
+
+def _kv_overrides_array(overrides: dict[str, Any]):
+    if not overrides:
+        return None
+    arr = (llama_cpp.llama_model_kv_override * (len(overrides) + 1))()
+    for i, (key, value) in enumerate(overrides.items()):
+        arr[i].key = key.encode("utf-8")
+        if isinstance(value, bool):
+            arr[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_BOOL
+            arr[i].value.val_bool = value
+        elif isinstance(value, int):
+            arr[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_INT
+            arr[i].value.val_i64 = value
+        elif isinstance(value, float):
+            arr[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_FLOAT
+            arr[i].value.val_f64 = value
+        else:
+            arr[i].tag = llama_cpp.LLAMA_KV_OVERRIDE_TYPE_STR
+            arr[i].value.val_str = str(value).encode("utf-8")[:127]
+    arr[len(overrides)].key = b"\0"  # llama.cpp stops at an empty key
+    return arr
+
+
+def _last_error(lines: list[str]) -> str:
+    for line in reversed(lines):
+        low = line.lower()
+        if "error" in low or "failed" in low or "unknown" in low or "invalid" in low:
+            return line.strip()
+    return lines[-1].strip() if lines else "no details from llama.cpp"
+
+
+class EngineModel:
+    """One loaded model instance: the llama.cpp model and its context.
+
+    Every public method checks the instance is still loaded first: using a closed model raises
+    :class:`ModelNotLoadedError` (llama.cpp would segfault). ``lock`` serialises predictions.
+    """
+
+    def __init__(self, path: Path, info: ModelInfo, plan: LoadPlan, model_ptr, ctx_ptr) -> None:
+        self.path = path
+        self.info = info
+        self.plan = plan
+        self._model = model_ptr
+        self._ctx = ctx_ptr
+        self._vocab = llama_cpp.llama_model_get_vocab(model_ptr)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ctx_ptr))
+        self.n_batch = int(llama_cpp.llama_n_batch(ctx_ptr))
+        self.lock = threading.Lock()
+        self.stop_requested = threading.Event()
+        #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
+        self.cached_tokens: list[int] = []
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self.chat_template = ChatTemplate(info.chat_template, bos_token=self._special_text(
+            llama_cpp.llama_vocab_bos(self._vocab)), eos_token=self._special_text(
+            llama_cpp.llama_vocab_eos(self._vocab)))
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path, config: LoadModelConfig | None = None, *,
+             info: ModelInfo | None = None, progress: ProgressCallback | None = None
+             ) -> tuple["EngineModel", LoadReport]:
+        """Load ``path`` with ``config``; raise ConfigError/ModelLoadError before anything breaks."""
+        _lib.init()
+        path = Path(path)
+        info = info or read_model_info(path)
+        plan = plan_load(config or LoadModelConfig(), info)
+        mparams = llama_cpp.llama_model_default_params()
+        for key, value in plan.model_params.items():
+            if key == "tensor_split":
+                split = (ctypes.c_float * len(value))(*value)
+                mparams.tensor_split = split
+            else:
+                setattr(mparams, key, value)
+        overrides = _kv_overrides_array(plan.kv_overrides)
+        if overrides is not None:
+            mparams.kv_overrides = overrides
+        keepalive: list[Any] = [overrides]
+        if progress is not None:
+            @llama_cpp.llama_progress_callback
+            def _progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+                try:
+                    return progress(float(fraction)) is not False
+                except Exception:
+                    return True
+            mparams.progress_callback = _progress
+            keepalive.append(_progress)
+        t0 = time.perf_counter()
+        with logs.capture_logs() as records:
+            model_ptr = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), mparams)
+            if not model_ptr:
+                lines = [r.getMessage() for r in records]
+                raise ModelLoadError(f"llama.cpp could not load {path.name}: {_last_error(lines)}")
+            cparams = llama_cpp.llama_context_default_params()
+            for key, value in plan.context_params.items():
+                setattr(cparams, key, value)
+            cparams.no_perf = True
+            ctx_ptr = llama_cpp.llama_init_from_model(model_ptr, cparams)
+            if not ctx_ptr:
+                llama_cpp.llama_model_free(model_ptr)
+                lines = [r.getMessage() for r in records]
+                raise ModelLoadError(f"llama.cpp could not create a context for {path.name}: {_last_error(lines)}")
+        load_time = time.perf_counter() - t0
+        del keepalive
+        engine = cls(path, info, plan, model_ptr, ctx_ptr)
+        if engine.n_ctx != plan.effective["context_length"]:
+            plan.notes.append(f"context_length → {engine.n_ctx}: what llama.cpp allocated")
+            plan.effective["context_length"] = engine.n_ctx
+        report = LoadReport(
+            plan=plan, load_time_seconds=load_time,
+            weights_bytes=int(llama_cpp.llama_model_size(model_ptr)),
+            kv_cache_bytes=plan.kv_cache_bytes(), n_ctx=engine.n_ctx, n_batch=engine.n_batch,
+            n_ubatch=int(llama_cpp.llama_n_ubatch(ctx_ptr)),
+            log_lines=tuple(r.getMessage() for r in records))
+        return engine, report
+
+    # -- lifetime ------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran; every other method then raises ModelNotLoadedError."""
+        return self._model is None
+
+    def check_open(self) -> None:
+        """Raise :class:`ModelNotLoadedError` if this instance was unloaded."""
+        if self._model is None:
+            raise ModelNotLoadedError(f"model {self.path.name} was unloaded; load it again to use it")
+
+    @property
+    def ctx(self):
+        """The raw ``llama_context`` pointer (checked)."""
+        self.check_open()
+        return self._ctx
+
+    @property
+    def vocab(self):
+        """The raw ``llama_vocab`` pointer (checked)."""
+        self.check_open()
+        return self._vocab
+
+    def close(self) -> None:
+        """Free the context and model. Safe to call twice; waits for a running prediction to stop."""
+        if self._model is None:
+            return
+        self.stop_requested.set()
+        with self.lock:
+            if self._ctx is not None:
+                llama_cpp.llama_free(self._ctx)
+                self._ctx = None
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+            self._vocab = None
+            self.cached_tokens = []
+
+    def __del__(self) -> None:  # best effort: free native memory with the last reference
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text`` (with BOS when the model wants it and ``add_special``)."""
+        vocab = self.vocab
+        data = text.encode("utf-8", errors="replace")
+        n_max = len(data) + 8
+        buf = (llama_cpp.llama_token * n_max)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, n_max, add_special, parse_special)
+        if n < 0:
+            n_max = -n
+            buf = (llama_cpp.llama_token * n_max)()
+            n = llama_cpp.llama_tokenize(vocab, data, len(data), buf, n_max, add_special, parse_special)
+        return list(buf[:n])
+
+    def token_bytes(self, token: int, special: bool = False) -> bytes:
+        """The raw bytes one token decodes to (control tokens are empty unless ``special``)."""
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: list[int], special: bool = False) -> str:
+        """Text of a token sequence."""
+        return b"".join(self.token_bytes(t, special) for t in tokens).decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, EOT, <|im_end|>, …)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    def _special_text(self, token: int) -> str:
+        if token is None or token < 0:
+            return ""
+        return self.token_bytes(token, special=True).decode("utf-8", errors="replace")
+
+    def render_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], ChatTemplate]:
+        """Apply the chat template to ``messages`` and tokenize (special tokens parsed)."""
+        text = self.chat_template.render(messages, add_generation_prompt=True)
+        bos = self.chat_template.bos_token
+        add_special = not (bos and text.startswith(bos))
+        return self.tokenize(text, add_special=add_special, parse_special=True), self.chat_template
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes held for weights and KV cache."""
+        return {"weights": int(llama_cpp.llama_model_size(self._model)) if self._model else 0,
+                "kv_cache": self.plan.kv_cache_bytes()}

@@ -1,0 +1,306 @@
+"""THE mapping from LM Studio load settings to llama.cpp parameters.
+
+:data:`LOAD_SETTINGS` is the one table: each row names an LM Studio setting, the llama.cpp
+parameter(s) it drives and the function that applies it. :func:`plan_load` runs every row over a
+:class:`~lmsext.config.LoadModelConfig` and the file's :class:`~.gguf_info.ModelInfo` and returns
+a :class:`LoadPlan`: the ``llama_model_params`` / ``llama_context_params`` values, metadata
+overrides, the *effective* value of every setting (defaults included) and a note for every setting
+that was requested but applied differently, with the reason. Nothing is dropped silently; settings
+that cannot work raise :class:`~lmsext.errors.ConfigError` before llama.cpp is called.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import llama_cpp
+
+from ..config import LoadModelConfig
+from ..errors import ConfigError
+from . import _lib
+from .gguf_info import ModelInfo
+
+#: llama.cpp pads the KV cache to a multiple of this many tokens.
+CONTEXT_STEP = 256
+#: LM Studio's default context length (capped by what the model was trained on).
+DEFAULT_CONTEXT_LENGTH = 4096
+DEFAULT_EVAL_BATCH_SIZE = 512
+DEFAULT_FLASH_ATTENTION = False
+
+#: LM Studio cache quantization names → ggml types (and bytes per element, for memory estimates).
+CACHE_TYPES: dict[str, tuple[int, float]] = {
+    "f32": (llama_cpp.GGML_TYPE_F32, 4.0),
+    "f16": (llama_cpp.GGML_TYPE_F16, 2.0),
+    "q8_0": (llama_cpp.GGML_TYPE_Q8_0, 34 / 32),
+    "q4_0": (llama_cpp.GGML_TYPE_Q4_0, 18 / 32),
+    "q4_1": (llama_cpp.GGML_TYPE_Q4_1, 20 / 32),
+    "iq4_nl": (llama_cpp.GGML_TYPE_IQ4_NL, 18 / 32),
+    "q5_0": (llama_cpp.GGML_TYPE_Q5_0, 22 / 32),
+    "q5_1": (llama_cpp.GGML_TYPE_Q5_1, 24 / 32),
+}
+
+
+@dataclass
+class LoadPlan:
+    """Everything needed to load one model instance, and what to report about it."""
+
+    info: ModelInfo
+    model_params: dict[str, Any] = field(default_factory=dict)
+    context_params: dict[str, Any] = field(default_factory=dict)
+    kv_overrides: dict[str, int | float | bool | str] = field(default_factory=dict)
+    effective: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    default_seed: int | None = None
+    gpu_layers_requested: int = 0
+    gpu_layers_offloaded: int = 0
+
+    @property
+    def offloadable_layers(self) -> int:
+        """Layers llama.cpp counts for offload: the blocks plus the output layer."""
+        return self.info.n_layer + 1
+
+    def cache_bytes_per_element(self) -> tuple[float, float]:
+        """Bytes per K and per V cache element for the planned cache types."""
+        return (CACHE_TYPES[self.effective["llama_k_cache_quantization_type"]][1],
+                CACHE_TYPES[self.effective["llama_v_cache_quantization_type"]][1])
+
+    def kv_cache_bytes(self) -> int:
+        """Size of the KV cache this plan allocates, from the model's shape and cache types."""
+        info = self.info
+        head_dim = info.n_embd // max(info.n_head, 1)
+        per_token_elems = info.n_layer * head_dim * info.n_head_kv
+        k_b, v_b = self.cache_bytes_per_element()
+        return int(self.effective["context_length"] * per_token_elems * (k_b + v_b))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table: an LM Studio load setting and the llama.cpp parameters it drives."""
+
+    name: str
+    llama_params: str
+    apply: Callable[[LoadModelConfig, LoadPlan], None]
+
+
+def _requested(cfg: LoadModelConfig, name: str) -> Any:
+    return getattr(cfg, name) if name in cfg.model_fields_set else None
+
+
+def _apply_context_length(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    trained = plan.info.trained_context or DEFAULT_CONTEXT_LENGTH
+    asked = _requested(cfg, "context_length")
+    value = asked if asked is not None else min(DEFAULT_CONTEXT_LENGTH, trained)
+    allocated = -(-value // CONTEXT_STEP) * CONTEXT_STEP
+    if asked is not None and allocated != asked:
+        plan.notes.append(
+            f"context_length {asked} → {allocated}: llama.cpp allocates the KV cache in "
+            f"multiples of {CONTEXT_STEP} tokens")
+    if allocated > trained:
+        plan.notes.append(
+            f"context_length {allocated} exceeds the {trained} tokens the model was trained on: "
+            "expect degraded output past that point")
+    plan.context_params["n_ctx"] = allocated
+    plan.effective["context_length"] = allocated
+
+
+def _apply_eval_batch_size(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "eval_batch_size")
+    value = asked if asked is not None else DEFAULT_EVAL_BATCH_SIZE
+    n_ctx = plan.context_params["n_ctx"]
+    if value > n_ctx:
+        if asked is not None:
+            plan.notes.append(f"eval_batch_size {asked} → {n_ctx}: a batch cannot exceed the context length")
+        value = n_ctx
+    plan.context_params["n_batch"] = value
+    plan.context_params["n_ubatch"] = min(value, DEFAULT_EVAL_BATCH_SIZE)
+    plan.effective["eval_batch_size"] = value
+
+
+def _apply_flash_attention(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "flash_attention")
+    value = DEFAULT_FLASH_ATTENTION if asked is None else bool(asked)
+    plan.context_params["flash_attn_type"] = (
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if value else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    plan.effective["flash_attention"] = value
+
+
+def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    gpu = _requested(cfg, "gpu")
+    has_gpu = _lib.supports_gpu_offload()
+    total = plan.offloadable_layers
+    ratio: Any = getattr(gpu, "ratio", None) if gpu is not None else None
+    if ratio is None:
+        ratio = "max" if has_gpu else "off"
+    if ratio == "max":
+        ratio_value = 1.0
+    elif ratio == "off" or ratio is False:
+        ratio_value = 0.0
+    else:
+        ratio_value = float(ratio)
+    layers = round(ratio_value * total)
+    plan.gpu_layers_requested = layers
+    plan.gpu_layers_offloaded = layers if has_gpu else 0
+    plan.model_params["n_gpu_layers"] = layers
+    main_gpu = getattr(gpu, "main_gpu", None) if gpu is not None else None
+    split = getattr(gpu, "split_strategy", None) if gpu is not None else None
+    disabled = list(getattr(gpu, "disabled_gpus", None) or []) if gpu is not None else []
+    n_dev = max(int(llama_cpp.llama_max_devices()), 1)
+    plan.model_params["main_gpu"] = main_gpu or 0
+    if split == "favorMainGpu":
+        plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_NONE
+    else:
+        plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_LAYER
+    if disabled:
+        bad = [d for d in disabled if d >= n_dev]
+        if has_gpu and bad:
+            raise ConfigError(f"gpu.disabledGpus={disabled}: this build sees {n_dev} device(s) (0..{n_dev - 1})",
+                              key="gpu.disabledGpus", value=disabled)
+        enabled = [0.0 if i in disabled else 1.0 for i in range(n_dev)]
+        if has_gpu and not any(enabled):
+            raise ConfigError(f"gpu.disabledGpus={disabled}: every GPU is disabled; use gpu='off' instead",
+                              key="gpu.disabledGpus", value=disabled)
+        plan.model_params["tensor_split"] = enabled
+    plan.effective["gpu"] = {
+        "ratio": ratio_value,
+        "layers": plan.gpu_layers_offloaded,
+        "total_layers": total,
+        "main_gpu": main_gpu or 0,
+        "split_strategy": split or "evenly",
+        "disabled_gpus": disabled,
+    }
+    if not has_gpu and (layers or main_gpu or split or disabled):
+        plan.notes.append(
+            f"gpu {ratio} requested → 0 of {total} layers offloaded: this build of llama.cpp has no "
+            "GPU backend (reinstall with CMAKE_ARGS=\"-DGGML_CUDA=on\")")
+
+
+def _apply_gpu_strict_vram_cap(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "gpu_strict_vram_cap")
+    plan.effective["gpu_strict_vram_cap"] = bool(asked)
+    if asked and not _lib.supports_gpu_offload():
+        plan.notes.append("gpu_strict_vram_cap has no effect: this build of llama.cpp has no GPU backend")
+
+
+def _apply_offload_kv(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "offload_kv_cache_to_gpu")
+    want = True if asked is None else bool(asked)
+    plan.context_params["offload_kqv"] = want
+    really = want and _lib.supports_gpu_offload() and plan.gpu_layers_offloaded > 0
+    plan.effective["offload_kv_cache_to_gpu"] = really
+    if asked and not really:
+        why = ("this build of llama.cpp has no GPU backend" if not _lib.supports_gpu_offload()
+               else "no layers are offloaded to the GPU")
+        plan.notes.append(f"offload_kv_cache_to_gpu true requested → KV cache stays in RAM: {why}")
+
+
+def _apply_rope(name: str, param: str, metadata_key: str) -> Callable[[LoadModelConfig, LoadPlan], None]:
+    def apply(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+        asked = _requested(cfg, name)
+        if asked:
+            plan.context_params[param] = float(asked)
+            plan.effective[name] = float(asked)
+        else:
+            plan.context_params[param] = 0.0  # 0 = the model's own value
+            plan.effective[name] = False
+    return apply
+
+
+def _apply_memory_mode(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    mmap_asked = _requested(cfg, "try_mmap")
+    keep_asked = _requested(cfg, "keep_model_in_memory")
+    use_mmap = True if mmap_asked is None else bool(mmap_asked)
+    if use_mmap and not _lib.supports_mmap():
+        plan.notes.append("try_mmap: memory mapping is not supported on this platform; reading the file instead")
+        use_mmap = False
+    mlock = bool(keep_asked)
+    if mlock and not _lib.supports_mlock():
+        plan.notes.append("keep_model_in_memory: mlock is not supported on this platform")
+        mlock = False
+    plan.model_params["load_mode"] = {
+        (True, False): llama_cpp.LLAMA_LOAD_MODE_MMAP,
+        (True, True): llama_cpp.LLAMA_LOAD_MODE_MMAP_MLOCK,
+        (False, True): llama_cpp.LLAMA_LOAD_MODE_MLOCK,
+        (False, False): llama_cpp.LLAMA_LOAD_MODE_NONE,
+    }[(use_mmap, mlock)]
+    plan.effective["try_mmap"] = use_mmap
+    plan.effective["keep_model_in_memory"] = mlock
+
+
+def _apply_seed(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "seed")
+    plan.default_seed = asked
+    plan.effective["seed"] = asked
+
+
+def _apply_kv_cache_types(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    fp16 = _requested(cfg, "use_fp16_for_kv_cache")
+    base = "f32" if fp16 is False else "f16"
+    k = _requested(cfg, "llama_k_cache_quantization_type") or base
+    v = _requested(cfg, "llama_v_cache_quantization_type") or base
+    if v not in ("f16", "f32") and not plan.effective["flash_attention"]:
+        raise ConfigError(
+            f"llamaVCacheQuantizationType={v!r} needs flash attention: set flashAttention=True "
+            "(llama.cpp cannot quantize the V cache without it)",
+            key="llama_v_cache_quantization_type", value=v, allowed="f16/f32 without flash attention")
+    plan.context_params["type_k"] = CACHE_TYPES[k][0]
+    plan.context_params["type_v"] = CACHE_TYPES[v][0]
+    plan.effective["use_fp16_for_kv_cache"] = fp16 is not False
+    plan.effective["llama_k_cache_quantization_type"] = k
+    plan.effective["llama_v_cache_quantization_type"] = v
+
+
+def _apply_num_experts(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    asked = _requested(cfg, "num_experts")
+    info = plan.info
+    if asked is not None:
+        if not info.is_moe:
+            raise ConfigError(
+                f"numExperts={asked}: {os.path.basename(info.path)} is a dense model with no experts "
+                "(omit numExperts)", key="num_experts", value=asked, allowed="only for MoE models")
+        if not 1 <= asked <= info.expert_count:
+            raise ConfigError(
+                f"numExperts={asked}: this model has {info.expert_count} experts; choose 1..{info.expert_count}",
+                key="num_experts", value=asked, allowed=f"1..{info.expert_count}")
+        plan.kv_overrides[f"{info.architecture}.expert_used_count"] = int(asked)
+    plan.effective["num_experts"] = asked if asked is not None else info.expert_used_count
+
+
+def _apply_threads(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    threads = max(os.cpu_count() or 1, 1)
+    plan.context_params["n_threads"] = threads
+    plan.context_params["n_threads_batch"] = threads
+
+
+#: THE table. Order matters where a row reads another's result (flash attention before cache types,
+#: gpu before the KV offload, context length before the batch size).
+LOAD_SETTINGS: tuple[Setting, ...] = (
+    Setting("context_length", "n_ctx (rounded up to a multiple of 256)", _apply_context_length),
+    Setting("eval_batch_size", "n_batch, n_ubatch (≤ 512)", _apply_eval_batch_size),
+    Setting("flash_attention", "flash_attn_type", _apply_flash_attention),
+    Setting("gpu", "n_gpu_layers (ratio × (layers + 1)), main_gpu, split_mode, tensor_split", _apply_gpu),
+    Setting("gpu_strict_vram_cap", "— (GPU builds only)", _apply_gpu_strict_vram_cap),
+    Setting("offload_kv_cache_to_gpu", "offload_kqv", _apply_offload_kv),
+    Setting("rope_frequency_base", "rope_freq_base (0 = from model)",
+            _apply_rope("rope_frequency_base", "rope_freq_base", "rope.freq_base")),
+    Setting("rope_frequency_scale", "rope_freq_scale (0 = from model)",
+            _apply_rope("rope_frequency_scale", "rope_freq_scale", "rope.scale_linear")),
+    Setting("try_mmap", "load_mode (MMAP)", _apply_memory_mode),
+    Setting("keep_model_in_memory", "load_mode (MLOCK)", lambda cfg, plan: None),
+    Setting("seed", "default sampler seed of the instance", _apply_seed),
+    Setting("use_fp16_for_kv_cache", "type_k, type_v (f16 or f32)", _apply_kv_cache_types),
+    Setting("llama_k_cache_quantization_type", "type_k", lambda cfg, plan: None),
+    Setting("llama_v_cache_quantization_type", "type_v (needs flash attention unless f16/f32)",
+            lambda cfg, plan: None),
+    Setting("num_experts", "kv_overrides[<arch>.expert_used_count]", _apply_num_experts),
+    Setting("cpu_threads (prediction)", "n_threads, n_threads_batch", _apply_threads),
+)
+
+
+def plan_load(config: LoadModelConfig, info: ModelInfo) -> LoadPlan:
+    """Run every row of :data:`LOAD_SETTINGS`; raise :class:`ConfigError` for impossible settings."""
+    plan = LoadPlan(info=info)
+    for setting in LOAD_SETTINGS:
+        setting.apply(config, plan)
+    return plan

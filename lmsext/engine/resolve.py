@@ -1,0 +1,157 @@
+"""Find the GGUF file a model key names: a path, a key in the model folders, or a Hugging Face id.
+
+Search order for a bare name or key: ``$LMSEXT_MODELS_PATH`` (os.pathsep-separated folders), LM
+Studio's model folders (``~/.lmstudio/models``, ``~/.cache/lm-studio/models``), then the Hugging
+Face cache. ``owner/repo`` or ``owner/repo/file.gguf`` not found locally is downloaded with
+``huggingface_hub`` (a clear error when offline). Nothing outside those folders is ever returned
+for a key (only an explicit path can point elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelNotFoundError
+
+LMSTUDIO_DIRS = ("~/.lmstudio/models", "~/.cache/lm-studio/models")
+#: Preferred quantizations when a repository holds several GGUF files.
+QUANT_PREFERENCE = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q6_K", "F16", "BF16", "F32")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A GGUF file found in a model folder, with the key it is known by."""
+
+    key: str
+    path: Path
+    folder: Path
+    size: int
+
+
+def model_folders() -> list[Path]:
+    """The folders searched for model keys, in order (existing ones only)."""
+    folders: list[Path] = []
+    for entry in os.environ.get("LMSEXT_MODELS_PATH", "").split(os.pathsep):
+        if entry.strip():
+            folders.append(Path(entry).expanduser())
+    folders += [Path(p).expanduser() for p in LMSTUDIO_DIRS]
+    seen: list[Path] = []
+    for folder in folders:
+        if folder.is_dir() and folder.resolve() not in [s.resolve() for s in seen]:
+            seen.append(folder)
+    return seen
+
+
+def _hf_cache_files() -> list[ModelFile]:
+    try:
+        from huggingface_hub import scan_cache_dir
+        cache = scan_cache_dir()
+    except Exception:
+        return []
+    files = []
+    for repo in cache.repos:
+        if repo.repo_type != "model":
+            continue
+        for revision in repo.revisions:
+            for f in revision.files:
+                if f.file_name.lower().endswith(".gguf"):
+                    files.append(ModelFile(key=f"{repo.repo_id}/{f.file_name}", path=Path(f.file_path),
+                                           folder=Path(repo.repo_path), size=f.size_on_disk))
+    return files
+
+
+def _is_part_file(name: str) -> bool:
+    # split models: keep only the first part (llama.cpp loads the rest itself)
+    m = re.search(r"-(\d{5})-of-(\d{5})\.gguf$", name, re.IGNORECASE)
+    return bool(m and m.group(1) != "00001")
+
+
+def list_model_files(include_hf_cache: bool = True) -> list[ModelFile]:
+    """Every GGUF file in the model folders (and the Hugging Face cache), keyed as LM Studio does."""
+    found: list[ModelFile] = []
+    for folder in model_folders():
+        for path in sorted(folder.rglob("*.gguf")):
+            if path.is_file() and not _is_part_file(path.name) and "mmproj" not in path.name.lower():
+                rel = path.relative_to(folder).as_posix()
+                found.append(ModelFile(key=rel.removesuffix(".gguf"), path=path, folder=folder,
+                                       size=path.stat().st_size))
+    if include_hf_cache:
+        found += _hf_cache_files()
+    return found
+
+
+def _pick(candidates: list[ModelFile], name: str) -> ModelFile:
+    if len(candidates) == 1:
+        return candidates[0]
+    for quant in QUANT_PREFERENCE:
+        for c in candidates:
+            if quant.lower() in c.path.name.lower():
+                return c
+    names = ", ".join(sorted(c.key for c in candidates)[:6])
+    raise ModelNotFoundError(f"'{name}' matches several models ({names}); use the full key")
+
+
+def resolve_model(name: str, *, allow_download: bool = True) -> Path:
+    """Return the GGUF file for ``name`` or raise :class:`ModelNotFoundError` saying where it looked."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ModelNotFoundError(f"model must be a non-empty name, key or path, not {name!r}")
+    name = str(name).strip()
+    as_path = Path(name).expanduser()
+    looks_like_path = name.endswith(".gguf") or os.sep in name and as_path.is_absolute() or name.startswith((".", "~"))
+    if as_path.exists() and (as_path.is_file() or looks_like_path):
+        return as_path
+    if looks_like_path and as_path.is_absolute():
+        raise ModelNotFoundError(f"no such file: {as_path}")
+    if ".." in Path(name).parts:
+        raise ModelNotFoundError(f"model key {name!r} may not contain '..'")
+    wanted = name.removesuffix(".gguf").lower()
+    files = list_model_files()
+    exact = [f for f in files if f.key.lower() == wanted]
+    if exact:
+        return _pick(exact, name).path
+    by_stem = [f for f in files if f.path.stem.lower() == Path(wanted).name]
+    if by_stem:
+        return _pick(by_stem, name).path
+    by_dir = [f for f in files if f.key.lower().startswith(wanted + "/")]
+    if by_dir:
+        return _pick(by_dir, name).path
+    if allow_download and re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+\.gguf)?", name):
+        return download(name)
+    where = [str(f) for f in model_folders()] or ["(no model folder exists)"]
+    hint = "" if os.environ.get("LMSEXT_MODELS_PATH") else "; set LMSEXT_MODELS_PATH to your model folder"
+    raise ModelNotFoundError(f"model '{name}' not found in {', '.join(where)} or the Hugging Face cache{hint}")
+
+
+def download(repo_and_file: str) -> Path:
+    """Download ``owner/repo`` (best GGUF in it) or ``owner/repo/file.gguf`` from the Hugging Face hub."""
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.utils import HfHubHTTPError
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ModelNotFoundError("huggingface_hub is not installed; cannot download models") from None
+    parts = repo_and_file.split("/")
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        if filename is None:
+            if offline:
+                raise ModelNotFoundError(
+                    f"model '{repo_and_file}' is not downloaded and HF_HUB_OFFLINE is set; cannot list the repository")
+            ggufs = [f for f in HfApi().list_repo_files(repo_id) if f.lower().endswith(".gguf")]
+            if not ggufs:
+                raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no .gguf files")
+            filename = _pick([ModelFile(key=f, path=Path(f), folder=Path("."), size=0) for f in ggufs
+                              if not _is_part_file(f)], repo_and_file).key
+        return Path(hf_hub_download(repo_id, filename))
+    except ModelNotFoundError:
+        raise
+    except HfHubHTTPError as exc:
+        raise ModelNotFoundError(f"could not download '{repo_and_file}' from the Hugging Face hub: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelNotFoundError(f"could not download '{repo_and_file}' from the Hugging Face hub "
+                                 f"(offline?): {first}") from None

@@ -1,0 +1,42 @@
+"""Exceptions raised by lmsext. Every message is one line that names the problem."""
+
+from __future__ import annotations
+
+
+class LmsextError(Exception):
+    """Base class of every error lmsext raises on purpose."""
+
+
+class ConfigError(LmsextError, ValueError):
+    """A load or prediction setting is unknown, of the wrong type or out of range.
+
+    ``key`` is the offending setting (as the user spelled it), ``value`` what was given and
+    ``allowed`` a short description of what is accepted.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, value: object = None,
+                 allowed: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+class ModelNotFoundError(LmsextError, LookupError):
+    """A model key, path or Hugging Face id could not be resolved to a GGUF file."""
+
+
+class ModelLoadError(LmsextError):
+    """llama.cpp refused to load a model or create its context."""
+
+
+class ModelNotLoadedError(LmsextError):
+    """A model handle was used after it was unloaded."""
+
+
+class ModelBusyError(LmsextError):
+    """A prediction was started on a model that is already generating."""
+
+
+class PredictionError(LmsextError):
+    """A prediction failed inside the engine."""

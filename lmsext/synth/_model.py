@@ -1,0 +1,384 @@
+"""Writing small llama-architecture GGUF models (random or derived weights) with the ``gguf`` package."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from gguf import (
+    GGMLQuantizationType,
+    GGUFReader,
+    GGUFValueType,
+    GGUFWriter,
+    Keys,
+    LlamaFileType,
+    TokenType,
+)
+
+from . import _vocab
+from ._vocab import Vocab
+
+ARCH = "llama"
+RMS_EPS = 1e-5
+ROPE_FREQ_BASE = 10000.0
+
+_DTYPES = {
+    "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
+    "f16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
+    "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
+}
+
+
+def default_n_ff(n_embd: int) -> int:
+    """Llama-style feed-forward width: 8/3 * n_embd rounded up to a multiple of 32."""
+    return int(math.ceil(8 * n_embd / 3 / 32) * 32)
+
+
+def read_hparams(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Shape hyper-parameters of a llama GGUF, as ``write_model`` keyword arguments
+    (n_layer, n_embd, n_head, n_head_kv, n_ff, context_length, n_expert, n_expert_used)."""
+    reader = GGUFReader(os.fspath(path))
+    arch = str(reader.fields[Keys.General.ARCHITECTURE].contents())
+
+    def get(key: str, default: Any = None) -> Any:
+        f = reader.fields.get(key.format(arch=arch))
+        return default if f is None else f.contents()
+
+    n_head = int(get(Keys.Attention.HEAD_COUNT))
+    return {
+        "n_layer": int(get(Keys.LLM.BLOCK_COUNT)),
+        "n_embd": int(get(Keys.LLM.EMBEDDING_LENGTH)),
+        "n_head": n_head,
+        "n_head_kv": int(get(Keys.Attention.HEAD_COUNT_KV, n_head)),
+        "n_ff": int(get(Keys.LLM.FEED_FORWARD_LENGTH)),
+        "context_length": int(get(Keys.LLM.CONTEXT_LENGTH, 2048)),
+        "n_expert": int(get(Keys.LLM.EXPERT_COUNT, 0)),
+        "n_expert_used": int(get(Keys.LLM.EXPERT_USED_COUNT, 0)),
+    }
+
+
+@dataclass
+class _Spec:
+    name: str
+    shape: tuple[int, ...]  # numpy order (ggml ne reversed)
+    qtype: GGMLQuantizationType
+    make: Callable[[], np.ndarray]  # float32 values of ``shape``
+
+    @property
+    def nbytes(self) -> int:
+        if self.qtype == GGMLQuantizationType.F32:
+            return int(np.prod(self.shape)) * 4
+        if self.qtype == GGMLQuantizationType.F16:
+            return int(np.prod(self.shape)) * 2
+        from gguf.quants import quant_shape_to_byte_shape
+
+        return int(np.prod(quant_shape_to_byte_shape(self.shape, self.qtype)))
+
+    def encode(self) -> np.ndarray:
+        data = np.ascontiguousarray(self.make(), dtype=np.float32)
+        assert data.shape == self.shape, (self.name, data.shape, self.shape)
+        if self.qtype == GGMLQuantizationType.F32:
+            return data
+        if self.qtype == GGMLQuantizationType.F16:
+            return data.astype(np.float16)
+        from gguf.quants import quantize
+
+        return quantize(data, self.qtype)
+
+
+class _Source:
+    """Float32 tensors and vocabulary of a llama GGUF whose weights are reused."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.reader = GGUFReader(os.fspath(path))
+        self.tensors = {t.name: t for t in self.reader.tensors}
+        tok = self.reader.fields.get(Keys.Tokenizer.LIST)
+        self.tokens = [str(t) for t in tok.contents()] if tok is not None else None
+        bos = self.reader.fields.get(Keys.Tokenizer.BOS_ID)
+        self.bos_id = int(bos.contents()) if bos is not None else None
+
+    def get(self, name: str) -> np.ndarray:
+        from gguf.quants import dequantize
+
+        t = self.tensors[name]
+        data = dequantize(np.asarray(t.data), GGMLQuantizationType(t.tensor_type))
+        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
+        return np.asarray(data, dtype=np.float32).reshape(shape)
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        t = self.tensors.get(name)
+        return None if t is None else tuple(int(x) for x in reversed(t.shape.tolist()))
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def _normal(seed: int, name: str, shape: tuple[int, ...], std: float) -> np.ndarray:
+    out = _rng(seed, name).standard_normal(shape, dtype=np.float32)
+    out *= np.float32(std)
+    return out
+
+
+def write_model(
+    path: str | os.PathLike[str],
+    *,
+    n_layer: int = 2,
+    n_embd: int = 64,
+    n_head: int = 4,
+    n_head_kv: int | None = None,
+    n_ff: int | None = None,
+    context_length: int = 2048,
+    n_expert: int = 0,
+    n_expert_used: int = 0,
+    chat_template: str | None = None,
+    dtype: str = "f32",
+    tokenizer_from: str | os.PathLike[str] | None = None,
+    weights_from: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> Path:
+    """Write a llama-architecture GGUF model to ``path`` and return it.
+
+    Weights are seeded random values (scaled so logits are finite and varied), or copied from
+    the llama GGUF ``weights_from`` (shapes must match; see :func:`read_hparams`). The tokenizer
+    is the built-in SentencePiece-style one, or copied from ``tokenizer_from`` (default: from
+    ``weights_from``). A ChatML ``chat_template`` adds ``<|im_start|>``/``<|im_end|>`` as control
+    tokens with ``<|im_end|>`` as eos/eot. ``n_expert > 0`` writes a Mixtral-style MoE.
+    ``dtype`` is "f32", "f16" or "q8_0" (norms and the router stay F32).
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
+    n_head_kv = n_head if n_head_kv is None else n_head_kv
+    n_ff = default_n_ff(n_embd) if n_ff is None else n_ff
+    if n_embd % n_head or (n_embd // n_head) % 2:
+        raise ValueError("n_embd must be a multiple of n_head with an even head size")
+    if n_head_kv <= 0 or n_head % n_head_kv:
+        raise ValueError("n_head must be a multiple of n_head_kv")
+    if n_expert < 0 or n_expert_used < 0:
+        raise ValueError("n_expert and n_expert_used must be >= 0")
+    if n_expert > 0:
+        n_expert_used = n_expert_used or min(2, n_expert)
+        if n_expert_used > n_expert:
+            raise ValueError("n_expert_used must be <= n_expert")
+    else:
+        n_expert_used = 0
+    head_dim = n_embd // n_head
+    qtype, ftype = _DTYPES[dtype]
+
+    # ---- tokenizer
+    if tokenizer_from is None and weights_from is not None:
+        tokenizer_from = weights_from
+    vocab = _vocab.vocab_from_gguf(tokenizer_from) if tokenizer_from is not None else _vocab.builtin_vocab()
+    if chat_template is not None:
+        vocab.set_str(Keys.Tokenizer.CHAT_TEMPLATE, chat_template)
+    template = vocab.get(Keys.Tokenizer.CHAT_TEMPLATE)
+    chatml = isinstance(template, str) and _vocab.IM_START in template
+    if chatml:
+        _vocab.add_chatml(vocab)
+    n_vocab = len(vocab.tokens)
+
+    # ---- tensor plan
+    src = _Source(weights_from) if weights_from is not None else None
+    rows = _vocab_rows(vocab, src, n_embd) if src is not None else None
+
+    def mat_type(shape: tuple[int, ...]) -> GGMLQuantizationType:
+        if qtype == GGMLQuantizationType.Q8_0 and shape[-1] % 32:
+            return GGMLQuantizationType.F16  # Q8_0 needs rows that are a multiple of 32
+        return qtype
+
+    specs: list[_Spec] = []
+
+    def add(name: str, shape: tuple[int, ...], make: Callable[[], np.ndarray], *, f32: bool = False) -> None:
+        specs.append(_Spec(name, shape, GGMLQuantizationType.F32 if f32 or len(shape) == 1 else mat_type(shape), make))
+
+    ones = lambda n: (lambda: np.ones(n, dtype=np.float32))  # noqa: E731
+    normal_out = 3.0 / math.sqrt(n_embd)  # final-norm output has unit RMS -> logits ~ N(0, 3)
+    resid_scale = 1.0 / math.sqrt(2 * n_layer)
+
+    def need(src_name: str, shape: tuple[int, ...]) -> None:
+        got = src.shape(src_name) if src is not None else None
+        if got != shape:
+            raise ValueError(
+                f"weights_from {src.path if src else None}: tensor {src_name} has shape {got}, expected {shape}; "
+                f"pass the source's shapes (read_hparams() gives {read_hparams(src.path) if src else None})"
+            )
+
+    if src is not None:
+        need("token_embd.weight", (len(src.tokens) if src.tokens else src.shape("token_embd.weight")[0], n_embd))
+
+    # token embeddings and output head
+    if src is None:
+        add("token_embd.weight", (n_vocab, n_embd), lambda: _normal(seed, "token_embd.weight", (n_vocab, n_embd), 1.0))
+        add("output_norm.weight", (n_embd,), ones(n_embd))
+
+        def make_output() -> np.ndarray:
+            out = _normal(seed, "output.weight", (n_vocab, n_embd), normal_out)
+            # Only NORMAL tokens get random rows: control/byte tokens then never win at
+            # temperature 0, so greedy text is readable and never stops at once.
+            keep = np.asarray(vocab.types) == int(TokenType.NORMAL)
+            out[~keep] = 0.0
+            return out
+
+        add("output.weight", (n_vocab, n_embd), make_output)
+    else:
+        assert rows is not None
+        add("token_embd.weight", (n_vocab, n_embd), lambda: rows("token_embd.weight", seed))
+        add("output_norm.weight", (n_embd,), lambda: src.get("output_norm.weight"))
+        out_name = "output.weight" if "output.weight" in src.tensors else "token_embd.weight"
+        add("output.weight", (n_vocab, n_embd), lambda: rows(out_name, seed + 1, output=True))
+
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        shapes = {
+            "attn_q.weight": (n_head * head_dim, n_embd),
+            "attn_k.weight": (n_head_kv * head_dim, n_embd),
+            "attn_v.weight": (n_head_kv * head_dim, n_embd),
+            "attn_output.weight": (n_embd, n_head * head_dim),
+        }
+        add(p + "attn_norm.weight", (n_embd,), ones(n_embd) if src is None else _src_fn(src, p + "attn_norm.weight", (n_embd,), need))
+        for t, shape in shapes.items():
+            std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "attn_output.weight" else 1.0)
+            add(p + t, shape, _rand_fn(seed, p + t, shape, std) if src is None else _src_fn(src, p + t, shape, need))
+        add(p + "ffn_norm.weight", (n_embd,), ones(n_embd) if src is None else _src_fn(src, p + "ffn_norm.weight", (n_embd,), need))
+        ffn = {
+            "ffn_gate": (n_ff, n_embd),
+            "ffn_up": (n_ff, n_embd),
+            "ffn_down": (n_embd, n_ff),
+        }
+        if n_expert == 0:
+            for t, shape in ffn.items():
+                nm = p + t + ".weight"
+                std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "ffn_down" else 1.0)
+                add(nm, shape, _rand_fn(seed, nm, shape, std) if src is None else _src_fn(src, nm, shape, need))
+        else:
+            nm = p + "ffn_gate_inp.weight"
+            add(nm, (n_expert, n_embd), _rand_fn(seed, nm, (n_expert, n_embd), 1.0 / math.sqrt(n_embd)), f32=True)
+            for t in ("ffn_gate", "ffn_up", "ffn_down"):
+                shape = ffn[t]
+                nm = p + t + "_exps.weight"
+                eshape = (n_expert, *shape)
+                if src is None:
+                    std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "ffn_down" else 1.0)
+                    add(nm, eshape, _rand_fn(seed, nm, eshape, std))
+                else:
+                    add(nm, eshape, _experts_fn(src, p + t + ".weight", shape, n_expert, seed, nm, need))
+
+    # Validate shapes of every source tensor before writing anything.
+    if src is not None:
+        for s in specs:
+            getattr(s.make, "check", lambda: None)()
+
+    # ---- metadata
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        w = GGUFWriter(tmp, ARCH)
+        w.add_name(name or f"lmsext-synth-{n_layer}x{n_embd}" + (f"-{n_expert}x-moe" if n_expert else ""))
+        w.add_description("Synthetic model generated by lmsext.synth" + (f" from {Path(weights_from).name}" if weights_from else " (random weights)"))
+        w.add_file_type(int(ftype))
+        w.add_quantization_version(2)
+        w.add_vocab_size(n_vocab)
+        w.add_context_length(int(context_length))
+        w.add_embedding_length(n_embd)
+        w.add_block_count(n_layer)
+        w.add_feed_forward_length(n_ff)
+        w.add_head_count(n_head)
+        w.add_head_count_kv(n_head_kv)
+        w.add_rope_dimension_count(head_dim)
+        w.add_rope_freq_base(ROPE_FREQ_BASE)
+        w.add_layer_norm_rms_eps(RMS_EPS)
+        if n_expert:
+            w.add_expert_count(n_expert)
+            w.add_expert_used_count(n_expert_used)
+        w.add_key_value(Keys.Tokenizer.LIST, vocab.tokens, GGUFValueType.ARRAY, GGUFValueType.STRING)
+        w.add_key_value(Keys.Tokenizer.SCORES, vocab.scores, GGUFValueType.ARRAY, GGUFValueType.FLOAT32)
+        w.add_key_value(Keys.Tokenizer.TOKEN_TYPE, vocab.types, GGUFValueType.ARRAY, GGUFValueType.INT32)
+        for key, (value, vtype, sub) in sorted(vocab.extra.items()):
+            w.add_key_value(key, value, vtype, sub)
+
+        # ---- tensors, streamed one at a time (bounded memory for large random models)
+        for s in specs:
+            w.add_tensor_info(s.name, s.shape, np.dtype(np.float32), s.nbytes, raw_dtype=s.qtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for s in specs:
+            data = s.encode()
+            assert data.nbytes == s.nbytes, (s.name, data.nbytes, s.nbytes)
+            w.write_tensor_data(data)
+        w.close()
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def _rand_fn(seed: int, name: str, shape: tuple[int, ...], std: float) -> Callable[[], np.ndarray]:
+    return lambda: _normal(seed, name, shape, std)
+
+
+def _src_fn(src: _Source, name: str, shape: tuple[int, ...], need: Callable[[str, tuple[int, ...]], None]) -> Callable[[], np.ndarray]:
+    def make() -> np.ndarray:
+        return src.get(name)
+
+    make.check = lambda: need(name, shape)  # type: ignore[attr-defined]
+    return make
+
+
+def _experts_fn(
+    src: _Source, name: str, shape: tuple[int, ...], n_expert: int, seed: int, out_name: str,
+    need: Callable[[str, tuple[int, ...]], None],
+) -> Callable[[], np.ndarray]:
+    def make() -> np.ndarray:
+        base = src.get(name)
+        noise = _normal(seed, out_name, (n_expert, *shape), 0.02 * float(base.std() or 1.0))
+        return base[None, :, :] + noise
+
+    make.check = lambda: need(name, shape)  # type: ignore[attr-defined]
+    return make
+
+
+def _vocab_rows(vocab: Vocab, src: _Source, n_embd: int) -> Callable[..., np.ndarray]:
+    """Build token-embedding / output rows for ``vocab`` from the source: rows of tokens the
+    source knows (matched by text) are copied; ``<|im_start|>``/``<|im_end|>`` input rows and the
+    ``<|im_end|>`` output row borrow the source's BOS row (a base model's text boundary; the output
+    row is scaled by 1.25 so at temperature 0 ``<|im_end|>`` wins where the source would start a
+    new text, ending the chat turn); other added rows get small random values."""
+    src_index: dict[str, int] = {}
+    if src.tokens is not None:
+        for i, t in enumerate(src.tokens):
+            src_index.setdefault(t, i)
+    bos = src.bos_id
+
+    def rows(tensor: str, seed: int, output: bool = False) -> np.ndarray:
+        base = src.get(tensor)
+        std = float(base.std() or 0.02)
+        out = np.empty((len(vocab.tokens), n_embd), dtype=np.float32)
+        rng = _rng(seed, "added-rows:" + tensor)
+        for i, tok in enumerate(vocab.tokens):
+            j = src_index.get(tok) if src.tokens is not None else (i if i < base.shape[0] else None)
+            if j is not None and j < base.shape[0]:
+                out[i] = base[j]
+            elif bos is not None and 0 <= bos < base.shape[0] and (
+                (tok == _vocab.IM_START and not output) or tok == _vocab.IM_END
+            ):
+                out[i] = base[bos] * (1.25 if output else 1.0)
+            else:
+                out[i] = rng.standard_normal(n_embd, dtype=np.float32) * (0.1 * std)
+        return out
+
+    return rows
