@@ -13,7 +13,6 @@ a clean ``userStopped`` with the partial text kept and the KV cache consistent.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import math
 import signal
@@ -131,21 +130,31 @@ def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_he
     return kept, len(tokens) - len(kept)
 
 
-@contextlib.contextmanager
-def _sigint_sets(flag: threading.Event):
-    """While active on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: flag.set())
-    except ValueError:  # not allowed here (e.g. embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+class _SigintGuard:
+    """While entered on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt.
+
+    Re-entered around each unit of engine work; a Ctrl-C that arrives while it is not entered
+    behaves normally.
+    """
+
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+        self.active = threading.current_thread() is threading.main_thread()
+        self._previous = None
+        self._handler = lambda signum, frame: flag.set()
+
+    def __enter__(self) -> "_SigintGuard":
+        if self.active:
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+            except ValueError:
+                self.active = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active and self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class _Decoder:
@@ -269,8 +278,9 @@ def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]
 def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> Iterator[TokenEvent]:
     stop = model.stop_requested
     n_ctx = model.n_ctx
-    if req.n_threads:
-        llama_cpp.llama_set_n_threads(model.ctx, req.n_threads, req.n_threads)
+    threads = model.plan.context_params
+    llama_cpp.llama_set_n_threads(model.ctx, req.n_threads or threads["n_threads"],
+                                  req.n_threads or threads["n_threads_batch"])
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed
@@ -280,59 +290,64 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
+    guard = _SigintGuard(stop)
     try:
-        with _sigint_sets(stop):
+        with guard:
             reused = decoder.reuse_prefix(prompt)
             stats.cached_prompt_tokens = reused
-            try:
-                reason = decoder.prompt(prompt[reused:])
-            except KeyboardInterrupt:
-                reason = "userStopped"
-            stats.t_prompt_done = time.perf_counter()
-            if reason:
-                stats.stop_reason = reason
-                return
-            while True:
+            reason = decoder.prompt(prompt[reused:])
+        stats.t_prompt_done = time.perf_counter()
+        if reason:
+            stats.stop_reason = reason
+            return
+        while True:
+            # The SIGINT guard is held while we work, never across a yield: consumer code between
+            # tokens gets ordinary Ctrl-C behaviour.
+            with guard:
                 logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1) if req.log_probs else None
                 token = chain.sample(model.ctx)
                 stats.predicted_tokens += 1
                 if stats.t_first_token is None:
                     stats.t_first_token = time.perf_counter()
+                event, found = None, None
                 if model.is_eog(token):
                     stats.stop_reason = "eosFound"
-                    break
-                text, found = matcher.feed(utf8.feed(model.token_bytes(token)))
-                logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
-                if found is not None:
-                    stats.stop_string = found
-                    stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"
-                    if text:
-                        yield TokenEvent(text, token, logprob)
-                    break
-                yield TokenEvent(text, token, logprob)
-                if req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
-                    stats.stop_reason = "maxPredictedTokensReached"
-                    break
+                else:
+                    text, found = matcher.feed(utf8.feed(model.token_bytes(token)))
+                    logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
+                    event = TokenEvent(text, token, logprob)
+                    if found is not None:
+                        stats.stop_string = found
+                        stats.stop_reason = ("toolCalls" if found in req.tool_call_stop_strings
+                                             else "stopStringFound")
+                    elif req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
+                        stats.stop_reason = "maxPredictedTokensReached"
+            if event is not None:
+                yield event
+            if stats.stop_reason is not None:
+                break
+            with guard:
                 if stop.is_set():
                     stats.stop_reason = "userStopped"
-                    break
-                if len(model.cached_tokens) >= n_ctx:
+                elif len(model.cached_tokens) >= n_ctx:
                     if req.overflow_policy == "stopAtLimit" or not decoder.shift(keep):
                         stats.stop_reason = "contextLengthReached"
-                        break
-                    stats.context_shifts += 1
-                rc = decoder.token(token)
-                if rc != 0:
-                    if stop.is_set() or rc == 2:
-                        stats.stop_reason = "userStopped"
-                        break
-                    stats.stop_reason = "failed"
-                    stats.error = f"llama_decode failed (code {rc})"
-                    break
-            if stats.stop_reason not in ("stopStringFound", "toolCalls"):
-                tail = matcher.feed(utf8.flush())[0] + matcher.flush()
-                if tail:
-                    yield TokenEvent(tail, -1)
+                    else:
+                        stats.context_shifts += 1
+                if stats.stop_reason is None:
+                    rc = decoder.token(token)
+                    if rc != 0:
+                        if stop.is_set() or rc == 2:
+                            stats.stop_reason = "userStopped"
+                        else:
+                            stats.stop_reason = "failed"
+                            stats.error = f"llama_decode failed (code {rc})"
+            if stats.stop_reason is not None:
+                break
+        if stats.stop_reason not in ("stopStringFound", "toolCalls"):
+            tail = matcher.feed(utf8.flush())[0] + matcher.flush()
+            if tail:
+                yield TokenEvent(tail, -1)
     except KeyboardInterrupt:  # a Ctrl-C that landed outside our handler's window
         stats.stop_reason = "userStopped"
     finally:

@@ -94,14 +94,20 @@ def _pick(candidates: list[ModelFile], name: str) -> ModelFile:
     raise ModelNotFoundError(f"'{name}' matches several models ({names}); use the full key")
 
 
-def resolve_model(name: str, *, allow_download: bool = True) -> Path:
-    """Return the GGUF file for ``name`` or raise :class:`ModelNotFoundError` saying where it looked."""
+def resolve_model(name: str, *, allow_download: bool = True, allow_paths: bool = True) -> Path:
+    """Return the GGUF file for ``name`` or raise :class:`ModelNotFoundError` saying where it looked.
+
+    ``allow_paths=False`` (the REST server) accepts only keys, which resolve inside the model folders.
+    """
     if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
         raise ModelNotFoundError(f"model must be a non-empty name, key or path, not {name!r}")
     name = str(name).strip()
     as_path = Path(name).expanduser()
+    if not allow_paths and (as_path.is_absolute() or name.startswith(("~", ".")) or ".." in Path(name).parts
+                            or "\\" in name):
+        raise ModelNotFoundError(f"model {name!r}: only model keys are accepted here, not file paths")
     looks_like_path = name.endswith(".gguf") or os.sep in name and as_path.is_absolute() or name.startswith((".", "~"))
-    if as_path.exists() and (as_path.is_file() or looks_like_path):
+    if allow_paths and as_path.exists() and (as_path.is_file() or looks_like_path):
         return as_path
     if looks_like_path and as_path.is_absolute():
         raise ModelNotFoundError(f"no such file: {as_path}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import secrets
 from dataclasses import dataclass
 from typing import Sequence
@@ -80,7 +79,7 @@ class SamplerChain:
                 raise ConfigError("structured: llama.cpp rejected the grammar", key="structured")
             add(grammar)
         if settings.repeat_penalty != 1.0:
-            penalties = llama_cpp.llama_sampler_init_penalties(REPEAT_LAST_N, settings.repeat_penalty, 0.0, 0.0)
+            penalties = llama_cpp.llama_sampler_init_penalties(n_vocab, REPEAT_LAST_N, settings.repeat_penalty, 0.0, 0.0)
             for token in list(history)[-REPEAT_LAST_N:]:
                 llama_cpp.llama_sampler_accept(penalties, token)
             add(penalties)

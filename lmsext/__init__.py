@@ -1,0 +1,55 @@
+"""lmsext — LM Studio's model-loading and prediction API inside the Jupyter/IPython kernel.
+
+>>> import lmsext
+>>> client = lmsext.Client()
+>>> model = client.llm.model("stories260K", config={"contextLength": 1024})
+>>> model.respond("Tell me a story", config={"temperature": 0.6, "maxTokens": 50}).content
+
+In a notebook: ``%load_ext lmsext`` then ``%lm_load``, ``%%lm_respond`` and friends.
+The engine (llama-cpp-python) is imported lazily, on first use of the client API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .chat import Chat
+from .config import GpuSetting, LoadModelConfig, PredictionConfig
+from .errors import (ConfigError, LmsextError, ModelBusyError, ModelLoadError, ModelNotFoundError,
+                     ModelNotLoadedError, PredictionError)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "client", "default_client": "client", "DownloadedModel": "client", "LLM": "llm",
+    "LoadResult": "results", "PredictionResult": "results", "PredictionStats": "results",
+    "PredictionFragment": "results", "PredictionStream": "results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'lmsext' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext lmsext``: register the magics."""
+    from .ui.magics import load_ipython_extension as load
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext lmsext``."""
+    from .ui.magics import unload_ipython_extension as unload
+    unload(ipython)
+
+
+__all__ = [
+    "Chat", "Client", "ConfigError", "DownloadedModel", "GpuSetting", "LLM", "LmsextError", "LoadModelConfig",
+    "LoadResult", "ModelBusyError", "ModelLoadError", "ModelNotFoundError", "ModelNotLoadedError",
+    "PredictionConfig", "PredictionError", "PredictionFragment", "PredictionResult", "PredictionStats",
+    "PredictionStream", "default_client", "load_ipython_extension",
+]

@@ -1,0 +1,111 @@
+"""``Chat``: a conversation history, as in LM Studio's SDK."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Iterable
+
+ROLES = ("system", "user", "assistant")
+
+
+class Chat:
+    """An ordered list of messages (``{"role": …, "content": …}``) with an optional system prompt.
+
+    >>> chat = Chat("You are terse.")
+    >>> chat.add_user_message("Hi")
+    >>> chat.add_assistant_response("Hello")
+    """
+
+    def __init__(self, initial_prompt: str | None = None) -> None:
+        self._messages: list[dict[str, str]] = []
+        if initial_prompt is not None:
+            self.add_system_prompt(initial_prompt)
+
+    @classmethod
+    def from_history(cls, history: "Chat | str | dict[str, Any] | Iterable[dict[str, Any]]") -> "Chat":
+        """Build a Chat from a string (one user message), ``{"messages": [...]}`` or a list of messages."""
+        if isinstance(history, Chat):
+            return history.copy()
+        chat = cls()
+        if isinstance(history, str):
+            chat.add_user_message(history)
+            return chat
+        if isinstance(history, dict):
+            history = history.get("messages", None)
+            if history is None:
+                raise ValueError("a chat history dict needs a 'messages' list")
+        for message in history:
+            if not isinstance(message, dict) or "role" not in message or "content" not in message:
+                raise ValueError(f"each chat message needs 'role' and 'content', got {message!r:.60}")
+            chat._add(message["role"], message["content"])
+        return chat
+
+    def _add(self, role: str, content: Any) -> None:
+        if role not in ROLES:
+            raise ValueError(f"chat role {role!r} is not one of {', '.join(ROLES)}")
+        content = getattr(content, "content", content)  # accept a PredictionResult
+        if not isinstance(content, str):
+            raise ValueError(f"chat message content must be text, got {type(content).__name__}")
+        self._messages.append({"role": role, "content": content})
+
+    def add_system_prompt(self, prompt: str) -> None:
+        """Set (or replace) the system prompt, kept as the first message."""
+        if self._messages and self._messages[0]["role"] == "system":
+            self._messages.pop(0)
+        self._add("system", prompt)
+        self._messages.insert(0, self._messages.pop())
+
+    def add_user_message(self, content: str) -> None:
+        """Append a user message."""
+        self._add("user", content)
+
+    def add_assistant_response(self, content: Any) -> None:
+        """Append the assistant's reply (text or a prediction result)."""
+        self._add("assistant", content)
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        """A copy of the messages."""
+        return copy.deepcopy(self._messages)
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system prompt, if any."""
+        return self._messages[0]["content"] if self._messages and self._messages[0]["role"] == "system" else None
+
+    def copy(self) -> "Chat":
+        """An independent copy."""
+        new = Chat()
+        new._messages = copy.deepcopy(self._messages)
+        return new
+
+    def clear(self, keep_system_prompt: bool = True) -> None:
+        """Forget the conversation (keeping the system prompt unless told otherwise)."""
+        system = self.system_prompt if keep_system_prompt else None
+        self._messages = []
+        if system is not None:
+            self.add_system_prompt(system)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"messages": [...]}``, LM Studio's chat history shape."""
+        return {"messages": self.messages}
+
+    def to_json(self) -> str:
+        """JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __iter__(self):
+        return iter(self.messages)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Chat) and other._messages == self._messages
+
+    def __repr__(self) -> str:
+        return f"Chat({len(self)} messages)"
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text("\n".join(f"{m['role']}: {m['content']}" for m in self._messages) or "Chat(empty)")

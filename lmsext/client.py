@@ -1,0 +1,196 @@
+"""``Client`` and ``client.llm``: LM Studio's model-management API over the in-kernel engine."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .config import LoadModelConfig
+from .engine import EngineModel, LOAD_SETTINGS, list_model_files, read_model_info, resolve_model
+from .engine.gguf_info import ModelInfo
+from .errors import ConfigError, ModelNotLoadedError
+from .llm import LLM
+from .results import LoadResult
+
+JIT_NOTE = ("already loaded: the config passed to .model() was ignored (LM Studio's JIT semantics); "
+            "use .load() for a new instance with that config")
+
+
+@dataclass(frozen=True)
+class DownloadedModel:
+    """A GGUF file found in the model folders."""
+
+    model_key: str
+    path: str
+    size_bytes: int
+    info: ModelInfo | None
+    error: str | None = None
+
+    @property
+    def architecture(self) -> str | None:
+        """The GGUF architecture (``llama``, ``qwen2``, …)."""
+        return self.info.architecture if self.info else None
+
+
+def _model_key(name: str, path: Path) -> str:
+    files = {f.path.resolve(): f.key for f in list_model_files(include_hf_cache=False)}
+    return files.get(path.resolve(), path.stem)
+
+
+class LLMNamespace:
+    """``client.llm``: load, find and unload LLM instances."""
+
+    def __init__(self, client: "Client") -> None:
+        self._client = client
+        self._instances: dict[str, LLM] = {}
+        self._lock = threading.RLock()
+
+    def model(self, model_key: str | None = None, *, config: Any = None,
+              on_load_progress: Callable[[float], Any] | None = None) -> LLM:
+        """JIT: the loaded instance for ``model_key`` if there is one (``config`` then ignored), else load it.
+
+        With no key, the first loaded instance.
+        """
+        with self._lock:
+            if model_key is None:
+                if not self._instances:
+                    raise ModelNotLoadedError("no model is loaded; pass a model key to .model()")
+                return next(iter(self._instances.values()))
+            existing = self._find(model_key)
+            if existing is not None:
+                if config is not None:
+                    LoadModelConfig.parse(config)  # still validate: a typo is an error either way
+                    return LLM(self, existing.identifier, existing._engine, existing.load_result.with_note(JIT_NOTE))
+                return existing
+            return self.load(model_key, config=config, on_load_progress=on_load_progress)
+
+    def load(self, model_key: str, *, config: Any = None, identifier: str | None = None,
+             on_load_progress: Callable[[float], Any] | None = None) -> LLM:
+        """Always load a new instance. ``identifier`` must be free; by default ``key``, ``key:2``, …"""
+        cfg = LoadModelConfig.parse(config)
+        if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
+            raise ConfigError(f"identifier={identifier!r}: must be a non-empty string", key="identifier")
+        path = resolve_model(model_key)
+        info = read_model_info(path)
+        key = _model_key(model_key, path)
+        with self._lock:
+            if identifier is not None and identifier in self._instances:
+                raise ConfigError(f"identifier '{identifier}' is already taken by a loaded instance; "
+                                  "choose another or unload it first", key="identifier", value=identifier)
+            ident = identifier or self._free_identifier(key)
+            engine, report = EngineModel.load(path, cfg, info=info, progress=on_load_progress)
+            plan = report.plan
+            result = LoadResult(
+                model_instance_id=ident, model_key=key, path=str(path), config=dict(plan.effective),
+                load_time_seconds=report.load_time_seconds, requested=cfg.to_dict("snake"),
+                notes=list(plan.notes) + ([] if info.chat_template else [
+                    "no chat template in the model: respond() uses lmsext's plain User:/Assistant: fallback"]),
+                model_info=info, memory={"weights": report.weights_bytes, "kv_cache": report.kv_cache_bytes},
+                chat_template=engine.chat_template.name,
+                llama_params={"model": _jsonable(plan.model_params), "context": _jsonable(plan.context_params),
+                              "kv_overrides": dict(plan.kv_overrides)})
+            llm = LLM(self, ident, engine, result)
+            self._instances[ident] = llm
+            return llm
+
+    def _free_identifier(self, key: str) -> str:
+        if key not in self._instances:
+            return key
+        n = 2
+        while f"{key}:{n}" in self._instances:
+            n += 1
+        return f"{key}:{n}"
+
+    def _find(self, name: str) -> LLM | None:
+        if name in self._instances:
+            return self._instances[name]
+        for llm in self._instances.values():
+            if llm.model_key == name or llm.model_key.lower() == str(name).lower():
+                return llm
+        try:
+            path = resolve_model(name, allow_download=False).resolve()
+        except Exception:
+            return None
+        for llm in self._instances.values():
+            if Path(llm.load_result.path).resolve() == path:
+                return llm
+        return None
+
+    def get(self, identifier: str) -> LLM:
+        """The loaded instance called ``identifier`` (or with that model key)."""
+        with self._lock:
+            found = self._find(identifier) if identifier not in self._instances else self._instances[identifier]
+            if found is None:
+                loaded = ", ".join(self._instances) or "none"
+                raise ModelNotLoadedError(f"no loaded model '{identifier}' (loaded: {loaded})")
+            return found
+
+    def unload(self, identifier: "str | LLM") -> None:
+        """Unload one instance by identifier (or handle)."""
+        if isinstance(identifier, LLM):
+            identifier = identifier.identifier
+        with self._lock:
+            llm = self.get(identifier)
+            self._instances.pop(llm.identifier, None)
+        llm._engine.close()
+
+    def unload_all(self) -> None:
+        """Unload every instance."""
+        for ident in list(self._instances):
+            self.unload(ident)
+
+    def list_loaded(self) -> list[LLM]:
+        """The loaded instances, oldest first."""
+        with self._lock:
+            return list(self._instances.values())
+
+    def list_downloaded(self) -> list[DownloadedModel]:
+        """GGUF files in the model folders (see :meth:`Client.list_downloaded_models`)."""
+        return self._client.list_downloaded_models()
+
+
+class Client:
+    """The entry point, as in LM Studio's SDK: ``client.llm.model("stories260K").respond("Hi")``."""
+
+    def __init__(self) -> None:
+        self.llm = LLMNamespace(self)
+
+    def list_downloaded_models(self) -> list[DownloadedModel]:
+        """Every GGUF in ``$LMSEXT_MODELS_PATH``, LM Studio's folders and the Hugging Face cache."""
+        out = []
+        for f in list_model_files():
+            try:
+                info, error = read_model_info(f.path), None
+            except Exception as exc:
+                info, error = None, str(exc)
+            out.append(DownloadedModel(model_key=f.key, path=str(f.path), size_bytes=f.size, info=info, error=error))
+        return out
+
+    def list_loaded_models(self) -> list[LLM]:
+        """Same as ``client.llm.list_loaded()``."""
+        return self.llm.list_loaded()
+
+    def __repr__(self) -> str:
+        return f"<lmsext.Client: {len(self.llm.list_loaded())} loaded>"
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()}
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The kernel-wide client shared by the magics, widgets and REST server."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+__all__ = ["Client", "DownloadedModel", "LLMNamespace", "default_client", "LOAD_SETTINGS"]

@@ -1,0 +1,208 @@
+"""``LLM``: a handle to a loaded model instance, with LM Studio's prediction API."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from .chat import Chat
+from .config import PredictionConfig
+from .engine import (EngineModel, GenerationRequest, SamplingSettings, check_grammar, generate,
+                     to_gbnf)
+from .engine.gguf_info import ModelInfo
+from .errors import ConfigError, ModelNotLoadedError
+from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
+
+if TYPE_CHECKING:
+    from .client import LLMNamespace
+
+FragmentCallback = Callable[[PredictionFragment], Any]
+
+
+class LLM:
+    """A loaded model instance. ``client.llm.model()`` / ``client.llm.load()`` return these."""
+
+    def __init__(self, namespace: "LLMNamespace", identifier: str, engine: EngineModel,
+                 load_result: LoadResult) -> None:
+        self._namespace = namespace
+        self.identifier = identifier
+        self._engine = engine
+        self.load_result = load_result
+
+    # -- info ----------------------------------------------------------------------------------
+
+    @property
+    def model_key(self) -> str:
+        """The key the model was loaded by (``stories260K``)."""
+        return self.load_result.model_key
+
+    @property
+    def engine(self) -> EngineModel:
+        """The engine instance (raises ModelNotLoadedError once unloaded)."""
+        self._engine.check_open()
+        return self._engine
+
+    @property
+    def loaded(self) -> bool:
+        """False once the instance was unloaded."""
+        return not self._engine.closed
+
+    def get_info(self) -> ModelInfo:
+        """The model's GGUF metadata."""
+        return self._engine.info
+
+    def get_load_config(self) -> dict[str, Any]:
+        """Every effective load setting of this instance."""
+        return dict(self.load_result.config)
+
+    def get_context_length(self) -> int:
+        """The context length llama.cpp allocated."""
+        return self.engine.n_ctx
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` (with BOS when the model adds one)."""
+        return self.engine.tokenize(text)
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` takes."""
+        return len(self.tokenize(text))
+
+    def apply_prompt_template(self, history: Chat | str | list | dict) -> str:
+        """The prompt text the chat template makes of ``history``."""
+        return self.engine.chat_template.render(Chat.from_history(history).messages)
+
+    def unload(self) -> None:
+        """Unload this instance (stops a running prediction first)."""
+        self._namespace.unload(self.identifier)
+
+    def stop(self) -> None:
+        """Ask a running prediction on this instance to stop (from another thread or a widget)."""
+        self._engine.stop_requested.set()
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def respond(self, history: Chat | str | list | dict, config: Any = None, *,
+                on_prediction_fragment: FragmentCallback | None = None,
+                on_first_token: Callable[[], Any] | None = None) -> PredictionResult:
+        """Reply to a chat (or a single user message) through the model's chat template."""
+        stream = self.respond_stream(history, config, on_prediction_fragment=on_prediction_fragment,
+                                     on_first_token=on_first_token)
+        return stream.result()
+
+    def complete(self, prompt: str, config: Any = None, *,
+                 on_prediction_fragment: FragmentCallback | None = None,
+                 on_first_token: Callable[[], Any] | None = None) -> PredictionResult:
+        """Continue raw text (no chat template)."""
+        stream = self.complete_stream(prompt, config, on_prediction_fragment=on_prediction_fragment,
+                                      on_first_token=on_first_token)
+        return stream.result()
+
+    def respond_stream(self, history: Chat | str | list | dict, config: Any = None, *,
+                       on_prediction_fragment: FragmentCallback | None = None,
+                       on_first_token: Callable[[], Any] | None = None) -> PredictionStream:
+        """Like :meth:`respond`, as a stream of fragments."""
+        engine = self.engine
+        messages = Chat.from_history(history).messages
+        tokens, template = engine.render_prompt(messages)
+        head = [m for m in messages if m["role"] == "system"][:1] + [m for m in messages if m["role"] == "user"][:1]
+        keep_head = len(engine.tokenize(template.render(head, add_generation_prompt=False),
+                                        parse_special=True)) if head and len(messages) > len(head) else 1
+        return self._stream(tokens, config, template.implicit_stops, keep_head, engine.detokenize(tokens, True),
+                            on_prediction_fragment, on_first_token)
+
+    def complete_stream(self, prompt: str, config: Any = None, *,
+                        on_prediction_fragment: FragmentCallback | None = None,
+                        on_first_token: Callable[[], Any] | None = None) -> PredictionStream:
+        """Like :meth:`complete`, as a stream of fragments."""
+        if not isinstance(prompt, str):
+            raise ConfigError(f"complete() takes a prompt string, got {type(prompt).__name__}", key="prompt")
+        engine = self.engine
+        tokens = engine.tokenize(prompt)
+        return self._stream(tokens, config, [], 1, prompt, on_prediction_fragment, on_first_token)
+
+    def _stream(self, tokens: list[int], config: Any, implicit_stops: list[str], keep_head: int,
+                prompt_text: str, on_fragment: FragmentCallback | None,
+                on_first: Callable[[], Any] | None) -> PredictionStream:
+        engine = self.engine
+        pconfig = PredictionConfig.parse(config)
+        if pconfig.draft_model is not None:
+            raise ConfigError("draftModel: speculative decoding is not supported by lmsext yet; remove draftModel",
+                              key="draft_model", value=pconfig.draft_model)
+        structured = pconfig.structured
+        grammar = to_gbnf(structured) if structured is not None else None
+        if grammar is not None:
+            check_grammar(grammar, str(engine.path))
+        sampling = SamplingSettings.resolve(pconfig, engine.plan.default_seed, grammar)
+        max_tokens = pconfig.max_tokens if pconfig.max_tokens not in (None, False) else None
+        req = GenerationRequest(
+            prompt_tokens=tokens, sampling=sampling, max_tokens=max_tokens,
+            stop_strings=list(pconfig.stop_strings or []) + implicit_stops,
+            tool_call_stop_strings=list(pconfig.tool_call_stop_strings or []),
+            overflow_policy=pconfig.context_overflow_policy or "truncateMiddle",
+            keep_head=keep_head, log_probs=pconfig.log_probs or 0, n_threads=pconfig.cpu_threads)
+        parts: list[str] = []
+        logprobs: list[Any] = []
+
+        def fragments() -> Iterator[PredictionFragment]:
+            events = generate(engine, req)
+            try:
+                for event in events:
+                    if event.logprob is not None:
+                        logprobs.append(event.logprob)
+                    if not event.text:
+                        continue
+                    if not parts and on_first is not None:
+                        on_first()
+                    parts.append(event.text)
+                    fragment = PredictionFragment(event.text, 1 if event.token >= 0 else 0, event.logprob)
+                    if on_fragment is not None:
+                        on_fragment(fragment)
+                    yield fragment
+            except KeyboardInterrupt:
+                engine.stop_requested.set()
+            finally:
+                events.close()
+
+        def finish() -> PredictionResult:
+            st = req.stats
+            content = "".join(parts)
+            stats = PredictionStats(
+                stop_reason=st.stop_reason or "failed", predicted_tokens_count=st.predicted_tokens,
+                prompt_tokens_count=st.prompt_tokens, tokens_per_second=st.tokens_per_second,
+                time_to_first_token_sec=st.time_to_first_token_sec, generation_time_sec=st.generation_time_sec,
+                cached_prompt_tokens_count=st.cached_prompt_tokens,
+                truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
+                seed=st.seed, error=st.error)
+            parsed, error = content, None
+            if structured is not None and structured.type != "none":
+                parsed, error = _parse_structured(content, structured)
+            return PredictionResult(content=content, stats=stats, model_instance_id=self.identifier,
+                                    model_info=engine.info, prediction_config=pconfig.to_dict("camel"),
+                                    parsed=parsed, parse_error=error,
+                                    logprobs=logprobs if req.log_probs else None, prompt=prompt_text)
+
+        return PredictionStream(fragments(), finish, engine.stop_requested.set)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self.loaded else "unloaded"
+        return f"<LLM {self.identifier!r} ({self.model_key}, {state})>"
+
+
+def _parse_structured(content: str, structured) -> tuple[Any, str | None]:
+    if structured.type == "gbnf":
+        return content, None
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        return None, f"output is not complete JSON: {exc}"
+    if structured.model_class is not None:
+        try:
+            return structured.model_class.model_validate(data), None
+        except Exception as exc:
+            return data, f"output does not validate as {structured.model_class.__name__}: {exc}"
+    return data, None
+
+
+def unloaded_error(identifier: str) -> ModelNotLoadedError:
+    """The error for a handle whose instance is gone."""
+    return ModelNotLoadedError(f"model instance '{identifier}' is not loaded")

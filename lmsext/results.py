@@ -1,0 +1,194 @@
+"""Result objects: load results (seed 002's REST response and more) and prediction results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .engine.gguf_info import ModelInfo
+
+#: The config keys of seed 002's REST response, in its order.
+REST_CONFIG_KEYS = ("context_length", "eval_batch_size", "flash_attention", "num_experts",
+                    "offload_kv_cache_to_gpu")
+
+
+@dataclass
+class LoadResult:
+    """What loading a model produced.
+
+    ``model_instance_id``, ``config`` (every effective setting, defaults included) and
+    ``load_time_seconds`` mirror LM Studio's ``POST /api/v1/models/load`` response; ``requested`` is
+    what was asked, ``notes`` every place the engine applied something other than what was asked
+    (with the reason), ``model_info`` the GGUF metadata.
+    """
+
+    model_instance_id: str
+    model_key: str
+    path: str
+    config: dict[str, Any]
+    load_time_seconds: float
+    requested: dict[str, Any]
+    notes: list[str]
+    model_info: ModelInfo
+    memory: dict[str, int]
+    chat_template: str
+    llama_params: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+
+    def to_rest(self) -> dict[str, Any]:
+        """Seed 002's JSON: ``model_instance_id``, ``config`` (its five keys first), ``load_time_seconds``."""
+        config = {k: self.config[k] for k in REST_CONFIG_KEYS}
+        config.update({k: v for k, v in self.config.items() if k not in config})
+        return {"model_instance_id": self.model_instance_id, "config": config,
+                "load_time_seconds": round(self.load_time_seconds, 3)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-able."""
+        out = self.to_rest()
+        out.update(model_key=self.model_key, path=self.path, requested=self.requested, notes=list(self.notes),
+                   model_info={k: v for k, v in self.model_info.to_dict().items() if k != "chat_template"},
+                   memory=dict(self.memory), chat_template=self.chat_template, reused=self.reused,
+                   llama_params=self.llama_params)
+        return out
+
+    def with_note(self, note: str, reused: bool = True) -> "LoadResult":
+        """A copy with one more note (used when a JIT ``.model()`` call reuses this instance)."""
+        return dataclasses.replace(self, notes=[*self.notes, note], reused=reused)
+
+    def _repr_html_(self) -> str:
+        from .ui.display import load_summary_html
+        return load_summary_html(self)
+
+    def _repr_json_(self) -> dict[str, Any]:
+        return self.to_dict()
+
+    def __str__(self) -> str:
+        from .ui.display import load_summary_text
+        return load_summary_text(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
+
+
+@dataclass
+class PredictionStats:
+    """LM Studio's prediction stats."""
+
+    stop_reason: str
+    predicted_tokens_count: int
+    prompt_tokens_count: int
+    tokens_per_second: float | None
+    time_to_first_token_sec: float | None
+    generation_time_sec: float
+    cached_prompt_tokens_count: int = 0
+    truncated_prompt_tokens_count: int = 0
+    stop_string: str | None = None
+    seed: int | None = None
+    error: str | None = None
+
+    @property
+    def total_tokens_count(self) -> int:
+        """Prompt plus predicted tokens."""
+        return self.prompt_tokens_count + self.predicted_tokens_count
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict, total included."""
+        out = dataclasses.asdict(self)
+        out["total_tokens_count"] = self.total_tokens_count
+        return out
+
+
+@dataclass
+class PredictionFragment:
+    """A piece of streamed output."""
+
+    content: str
+    tokens_count: int = 1
+    logprob: Any = None
+
+
+@dataclass
+class PredictionResult:
+    """The outcome of ``respond``/``complete``: the text, ``parsed`` output and ``stats``."""
+
+    content: str
+    stats: PredictionStats
+    model_instance_id: str
+    model_info: ModelInfo
+    prediction_config: dict[str, Any]
+    parsed: Any = None
+    parse_error: str | None = None
+    logprobs: list[Any] | None = None
+    prompt: str | None = None
+
+    def __str__(self) -> str:
+        return self.content
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        from .ui.display import prediction_text
+        p.text(prediction_text(self))
+
+    def _repr_html_(self) -> str:
+        from .ui.display import prediction_html
+        return prediction_html(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        parsed = self.parsed
+        if hasattr(parsed, "model_dump"):
+            parsed = parsed.model_dump()
+        return {"content": self.content, "parsed": parsed, "stats": self.stats.to_dict(),
+                "model_instance_id": self.model_instance_id, "prediction_config": self.prediction_config}
+
+
+class PredictionStream:
+    """An iterator of :class:`PredictionFragment`; :meth:`result` finishes it and returns the result.
+
+    Iterating drives the engine on the calling thread. A KeyboardInterrupt while the engine works
+    ends the prediction with ``userStopped`` and keeps what was generated.
+    """
+
+    def __init__(self, fragments: Iterator[PredictionFragment], finish: Callable[[], PredictionResult],
+                 cancel: Callable[[], None]) -> None:
+        self._fragments = fragments
+        self._finish = finish
+        self._cancel = cancel
+        self._result: PredictionResult | None = None
+
+    def __iter__(self) -> Iterator[PredictionFragment]:
+        return self._fragments
+
+    def __next__(self) -> PredictionFragment:
+        return next(self._fragments)
+
+    def result(self) -> PredictionResult:
+        """Run to the end (if not yet) and return the :class:`PredictionResult`."""
+        if self._result is None:
+            for _ in self._fragments:
+                pass
+            self._result = self._finish()
+        return self._result
+
+    def cancel(self) -> None:
+        """Ask the engine to stop; the result's stop reason becomes ``userStopped``."""
+        self._cancel()
+
+    def close(self) -> None:
+        """Stop and release the model now."""
+        self._cancel()
+        close = getattr(self._fragments, "close", None)
+        if close:
+            close()
+
+    def __enter__(self) -> "PredictionStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def dumps(obj: Any) -> str:
+    """JSON text of a result's ``to_dict``."""
+    return json.dumps(obj.to_dict(), ensure_ascii=False, indent=2)
