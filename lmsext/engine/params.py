@@ -28,6 +28,8 @@ CONTEXT_STEP = 256
 DEFAULT_CONTEXT_LENGTH = 4096
 DEFAULT_EVAL_BATCH_SIZE = 512
 DEFAULT_FLASH_ATTENTION = False
+#: Quantized cache types store blocks of this many elements; a head size must be a multiple of it.
+QUANT_BLOCK = 32
 
 #: LM Studio cache quantization names → ggml types (and bytes per element, for memory estimates).
 CACHE_TYPES: dict[str, tuple[int, float]] = {
@@ -244,6 +246,12 @@ def _apply_kv_cache_types(cfg: LoadModelConfig, plan: LoadPlan) -> None:
             f"llamaVCacheQuantizationType={v!r} needs flash attention: set flashAttention=True "
             "(llama.cpp cannot quantize the V cache without it)",
             key="llama_v_cache_quantization_type", value=v, allowed="f16/f32 without flash attention")
+    head_dim = plan.info.n_embd // max(plan.info.n_head, 1)
+    for key, kind in (("llama_k_cache_quantization_type", k), ("llama_v_cache_quantization_type", v)):
+        if kind not in ("f16", "f32") and head_dim % QUANT_BLOCK:
+            raise ConfigError(
+                f"{key}={kind!r}: this model's attention head size {head_dim} is not a multiple of the "
+                f"{QUANT_BLOCK}-element quantization block; use f16", key=key, value=kind, allowed="f16/f32")
     plan.context_params["type_k"] = CACHE_TYPES[k][0]
     plan.context_params["type_v"] = CACHE_TYPES[v][0]
     plan.effective["use_fp16_for_kv_cache"] = fp16 is not False
