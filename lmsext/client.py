@@ -48,31 +48,38 @@ class LLMNamespace:
         self._lock = threading.RLock()
 
     def model(self, model_key: str | None = None, *, config: Any = None,
-              on_load_progress: Callable[[float], Any] | None = None) -> LLM:
+              on_load_progress: Callable[[float], Any] | None = None,
+              allow_download: bool = True, allow_paths: bool = True) -> LLM:
         """JIT: the loaded instance for ``model_key`` if there is one (``config`` then ignored), else load it.
 
-        With no key, the first loaded instance.
+        With no key, the first loaded instance. ``allow_download``/``allow_paths`` as in :meth:`load`.
         """
         with self._lock:
             if model_key is None:
                 if not self._instances:
                     raise ModelNotLoadedError("no model is loaded; pass a model key to .model()")
                 return next(iter(self._instances.values()))
-            existing = self._find(model_key)
+            existing = self._find(model_key, allow_paths=allow_paths)
             if existing is not None:
                 if config is not None:
                     LoadModelConfig.parse(config)  # still validate: a typo is an error either way
                     return LLM(self, existing.identifier, existing._engine, existing.load_result.with_note(JIT_NOTE))
                 return existing
-            return self.load(model_key, config=config, on_load_progress=on_load_progress)
+            return self.load(model_key, config=config, on_load_progress=on_load_progress,
+                             allow_download=allow_download, allow_paths=allow_paths)
 
     def load(self, model_key: str, *, config: Any = None, identifier: str | None = None,
-             on_load_progress: Callable[[float], Any] | None = None) -> LLM:
-        """Always load a new instance. ``identifier`` must be free; by default ``key``, ``key:2``, …"""
+             on_load_progress: Callable[[float], Any] | None = None,
+             allow_download: bool = True, allow_paths: bool = True) -> LLM:
+        """Always load a new instance. ``identifier`` must be free; by default ``key``, ``key:2``, …
+
+        ``allow_download=False`` never fetches from the Hugging Face hub; ``allow_paths=False`` accepts
+        only model keys (the REST server passes both, so a key can never name a file outside the model folders).
+        """
         cfg = LoadModelConfig.parse(config)
         if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
             raise ConfigError(f"identifier={identifier!r}: must be a non-empty string", key="identifier")
-        path = resolve_model(model_key)
+        path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
         info = read_model_info(path)
         key = _model_key(model_key, path)
         with self._lock:
@@ -103,14 +110,14 @@ class LLMNamespace:
             n += 1
         return f"{key}:{n}"
 
-    def _find(self, name: str) -> LLM | None:
+    def _find(self, name: str, *, allow_paths: bool = True) -> LLM | None:
         if name in self._instances:
             return self._instances[name]
         for llm in self._instances.values():
             if llm.model_key == name or llm.model_key.lower() == str(name).lower():
                 return llm
         try:
-            path = resolve_model(name, allow_download=False).resolve()
+            path = resolve_model(name, allow_download=False, allow_paths=allow_paths).resolve()
         except Exception:
             return None
         for llm in self._instances.values():

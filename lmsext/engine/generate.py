@@ -350,6 +350,9 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
                 yield TokenEvent(tail, -1)
     except KeyboardInterrupt:  # a Ctrl-C that landed outside our handler's window
         stats.stop_reason = "userStopped"
+    except GeneratorExit:  # the consumer closed the stream (Stop, Ctrl-C in its code, abandoned)
+        stats.stop_reason = stats.stop_reason or "userStopped"
+        raise
     finally:
         chain.close()
         stats.t_end = time.perf_counter()
