@@ -273,7 +273,7 @@ def test_model_resolution_errors_say_where_they_looked(client, tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
         client.llm.load("someone/some-model-GGUF")
-    with pytest.raises(ModelNotFoundError, match="Hugging Face"):
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache and HF_HUB_OFFLINE"):
         client.llm.load("someone/some-model-GGUF/model.Q4_K_M.gguf")
     with pytest.raises(ModelNotFoundError, match="no such file"):
         client.llm.load(str(tmp_path / "missing.gguf"))

@@ -151,6 +151,12 @@ def download(repo_and_file: str) -> Path:
                 raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no .gguf files")
             filename = _pick([ModelFile(key=f, path=Path(f), folder=Path("."), size=0) for f in ggufs
                               if not _is_part_file(f)], repo_and_file).key
+        if offline:
+            try:
+                return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+            except Exception:
+                raise ModelNotFoundError(f"model '{repo_and_file}' is not in the Hugging Face cache and "
+                                         "HF_HUB_OFFLINE is set") from None
         return Path(hf_hub_download(repo_id, filename))
     except ModelNotFoundError:
         raise
