@@ -291,3 +291,18 @@ def test_results_have_html_and_text_reprs(model):
     assert "context_length" in str(model.load_result)
     r = model.complete("Once", config={"maxTokens": 5})
     assert r.content in r._repr_html_() or "Once" in r._repr_html_() or r.stats.stop_reason in r._repr_html_()
+
+
+def test_unload_while_a_stream_is_suspended_does_not_hang_or_crash(client):
+    m = client.llm.load("stories260K", config={"contextLength": 256})
+    stream = m.complete_stream("Once", config={"maxTokens": 100})
+    it = iter(stream)
+    next(it)
+    m.unload()  # the stream still holds the model: freed when it ends, not under its feet
+    assert not m.loaded and m.identifier not in [x.identifier for x in client.llm.list_loaded()]
+    rest = list(it)
+    result = stream.result()
+    assert result.stats.stop_reason == "userStopped" and len(rest) <= 2
+    assert m._engine._model is None  # freed once the stream let go
+    with pytest.raises(ModelNotLoadedError):
+        m.complete("Once")

@@ -162,7 +162,7 @@ class _Decoder:
 
     def __init__(self, model: EngineModel, stop: threading.Event) -> None:
         self.model = model
-        self.ctx = model.ctx
+        self.ctx = model.ctx  # checked once; valid while the generation holds the model's lock
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.one = (llama_cpp.llama_token * 1)()
         self.one_batch = llama_cpp.llama_batch_get_one(self.one, 1)
@@ -246,7 +246,7 @@ def _top_logprobs(model: EngineModel, n: int, chosen: int, logits_ptr) -> TokenL
     top = top[np.argsort(-logits[top])]
 
     def text(t: int) -> str:
-        return model.token_bytes(int(t)).decode("utf-8", errors="replace")
+        return model.piece_unchecked(int(t)).decode("utf-8", errors="replace")
 
     return TokenLogProb(token=chosen, text=text(chosen), logprob=float(logits[chosen] - logz),
                         top=[(int(t), text(t), float(logits[t] - logz)) for t in top])
@@ -272,21 +272,23 @@ def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]
         if stats.t_end is None:  # the consumer abandoned the iterator
             stats.t_end = time.perf_counter()
             stats.stop_reason = stats.stop_reason or "userStopped"
-        model.lock.release()
+        model.release()
 
 
 def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> Iterator[TokenEvent]:
+    # The model cannot be freed while we hold its lock, so the raw pointers stay valid for the run.
     stop = model.stop_requested
     n_ctx = model.n_ctx
+    ctx, vocab = model.ctx, model.vocab
     threads = model.plan.context_params
-    llama_cpp.llama_set_n_threads(model.ctx, req.n_threads or threads["n_threads"],
+    llama_cpp.llama_set_n_threads(ctx, req.n_threads or threads["n_threads"],
                                   req.n_threads or threads["n_threads_batch"])
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed
     stats.prompt_tokens = len(prompt)
     decoder = _Decoder(model, stop)
-    chain = SamplerChain(model.vocab, model.n_vocab, req.sampling, history=prompt)
+    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
@@ -304,16 +306,16 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # The SIGINT guard is held while we work, never across a yield: consumer code between
             # tokens gets ordinary Ctrl-C behaviour.
             with guard:
-                logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1) if req.log_probs else None
-                token = chain.sample(model.ctx)
+                logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
+                token = chain.sample(ctx)
                 stats.predicted_tokens += 1
                 if stats.t_first_token is None:
                     stats.t_first_token = time.perf_counter()
                 event, found = None, None
-                if model.is_eog(token):
+                if llama_cpp.llama_vocab_is_eog(vocab, token):
                     stats.stop_reason = "eosFound"
                 else:
-                    text, found = matcher.feed(utf8.feed(model.token_bytes(token)))
+                    text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))
                     logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
                     event = TokenEvent(text, token, logprob)
                     if found is not None:

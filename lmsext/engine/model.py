@@ -84,6 +84,7 @@ class EngineModel:
         self.n_batch = int(llama_cpp.llama_n_batch(ctx_ptr))
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
+        self._closing = False
         #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
         self.cached_tokens: list[int] = []
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -156,12 +157,12 @@ class EngineModel:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` ran; every other method then raises ModelNotLoadedError."""
-        return self._model is None
+        """True once :meth:`close` was called; every other method then raises ModelNotLoadedError."""
+        return self._model is None or self._closing
 
     def check_open(self) -> None:
         """Raise :class:`ModelNotLoadedError` if this instance was unloaded."""
-        if self._model is None:
+        if self._model is None or self._closing:
             raise ModelNotLoadedError(f"model {self.path.name} was unloaded; load it again to use it")
 
     @property
@@ -176,19 +177,41 @@ class EngineModel:
         self.check_open()
         return self._vocab
 
-    def close(self) -> None:
-        """Free the context and model. Safe to call twice; waits for a running prediction to stop."""
+    def close(self, wait: float = 2.0) -> None:
+        """Unload: stop a running prediction and free the context and model. Safe to call twice.
+
+        The instance counts as closed at once. If a prediction still holds the model after ``wait``
+        seconds (e.g. a stream suspended on this very thread), the memory is freed when that
+        prediction ends instead — never under its feet.
+        """
         if self._model is None:
             return
+        self._closing = True
         self.stop_requested.set()
-        with self.lock:
-            if self._ctx is not None:
-                llama_cpp.llama_free(self._ctx)
-                self._ctx = None
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
-            self._vocab = None
-            self.cached_tokens = []
+        if self.lock.acquire(timeout=wait):
+            try:
+                self._free()
+            finally:
+                self.lock.release()
+
+    def _free(self) -> None:
+        if self._model is None:
+            return
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        llama_cpp.llama_model_free(self._model)
+        self._model = None
+        self._vocab = None
+        self.cached_tokens = []
+
+    def release(self) -> None:
+        """Release :attr:`lock` after a prediction, freeing the model if it was unloaded meanwhile."""
+        try:
+            if self._closing:
+                self._free()
+        finally:
+            self.lock.release()
 
     def __del__(self) -> None:  # best effort: free native memory with the last reference
         try:
@@ -213,11 +236,16 @@ class EngineModel:
 
     def token_bytes(self, token: int, special: bool = False) -> bytes:
         """The raw bytes one token decodes to (control tokens are empty unless ``special``)."""
+        self.check_open()
+        return self.piece_unchecked(token, special)
+
+    def piece_unchecked(self, token: int, special: bool = False) -> bytes:
+        """:meth:`token_bytes` without the open check, for the token loop (which holds :attr:`lock`)."""
         buf = self._piece_buf
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
     def detokenize(self, tokens: list[int], special: bool = False) -> str:
