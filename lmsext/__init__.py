@@ -21,6 +21,7 @@ from .errors import (ConfigError, LmsextError, ModelBusyError, ModelLoadError, M
 __version__ = "0.1.0"
 
 _LAZY = {
+    "serve": "ui.server", "current_server": "ui.server",
     "Client": "client", "default_client": "client", "DownloadedModel": "client", "LLM": "llm",
     "LoadResult": "results", "PredictionResult": "results", "PredictionStats": "results",
     "PredictionFragment": "results", "PredictionStream": "results",
@@ -51,5 +52,5 @@ __all__ = [
     "Chat", "Client", "ConfigError", "DownloadedModel", "GpuSetting", "LLM", "LmsextError", "LoadModelConfig",
     "LoadResult", "ModelBusyError", "ModelLoadError", "ModelNotFoundError", "ModelNotLoadedError",
     "PredictionConfig", "PredictionError", "PredictionFragment", "PredictionResult", "PredictionStats",
-    "PredictionStream", "default_client", "load_ipython_extension",
+    "PredictionStream", "current_server", "default_client", "load_ipython_extension", "serve",
 ]

@@ -259,10 +259,15 @@ def test_sigint_during_generation_stops_cleanly_and_keeps_partial_text(model):
 
 
 def test_sigint_inside_the_engine_sets_the_stop_flag(model):
-    timer = threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    r = model.complete("Once upon a time", config={"maxTokens": False, "contextOverflowPolicy": "rollingWindow"})
-    timer.join()
+    timers = []
+
+    def interrupt_soon():  # from another thread, while the engine is generating on this one
+        timers.append(threading.Timer(0.02, lambda: os.kill(os.getpid(), signal.SIGINT)))
+        timers[0].start()
+
+    r = model.complete("Once upon a time", config={"maxTokens": False, "contextOverflowPolicy": "rollingWindow"},
+                       on_first_token=interrupt_soon)
+    timers[0].join()
     assert r.stats.stop_reason == "userStopped" and r.stats.predicted_tokens_count > 0
     assert model.complete("Once", config={"maxTokens": 3}).stats.predicted_tokens_count == 3
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,17 +51,6 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _loc_text(loc: tuple[Any, ...], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith(("function-", "tagged-union", "json-or-python")) \
-                and part not in ("str", "list[str]", "int", "float", "bool", "dict[str,any]", "none"):
-            out = f"{out}.{part}" if out else part
-    return out
-
-
 def parse_json_body(raw: bytes) -> dict[str, Any]:
     """The JSON object in ``raw``, or a 400 saying what is wrong with it."""
     if not raw.strip():
@@ -87,53 +76,65 @@ def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
 
 
 def _validation_error(model: type[BaseModel], exc: ValidationError, data: Any, prefix: str) -> ApiError:
-    errors = exc.errors(include_url=False)
-    # prefer the most specific problem: unknown and missing fields first, then the deepest location
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), None) \
-        or next((e for e in errors if e["type"] == "missing"), None) or errors[0]
-    param = _loc_text(tuple(first["loc"]), prefix)
+    """The 400 for pydantic's errors: the problem that reaches deepest into the data the client sent."""
+    best: tuple[tuple[int, int], dict[str, Any], str, Any] | None = None
+    rank = {"extra_forbidden": 2, "missing": 1}
+    for error in exc.errors(include_url=False):
+        path, depth, owner = _walk(model, data, tuple(error["loc"]), prefix)
+        key = (depth, rank.get(error["type"], 0))
+        if best is None or key > best[0]:
+            best = (key, error, path, owner)
+    assert best is not None
+    _, first, param, owner = best
     if first["type"] == "extra_forbidden":
         name = str(first["loc"][-1])
-        owner = _owner_model(model, tuple(first["loc"][:-1]))
         fields = list(owner.model_fields) if owner is not None else []
-        hint = _suggest(name, fields, HINTS)
-        return bad_request(f"unknown field '{param}'{hint}", param=param)
+        return bad_request(f"unknown field '{param}'{_suggest(name, fields, HINTS)}", param=param)
     if first["type"] == "missing":
         return bad_request(f"'{param}' is required", param=param)
-    value = first.get("input")
     msg = first["msg"]
     if first["type"] == "value_error" and (first.get("ctx") or {}).get("error") is not None:
         msg = str(first["ctx"]["error"])
-    return bad_request(f"{param}={_short(value)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}",
-                       param=param or None)
+    if first["type"] == "union_tag_not_found":
+        msg = "needs a 'type' field"
+    if first["type"] == "union_tag_invalid":
+        msg = f"'type' must be one of {first.get('ctx', {}).get('expected_tags', '')}"
+    msg = msg[0].lower() + msg[1:] if msg else "invalid value"
+    return bad_request(f"{param}={_short(first.get('input'))}: {msg}", param=param or None)
 
 
-def _owner_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The request model that owns the field at ``loc`` (for 'did you mean' suggestions)."""
+def _walk(model: type[BaseModel], data: Any, loc: tuple[Any, ...], prefix: str
+          ) -> tuple[str, int, type[BaseModel] | None]:
+    """Map pydantic's ``loc`` (which names union branches) onto the client's data: (path, depth, owner model)."""
+    path, depth, value, owner = prefix, 0, data, model
     current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
-            current = _model_in(current.model_fields[part].annotation)
-        elif isinstance(current, tuple):  # union of models: the one with that tag/field
-            current = next((_model_in(m.model_fields[part].annotation) for m in current if part in m.model_fields),
-                           None)
-        else:
-            lowered = part.lower() if isinstance(part, str) else part
-            matches = [m for m in (current if isinstance(current, tuple) else ())
-                       if lowered in m.__name__.lower()]
-            current = matches[0] if matches else current
-    if isinstance(current, tuple):
-        return current[0] if current else None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+            path, value, depth = f"{path}[{part}]", value[part], depth + 1
+        elif isinstance(part, str) and isinstance(value, dict) and (part in value or last):
+            path, depth = (f"{path}.{part}" if path else part), depth + 1
+            owner = current if isinstance(current, type) else owner
+            value = value.get(part)
+            fields = current.model_fields if isinstance(current, type) else {}
+            current = _model_in(fields[part].annotation) if part in fields else None
+        elif isinstance(part, str) and isinstance(current, tuple):  # a union branch: class name or tag
+            current = next((m for m in current if part in (m.__name__, _tag(m))), current)
+    return path, depth, owner
+
+
+def _tag(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("type")
+    args = getattr(field.annotation, "__args__", ()) if field is not None else ()
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
 
 
 def _model_in(annotation: Any) -> Any:
+    """The request model(s) inside a field annotation: a class, a tuple of classes (union) or None."""
     import typing
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    found = []
+    found: list[type[BaseModel]] = []
     for arg in typing.get_args(annotation):
         inner = _model_in(arg)
         if isinstance(inner, tuple):
@@ -168,14 +169,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-ModelKey = Field(min_length=1, max_length=512, description="A model key from the model folders (e.g. "
+def _model_field() -> Any:
+    return Field(min_length=1, max_length=512, description="A model key from the model folders (e.g. "
                  "`stories260K`) or a loaded instance id. File paths are rejected.")
 
 
 class LoadRequest(_Strict):
     """``POST /api/v1/models/load`` (seed 002)."""
 
-    model: str = ModelKey
+    model: str = _model_field()
     config: dict[str, Any] | None = Field(None, description="Load settings in snake_case; see LoadConfig.")
 
 
@@ -218,8 +220,8 @@ class _Sampling(_Strict):
 class ChatRequest(_Sampling):
     """``POST /api/v1/chat``: LM Studio's native chat endpoint."""
 
-    model: str = ModelKey
-    input: Union[str, list[Union[InputMessage, InputImage]]] = Field(
+    model: str = _model_field()
+    input: Union[str, list[Annotated[Union[InputMessage, InputImage], Field(discriminator="type")]]] = Field(
         description="The user message, or a list of `{type: \"message\", content}` items.")
     system_prompt: str | None = None
     stream: bool = Field(False, description="Stream server-sent events (chat.start ... chat.end).")
@@ -254,7 +256,7 @@ class OpenAIMessage(_Strict):
     """An OpenAI chat message."""
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: Union[str, list[Union[TextPart, ImagePart]], None] = None
+    content: Union[str, list[Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]], None] = None
     name: str | None = None
 
 
@@ -265,7 +267,7 @@ class StreamOptions(_Strict):
 
 
 class _OpenAICommon(_Sampling):
-    model: str = ModelKey
+    model: str = _model_field()
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, description="Only 1 is supported.")
@@ -418,9 +420,9 @@ def _components() -> dict[str, Any]:
                                                                 {"type": "null"}]}
     schemas["Error"] = _ERROR_SCHEMA
     schemas["LoadResponse"] = _LOAD_RESPONSE
-    for name in ("LoadConfig", "GpuSetting", "StructuredSpec"):
-        if name in schemas:
-            schemas[name].pop("description", None) if name != "LoadConfig" else None
+    if "GpuSetting" in schemas:  # its docstring is written for Python users
+        schemas["GpuSetting"]["description"] = "GPU offload: ratio (0-1, 'max', 'off'), main_gpu, split_strategy, " \
+                                               "disabled_gpus."
     return _clean(schemas)
 
 

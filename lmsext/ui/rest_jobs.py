@@ -1,0 +1,179 @@
+"""Per-instance request queues and prediction jobs of the REST server.
+
+A :class:`PredictionJob` drives one ``PredictionStream`` (the public API) in its own thread and
+hands its events to the server's event loop; it owns the instance's :class:`InstanceGates` lock
+from start to the end of the engine work, whatever happens to the HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from starlette.responses import StreamingResponse
+
+from .rest_schema import ApiError
+
+if TYPE_CHECKING:
+    from .rest_routes import ServerState
+
+
+class InstanceGates:
+    """One FIFO asyncio lock per model instance id; lives on the server's event loop."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def acquire(self, instance_id: str, timeout: float | None) -> None:
+        """Wait for ``instance_id`` (``timeout`` None = forever); 429 when it stays busy."""
+        lock = self._locks.setdefault(instance_id, asyncio.Lock())
+        if not lock.locked():
+            await lock.acquire()  # free: returns without suspending
+            return
+        if timeout is not None and timeout <= 0:
+            raise self._busy(instance_id, timeout)
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            raise self._busy(instance_id, timeout) from None
+
+    def release(self, instance_id: str) -> None:
+        """Release ``instance_id`` (called on the event loop)."""
+        lock = self._locks.get(instance_id)
+        if lock is not None and lock.locked():
+            lock.release()
+
+    def busy(self, instance_id: str) -> bool:
+        """True while a prediction holds ``instance_id``."""
+        lock = self._locks.get(instance_id)
+        return bool(lock and lock.locked())
+
+    @staticmethod
+    def _busy(instance_id: str, timeout: float | None) -> ApiError:
+        return ApiError(429, f"model instance '{instance_id}' stayed busy with other requests for {timeout:g} s; "
+                        "retry later", type="model_busy", param="model", headers={"Retry-After": "1"})
+
+
+
+class PredictionJob:
+    """A prediction stream driven by its own thread, its events handed to the event loop.
+
+    Owns the instance gate from :meth:`start` on and releases it when the engine work is over,
+    whatever happens to the HTTP request.
+    """
+
+    def __init__(self, state: ServerState, instance_id: str, make_stream: Callable[[], Any]) -> None:
+        self.state = state
+        self.instance_id = instance_id
+        self._make_stream = make_stream
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: Any = None
+        self._finished = False
+
+    def start(self) -> None:
+        """Start the worker thread (the caller holds the instance gate; the job releases it)."""
+        self.state.jobs.add(self)
+        threading.Thread(target=self._work, name=f"lmsext-rest-{self.instance_id}", daemon=True).start()
+
+    def _put(self, item: tuple[str, Any]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is closed: the server stopped
+            pass
+
+    def _work(self) -> None:
+        stream = None
+        try:
+            stream = self._make_stream()
+            with self._lock:
+                self._stream = stream
+            if self._cancel.is_set():
+                stream.cancel()
+            for fragment in stream:
+                if self._cancel.is_set():
+                    break
+                self._put(("fragment", fragment))
+            if not self._cancel.is_set():
+                self._put(("result", stream.result()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            self._put(("error", exc))
+        finally:
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            with self._lock:
+                self._finished = True
+                self._stream = None
+            self._put(("end", None))
+            try:
+                self._loop.call_soon_threadsafe(self._release)
+            except RuntimeError:
+                pass
+
+    def _release(self) -> None:
+        self.state.jobs.discard(self)
+        self.state.gates.release(self.instance_id)
+
+    def cancel(self) -> None:
+        """Stop the prediction (client gone or server stopping); safe from any thread."""
+        self._cancel.set()
+        with self._lock:
+            if self._stream is not None and not self._finished:
+                self._stream.cancel()
+
+    async def next_event(self) -> tuple[str, Any]:
+        """The next ``(kind, value)``: fragment, result, error, end."""
+        return await self._queue.get()
+
+
+class GatedStream(StreamingResponse):
+    """A streaming response that cancels its job when the response ends for any reason."""
+
+    def __init__(self, content: AsyncIterator[str], job: PredictionJob, media_type: str) -> None:
+        super().__init__(content, media_type=media_type,
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.job = job
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel()
+
+
+async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
+                    ) -> tuple[PredictionJob, tuple[str, Any]]:
+    """Wait for the instance, start the prediction and return its first event.
+
+    Errors before the first token (busy, bad grammar, engine failure) raise here, so they become
+    proper HTTP status codes instead of a broken stream.
+    """
+    await state.gates.acquire(llm.identifier, state.queue_timeout)
+    try:
+        job = PredictionJob(state, llm.identifier, make_stream)
+    except BaseException:
+        state.gates.release(llm.identifier)
+        raise
+    job.start()
+    try:
+        first = await job.next_event()
+    except BaseException:
+        job.cancel()
+        raise
+    if first[0] == "error":
+        raise first[1]
+    return job, first
+
+
+async def job_events(job: PredictionJob, first: tuple[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+    """Every event of ``job`` from ``first`` on, up to (not including) ``end``."""
+    event = first
+    while event[0] != "end":
+        yield event
+        event = await job.next_event()
