@@ -1,0 +1,123 @@
+"""The notebook session's defaults: ONE observable object shared by the magics (and the slider panels).
+
+:func:`get_session` returns the kernel-wide :class:`Session`. It holds the default
+:class:`~lmsext.config.LoadModelConfig` and :class:`~lmsext.config.PredictionConfig` (immutable
+values, replaced on every change so traitlets observers fire), the identifier of the model the
+magics use when none is named, and the named chats of ``%%lm_respond``.
+
+>>> session = get_session()
+>>> session.observe(lambda change: print(change["new"]), names="prediction_config")
+>>> session.update("predict", {"temperature": 0.3})
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from traitlets import Dict, HasTraits, Instance, Unicode, default
+
+from ..chat import Chat
+from ..config import LoadModelConfig, PredictionConfig
+
+SECTIONS = {"load": LoadModelConfig, "predict": PredictionConfig}
+"""Section names accepted by :meth:`Session.update` (and ``%lm_config``) and their config classes."""
+SECTION_ALIASES = {"load": "load", "predict": "predict", "prediction": "predict"}
+TRAIT_OF = {"load": "load_config", "predict": "prediction_config"}
+
+
+def section_name(name: str) -> str:
+    """The canonical section ("load" or "predict") for ``name``; KeyError when it is neither."""
+    return SECTION_ALIASES[name]
+
+
+class Session(HasTraits):
+    """Session defaults. Observe ``load_config``, ``prediction_config`` or ``model`` with traitlets."""
+
+    load_config = Instance(LoadModelConfig, help="Load settings %lm_load starts from.")
+    prediction_config = Instance(PredictionConfig, help="Prediction settings %%lm_respond/%%lm_complete start from.")
+    model = Unicode(None, allow_none=True, help="Identifier of the instance used when a magic names no model.")
+    chats = Dict(help="Named chats of %%lm_respond (name → lmsext.Chat).")
+
+    @default("load_config")
+    def _default_load(self) -> LoadModelConfig:
+        return LoadModelConfig()
+
+    @default("prediction_config")
+    def _default_prediction(self) -> PredictionConfig:
+        return PredictionConfig()
+
+    # -- configs -------------------------------------------------------------------------------
+
+    def config(self, section: str) -> LoadModelConfig | PredictionConfig:
+        """The current defaults of ``section`` ("load" or "predict")."""
+        return getattr(self, TRAIT_OF[section_name(section)])
+
+    def updated(self, section: str, values: Any, base: Any = None) -> LoadModelConfig | PredictionConfig:
+        """The config ``section`` would have after :meth:`update` (from ``base``, default the current one)."""
+        section = section_name(section)
+        cls = SECTIONS[section]
+        values = dict(values)
+        unset = [k for k, v in values.items() if v is None]
+        start = self.config(section) if base is None else cls.parse(base)
+        new = start.merged(cls.parse({k: v for k, v in values.items() if v is not None}))
+        return _without(new, unset) if unset else new
+
+    def update(self, section: str, values: Any) -> None:
+        """Merge ``values`` (any form the config class parses) into ``section``; None values unset keys.
+
+        Validates everything first: on ConfigError nothing changes.
+        """
+        setattr(self, TRAIT_OF[section_name(section)], self.updated(section, values))
+
+    def unset(self, section: str, keys: Iterable[str]) -> None:
+        """Remove ``keys`` (any spelling) from ``section``'s defaults."""
+        section = section_name(section)
+        setattr(self, TRAIT_OF[section], _without(self.config(section), list(keys)))
+
+    def reset(self, section: str | None = None) -> None:
+        """Forget the defaults of ``section`` (both when None)."""
+        for name in ([section_name(section)] if section else list(SECTIONS)):
+            setattr(self, TRAIT_OF[name], SECTIONS[name]())
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    def chat(self, name: str) -> Chat:
+        """The chat called ``name`` (an empty one if there is none yet; not stored until :meth:`set_chat`)."""
+        found = self.chats.get(name)
+        return found.copy() if found is not None else Chat()
+
+    def set_chat(self, name: str, chat: Chat) -> None:
+        """Store ``chat`` under ``name`` (replacing the dict so observers fire)."""
+        self.chats = {**self.chats, name: chat}
+
+    def drop_chat(self, name: str) -> bool:
+        """Forget the chat ``name``; False if there was none."""
+        if name not in self.chats:
+            return False
+        self.chats = {k: v for k, v in self.chats.items() if k != name}
+        return True
+
+
+def _without(config: Any, keys: list[str]) -> Any:
+    cls = type(config)
+    names = set()
+    for key in keys:
+        name = cls.canonical_key(key)
+        if name is None:
+            raise cls.unknown_key_error(key)
+        names.add(name)
+    return cls.parse({k: v for k, v in config.explicit().items() if k not in names})
+
+
+_session: Session | None = None
+
+
+def get_session() -> Session:
+    """The kernel-wide session."""
+    global _session
+    if _session is None:
+        _session = Session()
+    return _session
+
+
+__all__ = ["SECTIONS", "Session", "get_session", "section_name"]

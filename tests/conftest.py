@@ -1,0 +1,31 @@
+"""Shared fixtures: the test model folder on LMSEXT_MODELS_PATH, the stories260K path, a clean default client."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: ``../shared/models`` beside the project checkout (holds stories260K.gguf).
+MODELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "models"
+
+if not os.environ.get("LMSEXT_MODELS_PATH"):
+    os.environ["LMSEXT_MODELS_PATH"] = str(MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def stories_path() -> Path:
+    """Path of stories260K.gguf (skips the test when the shared model folder is missing)."""
+    path = MODELS_DIR / "stories260K.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture
+def unload_all():
+    """Unload every instance of ``lmsext.default_client()`` after the test."""
+    yield
+    from lmsext.client import default_client
+    default_client().llm.unload_all()
