@@ -565,30 +565,19 @@ async def openai_chat(request: Request) -> Response:
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    def chunk(text: str | None, finish: str | None, delta: dict[str, Any] | None = None) -> dict[str, Any]:
+        delta = delta if delta is not None else ({} if text is None else {"content": text})
         return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": llm.identifier,
                 "system_fingerprint": llm.identifier,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    async def events() -> AsyncIterator[str]:
-        yield _data(chunk({"role": "assistant", "content": ""}, None))
-        async for kind, value in job_events(job, first):
-            if kind == "fragment":
-                yield _data(chunk({"content": value.content}, None))
-            elif kind == "result":
-                failed = _failed(value)
-                if failed is not None:
-                    yield _data(failed.body())
-                    continue
-                yield _data(chunk({}, _FINISH.get(value.stats.stop_reason, "stop")))
-                if usage:
-                    yield _data({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                 "model": llm.identifier, "choices": [], "usage": _usage(value)})
-            elif kind == "error":
-                yield _data(to_api_error(value).body())
-        yield "data: [DONE]\n\n"
+    def usage_event(result: Any) -> dict[str, Any] | None:
+        return ({"id": cid, "object": "chat.completion.chunk", "created": created, "model": llm.identifier,
+                 "choices": [], "usage": _usage(result)} if usage else None)
 
-    return GatedStream(events(), job, "text/event-stream")
+    events = _openai_sse(job, first, chunk, usage_event, first_event=chunk(None, None, {"role": "assistant",
+                                                                                       "content": ""}))
+    return GatedStream(events, job, "text/event-stream")
 
 
 @endpoint
@@ -620,28 +609,39 @@ async def openai_completions(request: Request) -> Response:
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+    def chunk(text: str | None, finish: str | None) -> dict[str, Any]:
         return {"id": cid, "object": "text_completion", "created": created, "model": llm.identifier,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+                "choices": [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}]}
 
-    async def events() -> AsyncIterator[str]:
-        async for kind, value in job_events(job, first):
-            if kind == "fragment":
-                yield _data(chunk(value.content, None))
-            elif kind == "result":
-                failed = _failed(value)
-                if failed is not None:
-                    yield _data(failed.body())
-                    continue
-                yield _data(chunk("", _FINISH.get(value.stats.stop_reason, "stop")))
-                if usage:
-                    yield _data({"id": cid, "object": "text_completion", "created": created,
-                                 "model": llm.identifier, "choices": [], "usage": _usage(value)})
-            elif kind == "error":
-                yield _data(to_api_error(value).body())
-        yield "data: [DONE]\n\n"
+    def usage_event(result: Any) -> dict[str, Any] | None:
+        return ({"id": cid, "object": "text_completion", "created": created, "model": llm.identifier,
+                 "choices": [], "usage": _usage(result)} if usage else None)
 
-    return GatedStream(events(), job, "text/event-stream")
+    events = _openai_sse(job, first, chunk, usage_event)
+    return GatedStream(events, job, "text/event-stream")
+
+
+async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
+                      usage_event: Callable[[Any], dict[str, Any] | None],
+                      first_event: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event."""
+    if first_event is not None:
+        yield _data(first_event)
+    async for kind, value in job_events(job, first):
+        if kind == "fragment":
+            yield _data(chunk(value.content, None))
+        elif kind == "result":
+            failed = _failed(value)
+            if failed is not None:
+                yield _data(failed.body())
+                continue
+            yield _data(chunk(None, _FINISH.get(value.stats.stop_reason, "stop")))
+            extra = usage_event(value)
+            if extra is not None:
+                yield _data(extra)
+        elif kind == "error":
+            yield _data(to_api_error(value).body())
+    yield "data: [DONE]\n\n"
 
 
 async def _collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
