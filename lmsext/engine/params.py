@@ -83,7 +83,9 @@ class Setting:
 
     name: str
     llama_params: str
-    apply: Callable[[LoadModelConfig, LoadPlan], None]
+    apply: Callable[[LoadModelConfig, LoadPlan], None] | None
+    #: for a setting applied together with another row (``apply`` is then None): that row's name
+    applied_with: str | None = None
 
 
 def _requested(cfg: LoadModelConfig, name: str) -> Any:
@@ -301,12 +303,12 @@ LOAD_SETTINGS: tuple[Setting, ...] = (
     Setting("rope_frequency_scale", "rope_freq_scale (0 = from model)",
             _apply_rope("rope_frequency_scale", "rope_freq_scale", "rope.scale_linear")),
     Setting("try_mmap", "load_mode (MMAP)", _apply_memory_mode),
-    Setting("keep_model_in_memory", "load_mode (MLOCK)", lambda cfg, plan: None),
+    Setting("keep_model_in_memory", "load_mode (MLOCK)", None, applied_with="try_mmap"),
     Setting("seed", "default sampler seed of the instance", _apply_seed),
     Setting("use_fp16_for_kv_cache", "type_k, type_v (f16 or f32)", _apply_kv_cache_types),
-    Setting("llama_k_cache_quantization_type", "type_k", lambda cfg, plan: None),
-    Setting("llama_v_cache_quantization_type", "type_v (needs flash attention unless f16/f32)",
-            lambda cfg, plan: None),
+    Setting("llama_k_cache_quantization_type", "type_k", None, applied_with="use_fp16_for_kv_cache"),
+    Setting("llama_v_cache_quantization_type", "type_v (needs flash attention unless f16/f32)", None,
+            applied_with="use_fp16_for_kv_cache"),
     Setting("num_experts", "kv_overrides[<arch>.expert_used_count]", _apply_num_experts),
     Setting("cpu_threads (prediction)", "n_threads, n_threads_batch", _apply_threads),
 )
@@ -316,5 +318,6 @@ def plan_load(config: LoadModelConfig, info: ModelInfo) -> LoadPlan:
     """Run every row of :data:`LOAD_SETTINGS`; raise :class:`ConfigError` for impossible settings."""
     plan = LoadPlan(info=info)
     for setting in LOAD_SETTINGS:
-        setting.apply(config, plan)
+        if setting.apply is not None:
+            setting.apply(config, plan)
     return plan
