@@ -1,0 +1,321 @@
+"""The widgets in a real browser: JupyterLab 4 on loopback, driven by Playwright with Debian's chromium.
+
+One notebook, run cell by cell in the page: ``%lm_load`` shows the summary widget (context length),
+dragging the prediction panel's temperature slider changes the kernel-side session default,
+``%%lm_respond`` streams (the text grows across at least three observations, then the stats), the
+panel's Stop ends an endless generation running on a background thread with ``userStopped``, and the
+stream view's Stop interrupts an endless ``%%lm_complete`` cell (``userStopped`` too). Screenshots
+go to ``tests/artifacts/``. Without chromium or Playwright the test skips locally; in CI (CI=true)
+that is a failure, since ``.ci/run`` installs both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+CELLS = [
+    "%load_ext lmsext\nimport lmsext",                                               # 0
+    "%lm_load stories260K --context-length 1000",                                     # 1
+    "p = %lm_panel predict",                                                          # 2
+    "from lmsext.ui.session import get_session\n"
+    "print('temperature =', get_session().prediction_config.temperature)",            # 3
+    "%%lm_respond --max-tokens 4000 --temperature 0.8 --seed 1\nTell me a long story",  # 4
+    "%lm_config predict maxTokens=False contextOverflowPolicy=rollingWindow temperature=0.8",  # 5
+    "print('panel:', p.result.stats.stop_reason, p.result.stats.predicted_tokens_count)",     # 6
+    "%%lm_complete --seed 2\nOnce upon a time",                                       # 7
+    "print('cell:', _lm.stats.stop_reason, _lm.stats.predicted_tokens_count)",        # 8
+    "%lm_panel load",                                                                 # 9
+    "print('loaded:', lmsext.default_client().llm.get('stories260K').get_context_length())",  # 10
+]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} — CI must run the browser test (.ci/run installs chromium and playwright)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_settings(settings: Path) -> None:
+    """JupyterLab user settings: no news or update checks (offline), no notebook windowing (every cell in the DOM)."""
+    files = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                            "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }
+    for name, content in files.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, stories_path):
+    """A JupyterLab server on 127.0.0.1 (token off) with the test notebook; yields its URL."""
+    if not Path(CHROMIUM).exists():
+        _unavailable("Debian's chromium is not installed (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+        import jupyterlab  # noqa: F401
+        import nbformat
+    except ImportError as exc:
+        _unavailable(f"the browser test needs the test extra: {exc}")
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "notebooks"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
+    nbformat.write(nb, root / "widgets.ipynb")
+    _write_settings(home / "settings")
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTER_DATA_DIR=str(home / "data"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+               IPYTHONDIR=str(home / "ipython"), HF_HUB_OFFLINE="1", PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1",
+               LMSEXT_MODELS_PATH=str(stories_path.parent),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    port = _free_port()
+    log = open(home / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser", "--ServerApp.open_browser=False",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         "--IdentityProvider.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not start:\n{(home / 'lab.log').read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{lab}/lab/tree/widgets.ipynb")
+            page.wait_for_function("""() => {
+                const app = window.jupyterapp;
+                const panel = app && app.shell.currentWidget;
+                const kernel = panel && panel.sessionContext && panel.sessionContext.session
+                    && panel.sessionContext.session.kernel;
+                return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
+                    && document.querySelectorAll('.jp-Notebook .jp-Cell').length >= 11;
+            }""", timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+RUN_CELL = """async ([index, wait]) => {
+    const app = window.jupyterapp;
+    const notebook = app.shell.currentWidget.content;
+    notebook.activeCellIndex = index;
+    notebook.deselectAll();
+    const done = app.commands.execute('notebook:run-cell');
+    if (wait) await done;
+}"""
+
+
+def run_cell(page, index: int, wait: bool = True) -> None:
+    """Run cell ``index`` in the page (as Shift+Enter would); ``wait`` = until it finished."""
+    page.evaluate(RUN_CELL, [index, wait])
+
+
+def cell(page, index: int):
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def cell_text(page, index: int) -> str:
+    return cell(page, index).locator(".jp-OutputArea-output").all_inner_texts().__str__()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=False)
+
+
+WATCH_STREAM = """async (index) => {
+    const seen = [];
+    const t0 = performance.now();
+    while (performance.now() - t0 < 30000) {
+        const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];
+        const root = c && c.querySelector('.lmsext-stream');
+        if (root) {
+            const length = root.querySelector('.lmsext-stream-text').textContent.length;
+            if (root.dataset.done === 'true') return {seen, done: true};
+            if (length && (!seen.length || seen[seen.length - 1] !== length)) seen.push(length);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return {seen, done: false};
+}"""
+
+
+def wait_growing(locator, minimum: int = 200, timeout: float = 20.0) -> int:
+    """Wait until ``locator``'s text has at least ``minimum`` characters; returns its length."""
+    deadline = time.monotonic() + timeout
+    length = 0
+    while time.monotonic() < deadline:
+        length = len(locator.text_content() or "")
+        if length >= minimum:
+            return length
+        time.sleep(0.05)
+    raise AssertionError(f"the stream did not grow past {minimum} characters (got {length})")
+
+
+def test_widgets_in_jupyterlab(page):
+    started = time.monotonic()
+    run_cell(page, 0)
+
+    # %lm_load → the LoadSummaryView shows the context length: requested 1000, applied 1024 (highlighted).
+    run_cell(page, 1)
+    row = cell(page, 1).locator('.lmsext-summary tr[data-key="context_length"]')
+    row.wait_for()
+    assert row.locator(".lmsext-effective").inner_text() == "1024"
+    assert row.locator(".lmsext-requested").inner_text() == "1000"
+    assert row.get_attribute("class") == "lmsext-differs"
+    assert "1000 → 1024" in cell(page, 1).locator(".lmsext-notes").inner_text()
+    assert "Memory" in cell(page, 1).locator(".lmsext-memory").inner_text()
+    shot(page, "1-load-summary")
+
+    # The prediction panel: drag the temperature slider to its left end → the kernel's default is 0.
+    run_cell(page, 2)
+    panel = cell(page, 2).locator(".lmsext-prediction-panel")
+    panel.wait_for()
+    slider = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        r"^temperature$"))).first
+    handle = slider.locator(".noUi-handle").first
+    track = slider.locator(".noUi-target").first
+    handle.scroll_into_view_if_needed()
+    hb, tb = handle.bounding_box(), track.bounding_box()
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(tb["x"] - 30, hb["y"] + hb["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    run_cell(page, 3)
+    assert "temperature = 0.0" in cell_text(page, 3)
+    shot(page, "2-prediction-panel")
+
+    # %%lm_respond streams into the StreamView: the text grows across ≥ 3 observations, then the stats.
+    page.evaluate(RUN_CELL, [4, False])
+    watched = page.evaluate(WATCH_STREAM, 4)
+    assert watched["done"], watched
+    seen = watched["seen"]
+    assert len(seen) >= 3 and all(a < b for a, b in zip(seen, seen[1:])), seen
+    stream = cell(page, 4).locator(".lmsext-stream")
+    stats = stream.locator(".lmsext-stream-stats").inner_text()
+    assert re.search(r"4000 tokens · [\d.]+ tok/s · first token .+ · stop: maxPredictedTokensReached", stats), stats
+    assert stream.locator(".lmsext-badge").inner_text() == "maxPredictedTokensReached"
+    assert "tok/s" in stream.locator(".lmsext-rate").inner_text()
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                           " || window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    shot(page, "3-respond-stream")
+
+    # %lm_config moves the panel's slider back; Send an endless generation, then the panel's Stop.
+    run_cell(page, 5)
+    readout = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        r"^temperature$"))).first.locator(".widget-readout")
+    page.wait_for_function("(el) => el.textContent.trim() === '0.80'", arg=readout.element_handle())
+    panel.locator("textarea").fill("Tell me a story")
+    panel.locator("button.widget-button", has_text="Send").click()
+    panel_text = panel.locator(".lmsext-stream-text")
+    wait_growing(panel_text)
+    shot(page, "4-panel-running")
+    panel.locator("button.widget-button", has_text="Stop").click()
+    badge = panel.locator(".lmsext-badge")
+    page.wait_for_function("(el) => el.textContent === 'userStopped'", arg=badge.element_handle(), timeout=15_000)
+    run_cell(page, 6)
+    assert re.search(r"panel: userStopped \d+", cell_text(page, 6)), cell_text(page, 6)
+    shot(page, "5-panel-stopped")
+
+    # An endless %%lm_complete cell: the stream view's Stop interrupts the kernel → userStopped.
+    page.evaluate(RUN_CELL, [7, False])
+    cell_stream = cell(page, 7).locator(".lmsext-stream")
+    wait_growing(cell_stream.locator(".lmsext-stream-text"))
+    stop = cell_stream.locator("button.lmsext-stop")
+    assert stop.is_visible()
+    assert not panel.locator(".lmsext-stop").is_visible()  # the panel's stream view has no Stop of its own
+    stop.click()
+    page.wait_for_function(
+        "(i) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];"
+        " const b = c && c.querySelector('.lmsext-stream[data-done=\"true\"] .lmsext-badge');"
+        " return b && b.textContent === 'userStopped'; }", arg=7, timeout=15_000)
+    assert not stop.is_visible()
+    run_cell(page, 8)
+    assert re.search(r"cell: userStopped \d+", cell_text(page, 8)), cell_text(page, 8)
+    shot(page, "6-cell-stopped")
+
+    # The load panel: drag the context slider to 256 → the estimate drops; Load reloads with it.
+    run_cell(page, 9)
+    load_panel = cell(page, 9).locator(".lmsext-load-panel")
+    load_panel.wait_for()
+    estimate = load_panel.locator(".widget-html", has_text="Memory estimate").first
+    before = estimate.inner_text()
+    context = load_panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        r"^context length$"))).first
+    handle, track = context.locator(".noUi-handle").first, context.locator(".noUi-target").first
+    handle.scroll_into_view_if_needed()
+    hb, tb = handle.bounding_box(), track.bounding_box()
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(tb["x"] - 30, hb["y"] + hb["height"] / 2, steps=8)
+    page.mouse.up()
+    assert "KV cache 1.25 MiB" in before  # the default context: 2048 tokens
+    page.wait_for_function("(el) => el.innerText.includes('KV cache 160 KiB')", arg=estimate.element_handle())
+    load_panel.locator("button.widget-button", has_text="Load").click()
+    summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
+    summary_row.wait_for()
+    assert summary_row.locator(".lmsext-effective").inner_text() == "256"
+    load_panel.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
+    run_cell(page, 10)
+    assert "loaded: 256" in cell_text(page, 10), cell_text(page, 10)
+    summary_row.scroll_into_view_if_needed()
+    shot(page, "7-load-panel")
+    elapsed = time.monotonic() - started
+    print(f"\nbrowser steps took {elapsed:.1f} s")

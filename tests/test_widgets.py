@@ -1,0 +1,453 @@
+"""The widgets on the real engine (stories260K): panels bound to the session defaults, Load, Send/Stop on a
+background thread, the StreamWidget's coalesced delta messages, and the magics' widget displays."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from IPython import get_ipython
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+import lmsext
+from lmsext import synth
+from lmsext.engine import plan_load, read_model_info
+from lmsext.engine.params import CONTEXT_STEP, estimate_memory
+from lmsext.config import LoadModelConfig
+from lmsext.ui import magics as magics_module
+from lmsext.ui import session as session_module
+from lmsext.widgets import LoadPanel, LoadSummaryWidget, PredictionPanel, StreamWidget
+from lmsext.widgets import frontend
+from lmsext.widgets.stream import FLUSH_INTERVAL, WidgetStreamView
+
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+ENDLESS = {"maxTokens": False, "contextOverflowPolicy": "rollingWindow"}
+
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
+    shell.run_line_magic("load_ext", "lmsext")
+    yield shell
+    shell.run_line_magic("unload_ext", "lmsext")
+
+
+@pytest.fixture(autouse=True)
+def clean(ip, unload_all, monkeypatch, stories_path):
+    """A fresh session; the magics in rich mode with widgets on (a kernel-less shell otherwise says text)."""
+    monkeypatch.setattr(session_module, "_session", None)
+    m = magics_module.get_magics(ip)
+    for name in ("display_mode", "widgets", "stream_update_interval"):
+        m.traits()[name].set(m, m.traits()[name].default())
+    yield
+
+
+@pytest.fixture
+def widget_magics(ip):
+    m = magics_module.get_magics(ip)
+    m.display_mode, m.widgets = "rich", "on"
+    return m
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory):
+    return synth.moe_model(tmp_path_factory.mktemp("moe"))
+
+
+def session():
+    return session_module.get_session()
+
+
+def client():
+    return lmsext.default_client()
+
+
+def run(ip, line, cell=None):
+    with capture_output() as cap:
+        if line.startswith("%%"):
+            name, _, args = line[2:].partition(" ")
+            value = ip.run_cell_magic(name, args, cell or "")
+        else:
+            name, _, args = line.lstrip("%").partition(" ")
+            value = ip.run_line_magic(name, args)
+    return value, cap
+
+
+def record(widget):
+    """Collect the custom messages ``widget`` sends (the comm is a dummy outside a kernel)."""
+    sent = []
+    original = widget.send
+
+    def send(content, buffers=None):
+        sent.append(content)
+        original(content, buffers)
+
+    widget.send = send
+    return sent
+
+
+# ------------------------------------------------------------------------------ LoadPanel
+
+def test_load_panel_ranges_come_from_the_model(stories_path):
+    panel = LoadPanel("stories260K")
+    info = read_model_info(stories_path)
+    assert (panel.context_length.min, panel.context_length.max, panel.context_length.step) == (
+        CONTEXT_STEP, info.trained_context, CONTEXT_STEP)
+    assert panel.context_length.value == plan_load(LoadModelConfig(), info).effective["context_length"]
+    assert (panel.gpu.min, panel.gpu.max) == (0, info.n_layer + 1)
+    assert panel.gpu_label.value == f"{panel.gpu.value} of {info.n_layer + 1} layers" + (
+        " (off)" if panel.gpu.value == 0 else " (max)" if panel.gpu.value == info.n_layer + 1 else "")
+    assert panel.num_experts.disabled and panel.experts_label.value == "dense model: no experts to choose"
+    assert set(panel.k_cache.options) == {"f32", "f16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"}
+    assert panel.k_cache.value == "f16" and panel.mmap.value is True and panel.seed.value == ""
+    panel.close()
+
+
+def test_load_panel_on_a_moe_model_offers_the_experts(moe):
+    panel = LoadPanel(str(moe))
+    assert not panel.num_experts.disabled
+    assert (panel.num_experts.min, panel.num_experts.max, panel.num_experts.value) == (1, 4, 2)
+    panel.num_experts.value = 1
+    assert session().load_config.num_experts == 1
+    panel.close()
+
+
+def test_load_sliders_and_lm_config_share_the_session_defaults(ip):
+    panel = LoadPanel("stories260K")
+    panel.context_length.value = 512
+    panel.gpu.value = 3
+    panel.seed.value = "42"
+    cfg = session().load_config
+    assert cfg.context_length == 512 and cfg.gpu.ratio == 0.5 and cfg.seed == 42
+    assert "3 of 6 layers" in panel.gpu_label.value
+    run(ip, "%lm_config load contextLength=1024 flashAttention=true gpu='max'")
+    assert panel.context_length.value == 1024 and panel.flash_attention.value is True and panel.gpu.value == 6
+    run(ip, "%lm_config load --reset")
+    assert panel.context_length.value == 2048 and panel.seed.value == "" and panel.flash_attention.value is False
+    panel.seed.value = "not a number"
+    assert "seed &#x27;not a number&#x27;: must be an integer" in panel.notes.value and panel.seed.value == ""
+    assert session().load_config.explicit() == {}
+    panel.close()
+
+
+def test_memory_estimate_follows_the_sliders_and_matches_the_load(stories_path):
+    panel = LoadPanel("stories260K")
+    info = read_model_info(stories_path)
+    before = panel.estimate.value
+    panel.context_length.value = 256
+    assert panel.estimate.value != before
+    expected = estimate_memory(info, LoadModelConfig(context_length=256))
+    llm = panel.load()
+    assert llm.load_result.memory["kv_cache"] == expected["kv_cache"]
+    assert expected["weights"] == info.file_size
+    panel.close()
+
+
+def test_impossible_settings_are_refused_before_loading():
+    panel = LoadPanel("stories260K")
+    panel.v_cache.value = "q8_0"
+    assert "needs flash attention" in panel.notes.value and panel.load_button.disabled
+    assert "Memory estimate</b> –" in panel.estimate.value
+    panel.v_cache.value = "f16"
+    assert not panel.load_button.disabled and "needs flash attention" not in panel.notes.value
+    panel.close()
+
+
+def test_load_button_loads_with_progress_then_reloads_with_the_new_config():
+    panel = LoadPanel("stories260K")
+    progress = []
+    panel.progress.observe(lambda change: progress.append(change["new"]), names="value")
+    panel.context_length.value = 512
+    assert panel.start_load() is not None
+    panel.join(30)
+    llm = client().llm.get("stories260K")
+    assert llm.get_context_length() == 512 and session().model == "stories260K"
+    assert progress[-1] == 1.0 and panel.progress.bar_style == "success"
+    assert "loaded as 'stories260K'" in panel.status.value
+    rows = {row["key"]: row for row in panel.summary.summary["config"]}
+    assert rows["context_length"]["effective"] == "512" and rows["context_length"]["requested"] == "512"
+    panel.context_length.value = 1024
+    panel.load_button.click()
+    panel.join(30)
+    (again,) = client().llm.list_loaded()  # reloaded in place, same identifier
+    assert again.identifier == "stories260K" and again.get_context_length() == 1024 and not llm.loaded
+    panel.close()
+
+
+def test_panel_for_a_loaded_instance_reloads_that_instance():
+    first = client().llm.load("stories260K", config={"contextLength": 256}, identifier="mine")
+    panel = LoadPanel(first)
+    assert panel.identifier == "mine"
+    panel.load()
+    assert [m.identifier for m in client().llm.list_loaded()] == ["mine"] and not first.loaded
+    panel.close()
+
+
+# ------------------------------------------------------------------------------ PredictionPanel
+
+def test_prediction_slider_ranges_and_defaults():
+    panel = PredictionPanel()
+    assert (panel.temperature.min, panel.temperature.max, panel.temperature.value) == (0.0, 2.0, 0.8)
+    assert (panel.top_p.min, panel.top_p.max) == (0.01, 1.0) and panel.top_p.value == 0.95
+    assert (panel.min_p.value, panel.top_k.value, panel.repeat_penalty.value) == (0.05, 40, 1.1)
+    assert (panel.xtc_probability.max, panel.xtc_threshold.max) == (1.0, 0.5)
+    assert panel.max_tokens.value == 0 and panel.stop_strings.value == [] and panel.seed.value == ""
+    assert "no model loaded" in panel.model_label.value
+    panel.close()
+
+
+def test_temperature_slider_drives_the_next_lm_respond_and_lm_config_moves_it(ip, widget_magics):
+    run(ip, "%lm_load stories260K --context-length 512")
+    panel = PredictionPanel()
+    assert "stories260K" in panel.model_label.value
+    panel.temperature.value = 0.25
+    assert session().prediction_config.temperature == 0.25
+    run(ip, "%%lm_respond --max-tokens 3", "Hello")
+    assert ip.user_ns["_lm"].prediction_config["temperature"] == 0.25
+    run(ip, "%lm_config predict temperature=1.5 maxTokens=40 stop=['\\n\\n', 'The end'] topPSampling=False")
+    assert panel.temperature.value == 1.5 and panel.max_tokens.value == 40 and panel.top_p.value == 1.0
+    assert panel.stop_strings.value == ["\\n\\n", "The end"]
+    panel.stop_strings.value = ["\\n", "x"]
+    assert session().prediction_config.stop_strings == ["\n", "x"]
+    panel.max_tokens.value = 0
+    assert session().prediction_config.max_tokens is False
+    run(ip, "%lm_config predict --reset")
+    assert panel.temperature.value == 0.8 and panel.max_tokens.value == 0 and panel.stop_strings.value == []
+    panel.close()
+
+
+def test_send_streams_on_a_background_thread():
+    client().llm.load("stories260K", config={"contextLength": 512})
+    session().update("predict", {"maxTokens": 40, "temperature": 0.0})
+    panel = PredictionPanel()
+    sent = record(panel.stream)
+    panel.mode.value = "complete"
+    thread = panel.send("Once upon a time")
+    assert thread is not threading.main_thread() and panel.send_button.disabled
+    panel.join(30)
+    result = panel.result
+    assert result.stats.stop_reason in ("maxPredictedTokensReached", "eosFound")
+    assert "".join(m["delta"] for m in sent) == result.content == panel.stream.text
+    assert panel.stream.done and not panel.stream.running and panel.stream.stop_reason == result.stats.stop_reason
+    assert panel.stream.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count
+    assert not panel.send_button.disabled and panel.stop_button.disabled
+    panel.mode.value = "respond"
+    panel.prompt.value = "Tell me a story"
+    panel.send_button.click()
+    panel.join(30)
+    assert panel.result.prompt.endswith("Assistant:") and panel.result.stats.predicted_tokens_count > 0
+    panel.close()
+
+
+def test_stop_button_stops_a_running_generation_while_the_kernel_thread_is_free():
+    client().llm.load("stories260K", config={"contextLength": 256})
+    session().update("predict", ENDLESS)
+    panel = PredictionPanel()
+    panel.mode.value = "complete"
+    panel.send("Once upon a time")
+    deadline = time.monotonic() + 10
+    while panel.stream.partial_text.count(" ") < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)  # this (main) thread is free while the panel generates
+    assert panel.busy and not panel.stop_button.disabled
+    panel.stop_button.click()
+    panel.join(10)
+    assert not panel.busy
+    stats = panel.result.stats
+    assert stats.stop_reason == "userStopped" and stats.predicted_tokens_count > 50
+    assert panel.stream.stop_reason == "userStopped" and panel.result.content == panel.stream.text
+    panel.close()
+
+
+def test_stop_message_from_the_stream_view_and_errors_in_the_panel():
+    client().llm.load("stories260K", config={"contextLength": 256})
+    session().update("predict", ENDLESS)
+    panel = PredictionPanel()
+    panel.send("Once upon a time")
+    time.sleep(0.1)
+    panel.stream._handle_custom_msg({"type": "stop", "run": panel.stream.run - 1}, [])  # an older run's Stop
+    time.sleep(0.05)
+    assert panel.busy
+    panel.stream._handle_custom_msg({"type": "stop", "run": panel.stream.run}, [])
+    panel.join(10)
+    assert panel.result.stats.stop_reason == "userStopped"
+    with pytest.raises(lmsext.LmsextError, match="empty"):
+        panel.send("  ")
+    assert "the prompt is empty" in panel.status.value
+    session().update("predict", {"structured": {"type": "gbnf", "gbnfGrammar": "root ::= ("}})
+    with pytest.raises(lmsext.LmsextError):
+        panel.send("Hi")
+    assert "color:#c62828" in panel.status.value and not panel.busy
+    client().llm.unload_all()
+    with pytest.raises(lmsext.ModelNotLoadedError):
+        panel.send("Hi")
+    panel.close()
+
+
+# ------------------------------------------------------------------------------ StreamWidget
+
+def test_a_2000_token_generation_is_coalesced_to_at_most_20_messages_per_second():
+    llm = client().llm.load("stories260K", config={"contextLength": 512})
+    widget = StreamWidget()
+    sent = record(widget)
+    widget.begin()
+    t0 = time.monotonic()
+    stream = llm.complete_stream("Once upon a time", {**ENDLESS, "maxTokens": 2000, "seed": 1, "temperature": 0.8})
+    for fragment in stream:
+        widget.feed(fragment.content, fragment.tokens_count)
+    result = stream.result()
+    widget.finish(result)
+    elapsed = time.monotonic() - t0
+    assert result.stats.predicted_tokens_count == 2000
+    deltas = [m for m in sent if "delta" in m]
+    assert len(deltas) <= elapsed / FLUSH_INTERVAL + 2, (len(deltas), elapsed)  # ≤ 20/s (+ first and last)
+    assert [m["seq"] for m in deltas] == list(range(len(deltas)))
+    assert all(set(m) == {"seq", "delta", "tokens", "elapsed"} for m in deltas)
+    assert "".join(m["delta"] for m in deltas) == result.content == widget.text
+    assert deltas[-1]["tokens"] <= 2000 and deltas[-1]["tokens"] >= deltas[0]["tokens"]
+    assert widget.done and widget.stop_reason == "maxPredictedTokensReached"
+    assert widget.stats["predicted_tokens_count"] == 2000
+    print(f"\n2,000 tokens in {elapsed:.2f} s → {len(deltas)} delta messages ({len(deltas) / elapsed:.1f}/s)")
+
+
+def test_stream_widget_coalesces_by_its_clock_and_answers_a_late_view():
+    ticks = iter(i * 0.01 for i in range(100_000))
+    widget = StreamWidget(clock=lambda: next(ticks))
+    sent = record(widget)
+    widget.begin()
+    for i in range(1000):
+        widget.feed("x", 1)
+    assert 160 <= len(sent) <= 201  # a message every 5-6 ticks of 10 ms (float sums), not 1000
+    widget._handle_custom_msg({"type": "sync"}, [])
+    snapshot = sent[-1]
+    assert snapshot["type"] == "snapshot" and snapshot["seq"] == len(sent) - 2
+    assert snapshot["text"] == "".join(m["delta"] for m in sent[:-1])
+    widget.fail("engine exploded")
+    assert widget.done and widget.error == "engine exploded" and widget.text == "x" * 1000
+    assert "".join(m["delta"] for m in sent if "delta" in m) == "x" * 1000  # the tail was flushed
+
+
+# ------------------------------------------------------------------------------ magics
+
+def test_lm_load_shows_the_summary_widget_with_the_html_fallback(ip, widget_magics):
+    lr, cap = run(ip, "%lm_load stories260K --context-length 1000")
+    (out,) = cap.outputs
+    assert WIDGET_MIME in out.data and "lmsext-load-summary" in out.data["text/html"]
+    assert out.data["text/plain"].startswith("loaded stories260K")
+    widget = LoadSummaryWidget(lr)
+    row = next(r for r in widget.summary["config"] if r["key"] == "context_length")
+    assert row == {"key": "context_length", "effective": "1024", "requested": "1000", "differs": True, "rest": True,
+                   "llama": "n_ctx (rounded up to a multiple of 256)"}
+
+
+def test_lm_respond_streams_into_a_widget_and_keeps_a_fallback(ip, widget_magics, monkeypatch):
+    views = []
+    original = WidgetStreamView.start
+    monkeypatch.setattr(WidgetStreamView, "start", lambda self: (views.append(self), original(self))[1])
+    run(ip, "%lm_load stories260K --context-length 512")
+    _, cap = run(ip, "%%lm_respond --max-tokens 300 --temperature 0", "Tell me a story")
+    result = ip.user_ns["_lm"]
+    (view,) = views
+    first, final = cap.outputs
+    assert WIDGET_MIME in first.data and not first.update and final.update
+    assert final.data[WIDGET_MIME] == first.data[WIDGET_MIME]
+    assert final.data["text/plain"].startswith(result.content) and "stop: " in final.data["text/plain"]
+    w = view.widget
+    assert w.done and w.text == result.content and w.stop_mode == "interrupt"
+    assert w.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count and w.markdown
+
+
+def test_interrupting_a_widget_streamed_cell_ends_as_user_stopped(ip, widget_magics, monkeypatch):
+    run(ip, "%lm_load stories260K --context-length 256")
+    run(ip, "%lm_config predict maxTokens=False contextOverflowPolicy=rollingWindow")
+    timers = []
+    original = StreamWidget.feed
+
+    def feed(self, text, tokens=1):
+        if not timers:  # what the Stop button's interrupt request does: SIGINT to the busy kernel
+            timers.append(threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT)))
+            timers[0].start()
+        original(self, text, tokens)
+
+    monkeypatch.setattr(StreamWidget, "feed", feed)
+    _, cap = run(ip, "%%lm_complete", "Once upon a time")
+    timers[0].join()
+    result = ip.user_ns["_lm"]
+    assert result.stats.stop_reason == "userStopped" and result.stats.predicted_tokens_count > 0
+    assert "stop: userStopped" in cap.outputs[-1].data["text/plain"]
+
+
+def test_lm_panel_shows_the_panels(ip, widget_magics):
+    value, cap = run(ip, "%lm_panel load")
+    assert value is None and "which model?" in cap.outputs[0].data["text/plain"]
+    run(ip, "%lm_load stories260K --context-length 512")
+    ip.run_cell("p = %lm_panel predict")
+    assert isinstance(ip.user_ns["p"], PredictionPanel)
+    ip.run_cell("both = %lm_panel")
+    load, predict = ip.user_ns["both"].children
+    assert isinstance(load, LoadPanel) and isinstance(predict, PredictionPanel) and load.identifier == "stories260K"
+    ip.run_cell("q = %lm_panel load stories260K")
+    assert isinstance(ip.user_ns["q"], LoadPanel)
+    for name in ("p", "both", "q"):
+        ip.user_ns.pop(name).close()
+
+
+def test_terminal_and_plain_modes_do_not_use_widgets(ip):
+    m = magics_module.get_magics(ip)
+    assert m.mode == "text" and not m.use_widgets
+    m.display_mode = "rich"
+    assert not m.use_widgets  # no kernel: plain displays
+    m.widgets = "on"
+    assert m.use_widgets
+    m.widgets = "off"
+    assert not m.use_widgets
+
+
+# ------------------------------------------------------------------------------ packaging
+
+def test_front_end_files_ship_with_the_package_and_the_kernel_id_is_found(monkeypatch):
+    for name in ("stream.js", "load_summary.js"):
+        path = frontend.asset(name)
+        assert path.parent.name == "static" and "export default" in path.read_text()
+    import sys
+    import ipykernel
+    assert frontend.kernel_id() == ""  # no kernel here
+    monkeypatch.setitem(sys.modules, "ipykernel.kernelapp", sys.modules.get("ipykernel.kernelapp", object()))
+    monkeypatch.setattr(ipykernel, "get_connection_file", lambda: "/run/jupyter/kernel-1a2b-3c.json")
+    assert frontend.kernel_id() == "1a2b-3c"
+    monkeypatch.setattr(ipykernel, "get_connection_file", lambda: "/tmp/other.json")
+    assert frontend.kernel_id() == ""
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"lmsext.widgets.static" = ["*.js", "*.css"]' in pyproject
+
+
+def test_headless_execution_keeps_the_final_stream_in_the_widget_state_and_the_fallback(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext lmsext"),
+                nbformat.v4.new_code_cell("%lm_load stories260K --context-length 512"),
+                nbformat.v4.new_code_cell("%%lm_respond --max-tokens 20 --temperature 0\nTell me a story"),
+                nbformat.v4.new_code_cell("print(repr(_lm.content))")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                                    os.environ.get("PYTHONPATH")])))
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", store_widget_state=True,
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+    content = eval(saved.cells[3].outputs[0].text)  # noqa: S307 — the repr printed by the kernel
+    (out,) = saved.cells[2].outputs
+    assert WIDGET_MIME in out.data and out.data["text/plain"].startswith(content)  # the fallback: final text, stats
+    assert "stop: maxPredictedTokensReached" in out.data["text/plain"]
+    states = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    stream = states[out.data[WIDGET_MIME]["model_id"]]["state"]
+    assert stream["text"] == content and stream["done"] is True and stream["running"] is False
+    assert stream["stop_reason"] == "maxPredictedTokensReached" and stream["stats"]["predicted_tokens_count"] == 20
+    (summary_out,) = saved.cells[1].outputs
+    summary = states[summary_out.data[WIDGET_MIME]["model_id"]]["state"]["summary"]
+    assert any(row["key"] == "context_length" and row["effective"] == "512" for row in summary["config"])
