@@ -1,0 +1,267 @@
+"""``NextTokenExplorer``: the sampling lab's widget — what the next token could be, and why.
+
+The top-N next-token candidates as probability bars, re-shaped live by sliders for temperature,
+top-k, top-p, min-p and repeat penalty: the tokens a sampler cuts are greyed (and say which sampler
+cut them), the others show their renormalised probability. "Step" appends the sampled token,
+clicking a bar appends that token instead, "Back" rewinds, "Sample 100" draws 100 tokens with the
+seed and shows their histogram beside the theoretical distribution.
+
+Everything comes from :meth:`lmsext.LLM.next_token_distribution`: llama.cpp's own sampler chain on the
+last position's logits — the distribution shown is the one the engine samples from. The front end is
+``explorer.js`` (an anywidget ES module shipped with the package; no node needed).
+
+>>> from lmsext.widgets import NextTokenExplorer
+>>> explorer = NextTokenExplorer(model, "Once upon a time, there was a")
+>>> explorer                      # the widget
+>>> explorer.step(); explorer.pick(explorer.candidates[1].token); explorer.back()
+>>> explorer.sample(100)          # {token: count}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from ..errors import LmsextError
+from .frontend import asset, widget_bundle
+
+#: Prediction-config keys the sliders drive (their PredictionConfig spelling).
+SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p": "top_p_sampling",
+               "min_p": "min_p_sampling", "repeat_penalty": "repeat_penalty"}
+#: LM Studio's defaults, the sliders' starting values.
+SLIDER_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1}
+
+
+def _resolve_model(model: Any):
+    if isinstance(model, (str, Path)):
+        from ..client import default_client
+        return default_client().llm.model(str(model))
+    if not hasattr(model, "next_token_distribution"):
+        raise TypeError(f"model must be an lmsext LLM or a model key, got {type(model).__name__}")
+    return model
+
+
+class NextTokenExplorer(anywidget.AnyWidget):
+    """Explore the next-token distribution of ``model`` after ``prompt`` (raw text or a Chat).
+
+    ``config``: any further prediction settings (XTC, structured output…); the slider values
+    (``temperature``, ``top_k``, ``top_p``, ``min_p``, ``repeat_penalty``, ``seed``) start from it or
+    from LM Studio's defaults. ``top_p=1``, ``top_k=0``, ``min_p=0``, ``repeat_penalty=1`` turn a
+    sampler off; ``temperature=0`` is greedy.
+    """
+
+    _esm = asset("explorer.js")
+
+    temperature = t.Float(SLIDER_DEFAULTS["temperature"], min=0.0, max=2.0).tag(sync=True)
+    top_k = t.Int(SLIDER_DEFAULTS["top_k"], min=0).tag(sync=True)
+    top_p = t.Float(SLIDER_DEFAULTS["top_p"], min=0.01, max=1.0).tag(sync=True)
+    min_p = t.Float(SLIDER_DEFAULTS["min_p"], min=0.0, max=1.0).tag(sync=True)
+    repeat_penalty = t.Float(SLIDER_DEFAULTS["repeat_penalty"], min=0.1, max=3.0).tag(sync=True)
+    seed = t.Int(0, min=0).tag(sync=True)
+    top_n = t.Int(20, min=1, max=200).tag(sync=True)
+    samples_n = t.Int(100, min=1, max=10_000).tag(sync=True)
+
+    model_name = t.Unicode("").tag(sync=True)
+    prompt_text = t.Unicode("").tag(sync=True)
+    #: the appended tokens: ``[{"token", "text", "prob", "how": "step"|"pick"}]``
+    generated = t.List(t.Dict()).tag(sync=True)
+    #: :meth:`NextTokenDistribution.to_dict` of the current context and settings
+    distribution = t.Dict().tag(sync=True)
+    #: the last "Sample N": ``{"n", "seed", "counts": {token: count}, "texts": {token: text}}``
+    histogram = t.Dict().tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+
+    def __init__(self, model: Any, prompt: Any = "", config: Any = None, *, top_n: int = 20, seed: int = 0,
+                 **kwargs: Any) -> None:
+        from ..config import PredictionConfig
+        self.llm = _resolve_model(model)
+        base = PredictionConfig.parse(config)
+        values = {}
+        for name, key in SLIDER_KEYS.items():
+            value = getattr(base, key)
+            if value is False:  # "off"
+                value = {"top_k": 0, "top_p": 1.0, "min_p": 0.0, "repeat_penalty": 1.0}[name]
+            if value is not None:
+                values[name] = value
+        if base.seed is not None:
+            seed = base.seed
+        self._extra = {k: v for k, v in base.explicit().items()
+                       if k not in set(SLIDER_KEYS.values()) | {"seed", "max_tokens"}}
+        self._ready = False
+        super().__init__(top_n=top_n, seed=seed, **values, **kwargs)
+        engine = self.llm.engine
+        if isinstance(prompt, str):
+            self._prompt_tokens = engine.tokenize(prompt)
+            self.prompt_text = prompt
+        else:
+            from ..chat import Chat
+            messages = Chat.from_history(prompt).messages
+            self._prompt_tokens = engine.render_prompt(messages)[0]
+            self.prompt_text = self.llm.apply_prompt_template(messages)
+        if not self._prompt_tokens:
+            raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
+        self.model_name = self.llm.identifier
+        self._dist = None
+        self._ready = True
+        self.on_msg(self._on_front_end_msg)
+        self.refresh()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The prediction config the explorer shows the distribution of (the sliders + ``config``)."""
+        return {**self._extra, "temperature": self.temperature, "top_k_sampling": self.top_k,
+                "top_p_sampling": self.top_p, "min_p_sampling": self.min_p,
+                "repeat_penalty": self.repeat_penalty, "seed": self.seed}
+
+    @property
+    def tokens(self) -> list[int]:
+        """The context: the prompt's tokens and the appended ones."""
+        return self._prompt_tokens + [g["token"] for g in self.generated]
+
+    @property
+    def text(self) -> str:
+        """The prompt text and the appended tokens' text."""
+        return self.prompt_text + "".join(g["text"] for g in self.generated)
+
+    @property
+    def dist(self):
+        """The current :class:`~lmsext.engine.distribution.NextTokenDistribution`."""
+        return self._dist
+
+    @property
+    def candidates(self) -> list:
+        """The bars: the most likely next tokens with their sampler fates."""
+        return list(self._dist.candidates) if self._dist is not None else []
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Recompute the distribution for the current context and sliders."""
+        try:
+            self._dist = self.llm.next_token_distribution(self.tokens, self.config, top_n=self.top_n)
+        except (LmsextError, ValueError) as exc:
+            self.error = str(exc)
+            return
+        self.error = ""
+        data = self._dist.to_dict()
+        data.pop("prompt_tokens", None)
+        data["context_tokens"] = len(self._dist.prompt_tokens)
+        data["eog"] = [c.token for c in self._dist.candidates if self.llm.engine.is_eog(c.token)]
+        self.distribution = data
+        if self.histogram and self.histogram.get("key") != self._key():
+            self.histogram = {}
+
+    def step(self) -> int:
+        """Append a token sampled from the shown distribution (seed = ``seed`` + position: replayable)."""
+        dist = self.llm.next_token_distribution(self.tokens, {**self.config, "seed": self._step_seed()},
+                                                top_n=0, samples=1)
+        token = dist.samples[0]
+        self._append(token, dist.prob(token), "step", dist.text(token))
+        return token
+
+    def pick(self, token: int) -> int:
+        """Append ``token`` (a clicked bar) instead of a sampled one."""
+        token = int(token)
+        if not 0 <= token < self.llm.engine.n_vocab:
+            raise ValueError(f"token {token} is outside the vocabulary")
+        prob = self._dist.prob(token) if self._dist is not None else 0.0
+        self._append(token, prob, "pick")
+        return token
+
+    def back(self) -> int | None:
+        """Remove the last appended token (None when there is none)."""
+        if not self.generated:
+            return None
+        last = self.generated[-1]["token"]
+        self.generated = self.generated[:-1]
+        self.refresh()
+        return last
+
+    def reset(self) -> None:
+        """Back to the prompt."""
+        self.generated = []
+        self.refresh()
+
+    def sample(self, n: int | None = None) -> dict[int, int]:
+        """Draw ``n`` (default ``samples_n``) next tokens through the engine's sampler chain with ``seed``;
+        the histogram shows them beside the theoretical distribution. Returns ``{token: count}``."""
+        n = self.samples_n if n is None else int(n)
+        dist = self.llm.next_token_distribution(self.tokens, self.config, top_n=self.top_n, samples=n)
+        counts = dist.sample_counts()
+        self.histogram = {"n": n, "seed": self.seed, "key": self._key(),
+                          "counts": {str(k): v for k, v in counts.items()},
+                          "texts": {str(k): dist.text(k) for k in counts}}
+        return counts
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _step_seed(self) -> int:
+        return (self.seed + len(self.generated)) % (2**32)
+
+    def _key(self) -> list:
+        return [self.tokens, {k: v for k, v in self.config.items() if k != "structured"}]
+
+    def _append(self, token: int, prob: float, how: str, text: str | None = None) -> None:
+        if text is None:
+            text = self.llm.engine.token_bytes(token, special=True).decode("utf-8", errors="replace")
+        self.generated = [*self.generated, {"token": token, "text": text, "prob": prob, "how": how}]
+        self.refresh()
+
+    @t.observe("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "seed", "top_n")
+    def _settings_changed(self, change: dict) -> None:
+        if self._ready:
+            self.refresh()
+
+    def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        action = content.get("action")
+        try:
+            if action == "step":
+                self.step()
+            elif action == "pick":
+                self.pick(content["token"])
+            elif action == "back":
+                self.back()
+            elif action == "reset":
+                self.reset()
+            elif action == "sample":
+                self.sample(content.get("n"))
+        except (LmsextError, ValueError, KeyError, TypeError) as exc:
+            self.error = f"{action}: {exc}"
+
+    def __repr__(self) -> str:
+        return f"NextTokenExplorer({self.model_name!r}, {self.text[-60:]!r})"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget, with a static text/HTML picture of the bars where widgets do not render."""
+        return widget_bundle(super(), {"text/plain": self.summary_text(), "text/html": self.summary_html()})
+
+    def summary_text(self) -> str:
+        """The context and the candidates as text."""
+        head = f"NextTokenExplorer on {self.model_name}: {self.text[-80:]!r}"
+        return head + ("\n" + str(self._dist) if self._dist is not None else "")
+
+    def summary_html(self) -> str:
+        """A static picture of the bars (model probability in grey, sampled probability in blue)."""
+        from html import escape
+        rows = []
+        scale = max([max(c.prob, c.final_prob) for c in self.candidates] or [1.0]) or 1.0
+        for c in self.candidates:
+            cut = f'<span style="color:#b35900">cut by {escape(c.cut_by)}</span>' if c.cut_by else f"{c.final_prob:.1%}"
+            rows.append(
+                f'<tr style="{"opacity:.45" if c.cut_by else ""}"><td><code>{escape(repr(c.text))}</code></td>'
+                f'<td style="width:300px"><div style="background:#c9c9c9;height:6px;width:{100 * c.prob / scale:.1f}%">'
+                f'</div><div style="background:#2f7ed8;height:6px;width:{100 * c.final_prob / scale:.1f}%"></div></td>'
+                f"<td>{c.prob:.1%}</td><td>{cut}</td></tr>")
+        return (f'<div class="lmsext-explorer-static"><div><code>{escape(self.text[-200:])}</code></div>'
+                '<table><tr><th>token</th><th></th><th>model</th><th>sampled</th></tr>' + "".join(rows)
+                + "</table></div>")
+
+
+__all__ = ["NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS"]

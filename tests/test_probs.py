@@ -1,0 +1,176 @@
+"""Token probabilities of generated text: ``log_probs`` results, their rendering, ``--probs`` on the magics."""
+
+from __future__ import annotations
+
+import html as htmllib
+import math
+import re
+from pathlib import Path
+
+import pytest
+from IPython import get_ipython
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+import lmsext
+from lmsext import synth
+from lmsext.engine import TokenLogProb
+from lmsext.results import PredictionResult, PredictionStats
+from lmsext.ui import display as views
+from lmsext.ui import magics as magics_module
+from lmsext.ui import session as session_module
+
+MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+TITLE = re.compile(r'<span class="lmsext-token" data-p="([0-9.]+)" title="([^"]*)"[^>]*>(.*?)</span>', re.S)
+
+
+@pytest.fixture(autouse=True)
+def models_path(monkeypatch):
+    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
+
+
+@pytest.fixture(scope="module")
+def model():
+    client = lmsext.Client()
+    yield client.llm.model("stories260K", config={"contextLength": 512})
+    client.llm.unload_all()
+
+
+def fake_result(content, tokens):
+    """A PredictionResult whose logprobs are ``[(text, p, [(alt text, alt p)])]``."""
+    lps = [TokenLogProb(token=i, text=t, logprob=math.log(p), top=[(100 + j, a, math.log(q)) for j, (a, q) in
+                                                                     enumerate(alts)])
+           for i, (t, p, alts) in enumerate(tokens)]
+    stats = PredictionStats(stop_reason="eosFound", predicted_tokens_count=len(tokens), prompt_tokens_count=1,
+                            tokens_per_second=None, time_to_first_token_sec=None, generation_time_sec=0.0)
+    return PredictionResult(content=content, stats=stats, model_instance_id="x", model_info=None,
+                            prediction_config={}, logprobs=lps)
+
+
+# ------------------------------------------------------------------------------ results and rendering
+
+def test_pieces_add_up_to_the_content_and_carry_their_probabilities(model):
+    r = model.complete("Once upon a time", {"temperature": 0.9, "seed": 3, "maxTokens": 30, "logProbs": 4})
+    pieces = views.token_pieces(r)
+    assert "".join(t for t, _ in pieces) == r.content
+    assert len(r.logprobs) == 30 and all(len(lp.top) == 4 for lp in r.logprobs)
+    for text, lp in pieces:
+        assert lp is not None and text == lp.text
+        assert lp.logprob <= 0 and lp.top[0][2] >= lp.logprob  # the top alternative is at least as likely
+    html = views.token_probs_html(r)
+    spans = TITLE.findall(html)
+    assert len(spans) == 30
+    for (p, title, text), lp in zip(spans, r.logprobs):
+        assert float(p) == pytest.approx(math.exp(lp.logprob), abs=1e-4)
+        title = htmllib.unescape(title)
+        assert title.startswith(repr(lp.text)) and title.count("\n") == 4  # the chosen token + 4 alternatives
+        assert htmllib.unescape(text) == lp.text
+
+
+def test_greedy_tokens_are_the_most_likely_alternative(model):
+    r = model.complete("Once upon a time", {"temperature": 0, "maxTokens": 10, "logProbs": 3, "repeatPenalty": False})
+    for lp in r.logprobs:
+        assert lp.top[0][0] == lp.token and lp.top[0][2] == pytest.approx(lp.logprob)
+    assert "→ " + repr(r.logprobs[0].text) in htmllib.unescape(views.token_probs_html(r))
+
+
+def test_a_stop_string_is_not_shown(model):
+    r = model.complete("Once upon a time", {"temperature": 0, "maxTokens": 40, "logProbs": 2, "stopStrings": ["."]})
+    assert r.stats.stop_reason == "stopStringFound"
+    pieces = views.token_pieces(r)
+    assert "".join(t for t, _ in pieces) == r.content and "." not in r.content
+    assert len(r.logprobs) >= len([p for p in pieces if p[1] is not None])
+
+
+def test_rendering_escapes_and_colours():
+    r = fake_result("<b>&x", [("<b>", 0.9, [("<b>", 0.9), ("<i>", 0.05)]), ("&x", 0.02, [("&y", 0.5), ("&x", 0.02)])])
+    html = views.token_probs_html(r)
+    assert "<b>&x" not in html and "&lt;b&gt;" in html and "&amp;x" in html
+    spans = TITLE.findall(html)
+    assert [float(p) for p, _, _ in spans] == [0.9, 0.02]
+    assert views.prob_colour(0.9) in html and views.prob_colour(0.02) in html
+    assert views.prob_colour(1.0) == "hsl(120,85%,82%)" and views.prob_colour(0.0) == "hsl(0,85%,82%)"
+    text = views.token_probs_text(r)
+    assert "\x1b[32m<b>" in text and "\x1b[31m&x" in text  # green for likely, red for unlikely
+    assert "'&y' 0.50" in text and "stop: eosFound" in text
+
+
+def test_a_character_split_over_two_tokens():
+    r = fake_result("héllo", [("h", 0.9, []), ("\ufffd", 0.5, []), ("\ufffd", 0.6, []), ("llo", 0.7, [])])
+    pieces = views.token_pieces(r)
+    assert "".join(t for t, _ in pieces) == "héllo"
+    assert [t for t, _ in pieces] == ["h", "", "é", "llo"]
+
+
+# ------------------------------------------------------------------------------ magics
+
+@pytest.fixture(scope="module")
+def ip():
+    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
+    shell.run_line_magic("load_ext", "lmsext")
+    yield shell
+    shell.run_line_magic("unload_ext", "lmsext")
+
+
+@pytest.fixture
+def lm(ip, monkeypatch):
+    monkeypatch.setattr(session_module, "_session", None)
+    m = magics_module.get_magics(ip)
+    m.display_mode = "rich"
+    m.stream_update_interval = 0.05
+    yield m
+    m.display_mode = "auto"
+    lmsext.default_client().llm.unload_all()
+
+
+def run_cell(ip, magic, line, cell):
+    with capture_output() as cap:
+        ip.run_cell_magic(magic, line, cell)
+    return cap
+
+
+def test_lm_complete_probs_colours_every_token(ip, lm):
+    ip.run_line_magic("lm_load", "stories260K --context-length 256")
+    cap = run_cell(ip, "lm_complete", "--probs 3 --temperature 0 --max-tokens 12", "Once upon a time")
+    result = ip.user_ns["_lm"]
+    assert len(result.logprobs) == 12 and all(len(lp.top) == 3 for lp in result.logprobs)
+    probs = [o.data["text/html"] for o in cap.outputs if "lmsext-probs" in o.data.get("text/html", "")]
+    assert len(probs) == 1
+    spans = TITLE.findall(probs[0])
+    assert len(spans) == 12 and "".join(htmllib.unescape(t) for _, _, t in spans) == result.content
+    assert "hover a token" in probs[0]
+
+
+def test_lm_respond_probs_default_alternatives(ip, lm, tmp_path):
+    path = synth.chatml_model(tmp_path)
+    ip.run_line_magic("lm_load", f"{path} --context-length 256")
+    cap = run_cell(ip, "lm_respond", "--probs --temperature 0 --max-tokens 10 --no-history", "Tell me a story")
+    result = ip.user_ns["_lm"]
+    assert result.logprobs and all(len(lp.top) == 5 for lp in result.logprobs)
+    assert any("lmsext-probs" in o.data.get("text/html", "") for o in cap.outputs)
+
+
+def test_without_probs_nothing_extra(ip, lm):
+    ip.run_line_magic("lm_load", "stories260K --context-length 256")
+    cap = run_cell(ip, "lm_complete", "--temperature 0 --max-tokens 5", "Once upon a time")
+    assert ip.user_ns["_lm"].logprobs is None
+    assert not any("lmsext-probs" in o.data.get("text/html", "") for o in cap.outputs)
+
+
+def test_probs_out_of_range_is_one_red_line(ip, lm):
+    ip.run_line_magic("lm_load", "stories260K --context-length 256")
+    ip.user_ns.pop("_lm", None)
+    cap = run_cell(ip, "lm_complete", "--probs 30 --max-tokens 5", "Once upon a time")
+    (out,) = cap.outputs
+    assert '<span style="color:red">' in out.data["text/html"] and "--probs 30" in out.data["text/plain"]
+    assert "_lm" not in ip.user_ns
+
+
+def test_text_mode_prints_the_table(ip, lm):
+    lm.display_mode = "text"
+    ip.run_line_magic("lm_load", "stories260K --context-length 256")
+    cap = run_cell(ip, "lm_complete", "--probs 2 --temperature 0 --max-tokens 6", "Once upon a time")
+    plain = [o.data["text/plain"] for o in cap.outputs if "alternatives" in o.data.get("text/plain", "")]
+    assert len(plain) == 1
+    rows = [line for line in plain[0].splitlines() if re.match(r"^'.*' +[01]\.\d{3}", line)]
+    assert len(rows) == 6
