@@ -1,0 +1,176 @@
+"""How much memory a load will take — predicted before llama.cpp allocates anything.
+
+:func:`estimate_memory` adds up, for a model file and a :class:`~.params.LoadPlan`:
+
+* **weights** — the bytes of every tensor in the file (with mmap they are file pages, which count in
+  the process's resident memory once touched, i.e. after the first prediction);
+* **KV cache** — :meth:`LoadPlan.kv_cache_bytes` (cleared, hence resident, at load);
+* **compute buffers** — llama.cpp's graph buffer for the worst-case batch (``n_ubatch`` tokens
+  attending over the whole context) plus the CPU backend's work buffer and the logits. The graph
+  allocator reuses memory, so the buffer is the largest of three phases (4-byte floats,
+  ``T`` = n_ubatch, ``K`` = n_ctx, ``H``/``Hkv`` heads, ``E``/``Ekv`` widths, ``F`` the FFN width,
+  ``V`` the vocabulary)::
+
+      attention  mask + 4·T·K·H (the KQ matrix, without flash attention) + 4·T·(5.2·E + 1.9·Ekv)
+      FFN        mask + 4·T·(3·F·experts_used + 4·E)
+      output     4·(V + E) + 4·T·E   (lmsext asks for one row of logits per batch; llama.cpp reserves
+                                      T rows, 4·T·V, but never touches them)
+
+  with ``mask`` = 4·T·K bytes (2·T·K with flash attention). Without flash attention the CPU backend
+  also converts the soft-maxed KQ matrix to the V cache's type for the KQV product: a work buffer of
+  ``T·K·H`` elements. This matches the "compute buffer size" llama.cpp logs within 10 % on the
+  generated test models (tests/test_memory.py checks it), and the measured growth of the resident
+  set within 20 %;
+* **overhead** — llama.cpp's per-model and per-context bookkeeping (tensor metadata, the vocabulary's
+  maps, graph metadata, thread scratch): a few MB.
+
+:func:`available_memory` reads ``MemAvailable`` from ``/proc/meminfo`` (psutil elsewhere);
+:func:`check_fits` refuses a load whose estimate exceeds it, with the numbers, unless forced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import InsufficientMemoryError
+from .gguf_info import ModelInfo, format_bytes
+from .params import CACHE_TYPES, LoadPlan
+from .validate import validate_gguf
+
+#: Fixed bookkeeping per loaded instance (model + context), and per vocabulary entry.
+BASE_OVERHEAD = 1024 * 1024
+PER_TOKEN_OVERHEAD = 48
+#: Share of available memory a load may take unless forced (the rest stays for the notebook).
+SAFETY = 1.0
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted resident memory of one loaded instance, in bytes, and what is available."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    overhead: int
+    available: int | None = None
+
+    @property
+    def total(self) -> int:
+        """Everything the instance is expected to take at its peak."""
+        return self.weights + self.kv_cache + self.compute + self.overhead
+
+    @property
+    def fits(self) -> bool | None:
+        """True/False when the available memory is known, else None."""
+        return None if self.available is None else self.total <= self.available * SAFETY
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON: every part, ``total`` and ``available``."""
+        return {**asdict(self), "total": self.total}
+
+    def describe(self) -> str:
+        """One line: ``weights 1.13 MiB + KV cache 320 KiB + compute 9.8 MiB + overhead 3.1 MiB = 14.4 MiB``."""
+        text = (f"weights {format_bytes(self.weights)} + KV cache {format_bytes(self.kv_cache)} + compute buffers "
+                f"{format_bytes(self.compute)} + overhead {format_bytes(self.overhead)} = {format_bytes(self.total)}")
+        if self.available is not None:
+            text += f" (available: {format_bytes(self.available)})"
+        return text
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def _repr_html_(self) -> str:
+        from html import escape
+        return f"<code>{escape(self.describe())}</code>"
+
+
+def _hparam(summary: Any, info: ModelInfo, key: str, default: int = 0) -> int:
+    value = summary.metadata.get(f"{info.architecture}.{key}") if summary is not None else None
+    if isinstance(value, list):
+        value = max(value) if value else default
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def compute_bytes(info: ModelInfo, plan: LoadPlan, n_ff: int, n_vocab: int = 0) -> int:
+    """llama.cpp's compute buffer + CPU work buffer + logits for ``plan`` (see the module docstring)."""
+    ctx = plan.context_params
+    T = int(ctx.get("n_ubatch") or ctx.get("n_batch") or 512)
+    K = int(plan.effective["context_length"])
+    H = max(info.n_head, 1)
+    E = info.n_embd
+    E_kv = E // H * max(info.n_head_kv, 1)
+    V = max(n_vocab or info.n_vocab, 1)
+    fa = bool(plan.effective.get("flash_attention"))
+    experts = max(int(plan.effective.get("num_experts") or 0), 1) if info.is_moe else 1
+    mask = (2 if fa else 4) * T * K
+    attention = mask + (0 if fa else 4 * T * K * H) + int(4 * T * (5.2 * E + 1.9 * E_kv))
+    ffn = mask + 4 * T * (3 * n_ff * experts + 4 * E) + (4 * T * info.expert_count if info.is_moe else 0)
+    # llama.cpp reserves room for T rows of logits, but lmsext asks for the last token's only
+    # (llama_batch_get_one): those pages are never touched, so they do not count here
+    output = 4 * (V + E) + 4 * T * E
+    graph = max(attention, ffn, output)
+    # the work buffer grows batch by batch as the context fills; the allocator keeps about half of
+    # the outgrown buffers around (measured), hence 1.5×
+    work = 0 if fa else int(1.5 * T * K * H * CACHE_TYPES[plan.effective["llama_v_cache_quantization_type"]][1])
+    logits = 4 * (V + E)
+    return graph + work + logits
+
+
+def estimate_memory(info: ModelInfo, plan: LoadPlan, *, available: int | None = None) -> MemoryEstimate:
+    """Predict what loading ``info``'s file with ``plan`` takes (nothing is loaded)."""
+    summary = validate_gguf(info.path)
+    n_ff = _hparam(summary, info, "feed_forward_length") or _hparam(summary, info, "expert_feed_forward_length") \
+        or 4 * info.n_embd
+    weights = summary.tensor_bytes
+    if plan.gpu_layers_offloaded and plan.offloadable_layers:  # on a GPU build the offloaded share leaves RAM
+        weights = int(weights * (1 - plan.gpu_layers_offloaded / plan.offloadable_layers))
+    kv = 0 if plan.effective.get("offload_kv_cache_to_gpu") else plan.kv_cache_bytes()
+    n_vocab = summary.array_lengths.get("tokenizer.ggml.tokens") or info.n_vocab
+    return MemoryEstimate(weights=weights, kv_cache=kv, compute=compute_bytes(info, plan, n_ff, n_vocab),
+                          overhead=BASE_OVERHEAD + PER_TOKEN_OVERHEAD * n_vocab,
+                          available=available_memory() if available is None else available)
+
+
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping: ``MemAvailable`` (Linux), else psutil, else None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except Exception:
+        return None
+
+
+def check_fits(estimate: MemoryEstimate, name: str, *, force: bool = False) -> None:
+    """Refuse (:class:`InsufficientMemoryError`) a load the estimate says does not fit, unless ``force``."""
+    if force or estimate.fits is not False:
+        return
+    raise InsufficientMemoryError(
+        f"not loading {name}: it needs about {format_bytes(estimate.total)} ({estimate.describe().split(' (')[0]}) "
+        f"but only {format_bytes(estimate.available or 0)} is available; lower contextLength (or use flash "
+        "attention / a quantized KV cache), free memory, or pass force=True (--force) to load anyway",
+        estimate=estimate)
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux: /proc/self/statm; else psutil)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import psutil
+        return int(psutil.Process().memory_info().rss)
+
+
+__all__ = ["MemoryEstimate", "available_memory", "check_fits", "compute_bytes", "estimate_memory", "rss_bytes"]
