@@ -9,15 +9,15 @@ a notebook cell unless a handler is attached (see :func:`capture_logs`).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import threading
-from typing import Iterator
 
 import llama_cpp
 
-logger = logging.getLogger("lmsext.llama_cpp")
+from ..llama_logs import LOGGER_NAME, capture_logs  # noqa: F401  (re-exported)
+
+logger = logging.getLogger(LOGGER_NAME)
 logger.addHandler(logging.NullHandler())
 logger.propagate = False
 
@@ -63,27 +63,3 @@ def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 def install() -> None:
     """Make llama.cpp log through :data:`logger` (idempotent)."""
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextlib.contextmanager
-def capture_logs(level: int = logging.DEBUG) -> Iterator[list[logging.LogRecord]]:
-    """Collect llama.cpp log records emitted inside the block (for ``--verbose`` and errors)."""
-    handler = _ListHandler()
-    handler.setLevel(level)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(min(level, old) if old else level)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)

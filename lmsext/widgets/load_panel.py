@@ -238,8 +238,10 @@ class LoadPanel(w.VBox):
         return mine[0] if mine else None
 
     def close(self) -> None:
-        """Stop following the session and close the widgets."""
-        self.binding.close()
+        """Stop following the session and close the widgets (also after a constructor that failed)."""
+        binding = getattr(self, "binding", None)
+        if binding is not None:
+            binding.close()
         super().close()
 
 

@@ -231,9 +231,11 @@ class PredictionPanel(w.VBox):
 
     def close(self) -> None:
         """Stop following the session (and any running prediction) and close the widgets."""
-        self.stop()
-        self.binding.close()
-        self.session.unobserve(self._model_changed, names="model")
+        binding = getattr(self, "binding", None)
+        if binding is not None:  # None when the constructor failed part-way
+            self.stop()
+            binding.close()
+            self.session.unobserve(self._model_changed, names="model")
         super().close()
 
 
