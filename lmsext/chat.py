@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any, Iterable
 
+from .errors import ConfigError
+
 ROLES = ("system", "user", "assistant")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every lone surrogate (``"\\ud800"``: not encodable as UTF-8) replaced by U+FFFD.
+
+    Python strings can hold them (from ``surrogateescape``-decoded bytes, JSON ``"\\ud800"``, …);
+    llama.cpp and Jupyter's messaging need valid UTF-8, so lmsext defines this replacement for
+    prompts and chat messages instead of failing on them.
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Chat:
@@ -34,20 +50,23 @@ class Chat:
         if isinstance(history, dict):
             history = history.get("messages", None)
             if history is None:
-                raise ValueError("a chat history dict needs a 'messages' list")
+                raise ConfigError("a chat history dict needs a 'messages' list", key="history")
+        if isinstance(history, (bytes, bytearray)) or not isinstance(history, Iterable):
+            raise ConfigError(f"a chat history is a Chat, a string, {{'messages': [...]}} or a list of messages, "
+                              f"not {type(history).__name__}", key="history", value=history)
         for message in history:
             if not isinstance(message, dict) or "role" not in message or "content" not in message:
-                raise ValueError(f"each chat message needs 'role' and 'content', got {message!r:.60}")
+                raise ConfigError(f"each chat message needs 'role' and 'content', got {message!r:.60}", key="history")
             chat._add(message["role"], message["content"])
         return chat
 
     def _add(self, role: str, content: Any) -> None:
         if role not in ROLES:
-            raise ValueError(f"chat role {role!r} is not one of {', '.join(ROLES)}")
+            raise ConfigError(f"chat role {role!r:.40} is not one of {', '.join(ROLES)}", key="role", value=role)
         content = getattr(content, "content", content)  # accept a PredictionResult
         if not isinstance(content, str):
-            raise ValueError(f"chat message content must be text, got {type(content).__name__}")
-        self._messages.append({"role": role, "content": content})
+            raise ConfigError(f"chat message content must be text, got {type(content).__name__}", key="content")
+        self._messages.append({"role": role, "content": clean_text(content)})
 
     def add_system_prompt(self, prompt: str) -> None:
         """Set (or replace) the system prompt, kept as the first message."""

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .config import LoadModelConfig
-from .engine import EngineModel, LOAD_SETTINGS, list_model_files, read_model_info, resolve_model
+from .engine import EngineModel, LOAD_SETTINGS, list_model_files, plan_load, read_model_info, resolve_model
+from .engine.estimate import MemoryEstimate, check_fits, estimate_memory
+from .engine.validate import check_load_limits
 from .engine.gguf_info import ModelInfo
 from .errors import ConfigError, ModelNotLoadedError
 from .llm import LLM
@@ -49,10 +51,10 @@ class LLMNamespace:
 
     def model(self, model_key: str | None = None, *, config: Any = None,
               on_load_progress: Callable[[float], Any] | None = None,
-              allow_download: bool = True, allow_paths: bool = True) -> LLM:
+              allow_download: bool = True, allow_paths: bool = True, force: bool = False) -> LLM:
         """JIT: the loaded instance for ``model_key`` if there is one (``config`` then ignored), else load it.
 
-        With no key, the first loaded instance. ``allow_download``/``allow_paths`` as in :meth:`load`.
+        With no key, the first loaded instance. ``allow_download``/``allow_paths``/``force`` as in :meth:`load`.
         """
         with self._lock:
             if model_key is None:
@@ -66,17 +68,30 @@ class LLMNamespace:
                     return LLM(self, existing.identifier, existing._engine, existing.load_result.with_note(JIT_NOTE))
                 return existing
             return self.load(model_key, config=config, on_load_progress=on_load_progress,
-                             allow_download=allow_download, allow_paths=allow_paths)
+                             allow_download=allow_download, allow_paths=allow_paths, force=force)
+
+    def estimate(self, model_key: str, config: Any = None, *, allow_download: bool = False,
+                 allow_paths: bool = True) -> MemoryEstimate:
+        """Predict the memory loading ``model_key`` with ``config`` would take — weights, KV cache,
+        compute buffers — and what is available, without loading anything."""
+        cfg = LoadModelConfig.parse(config)
+        check_load_limits(cfg)
+        path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        info = read_model_info(path)
+        return estimate_memory(info, plan_load(cfg, info))
 
     def load(self, model_key: str, *, config: Any = None, identifier: str | None = None,
              on_load_progress: Callable[[float], Any] | None = None,
-             allow_download: bool = True, allow_paths: bool = True) -> LLM:
+             allow_download: bool = True, allow_paths: bool = True, force: bool = False) -> LLM:
         """Always load a new instance. ``identifier`` must be free; by default ``key``, ``key:2``, …
 
         ``allow_download=False`` never fetches from the Hugging Face hub; ``allow_paths=False`` accepts
         only model keys (the REST server passes both, so a key can never name a file outside the model folders).
+        A load whose memory estimate (:meth:`estimate`) exceeds the available memory is refused with
+        :class:`~lmsext.InsufficientMemoryError` (it would get the kernel killed) unless ``force=True``.
         """
         cfg = LoadModelConfig.parse(config)
+        check_load_limits(cfg)
         if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
             raise ConfigError(f"identifier={identifier!r}: must be a non-empty string", key="identifier")
         path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
@@ -87,6 +102,8 @@ class LLMNamespace:
                 raise ConfigError(f"identifier '{identifier}' is already taken by a loaded instance; "
                                   "choose another or unload it first", key="identifier", value=identifier)
             ident = identifier or self._free_identifier(key)
+            if not force:
+                check_fits(estimate_memory(info, plan_load(cfg, info)), path.name)
             engine, report = EngineModel.load(path, cfg, info=info, progress=on_load_progress)
             plan = report.plan
             result = LoadResult(

@@ -30,6 +30,17 @@ class ModelLoadError(LmsextError):
     """llama.cpp refused to load a model or create its context."""
 
 
+class InsufficientMemoryError(ModelLoadError):
+    """A load was refused because its memory estimate exceeds the available memory (``force`` overrides).
+
+    ``estimate`` is the :class:`~lmsext.engine.estimate.MemoryEstimate` with the numbers.
+    """
+
+    def __init__(self, message: str, *, estimate: object = None) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+
+
 class ModelNotLoadedError(LmsextError):
     """A model handle was used after it was unloaded."""
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .chat import Chat
+from .chat import Chat, clean_text
 from .config import PredictionConfig
 from .engine import (EngineModel, GenerationRequest, SamplingSettings, check_grammar, generate,
                      to_gbnf)
+from .engine.generate import cancel as cancel_generation
+from .engine.overflow import fit_chat
+from .engine.validate import check_prediction_limits
 from .engine.gguf_info import ModelInfo
 from .errors import ConfigError, ModelNotLoadedError
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
     from .client import LLMNamespace
+    from .engine.estimate import MemoryEstimate
+    from .engine.distribution import NextTokenDistribution
 
 FragmentCallback = Callable[[PredictionFragment], Any]
 
@@ -55,17 +60,55 @@ class LLM:
         """Every effective load setting of this instance."""
         return dict(self.load_result.config)
 
+    def estimate(self) -> "MemoryEstimate":
+        """The memory this instance is predicted to take at its peak (weights, KV cache, compute
+        buffers, overhead) with its effective config, and what is available now."""
+        from .engine.estimate import estimate_memory
+        engine = self.engine
+        return estimate_memory(engine.info, engine.plan)
+
     def get_context_length(self) -> int:
         """The context length llama.cpp allocated."""
         return self.engine.n_ctx
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` (with BOS when the model adds one)."""
-        return self.engine.tokenize(text)
+        if not isinstance(text, str):
+            raise ConfigError(f"tokenize() takes a string, got {type(text).__name__}", key="text")
+        return self.engine.tokenize(clean_text(text))
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes."""
         return len(self.tokenize(text))
+
+    def next_token_distribution(self, prompt: Any, config: Any = None, *, top_n: int = 20,
+                                samples: int = 0) -> "NextTokenDistribution":
+        """The next-token distribution after ``prompt`` under a prediction config, stage by stage.
+
+        ``prompt``: raw text (as :meth:`complete`), a :class:`Chat` / message list (through the chat
+        template, as :meth:`respond`) or a list of token ids. Runs llama.cpp's own sampler chain for
+        ``config`` on the last position's logits and reports, for the ``top_n`` most likely tokens,
+        the model's probability, the renormalised probability after each sampler and which sampler
+        cut it; ``samples=N`` also draws N tokens through the chain with the config's seed. The
+        distribution is exactly the one a prediction with ``config`` samples its first token from.
+        """
+        from .engine.distribution import next_token_distribution
+        engine = self.engine
+        pconfig = PredictionConfig.parse(config)
+        if isinstance(prompt, str):
+            tokens = engine.tokenize(prompt)
+        elif isinstance(prompt, (list, tuple)) and prompt and all(
+                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            tokens = list(prompt)
+        else:
+            tokens = engine.render_prompt(Chat.from_history(prompt).messages)[0]
+        grammar = to_gbnf(pconfig.structured) if pconfig.structured is not None else None
+        if grammar is not None:
+            check_grammar(grammar, str(engine.path))
+        sampling = SamplingSettings.resolve(pconfig, engine.plan.default_seed, grammar)
+        return next_token_distribution(engine, tokens, sampling, top_n=top_n, samples=samples,
+                                       n_threads=pconfig.cpu_threads,
+                                       overflow_policy=pconfig.context_overflow_policy or "truncateMiddle")
 
     def apply_prompt_template(self, history: Chat | str | list | dict) -> str:
         """The prompt text the chat template makes of ``history``."""
@@ -103,12 +146,13 @@ class LLM:
         """Like :meth:`respond`, as a stream of fragments."""
         engine = self.engine
         messages = Chat.from_history(history).messages
-        tokens, template = engine.render_prompt(messages)
-        head = [m for m in messages if m["role"] == "system"][:1] + [m for m in messages if m["role"] == "user"][:1]
-        keep_head = len(engine.tokenize(template.render(head, add_generation_prompt=False),
-                                        parse_special=True)) if head and len(messages) > len(head) else 1
-        return self._stream(tokens, config, template.implicit_stops, keep_head, engine.detokenize(tokens, True),
-                            on_prediction_fragment, on_first_token)
+        pconfig = PredictionConfig.parse(config)
+        # the context overflow policy drops whole messages first (engine/overflow.py)
+        fitted = fit_chat(engine, messages, policy=pconfig.context_overflow_policy or "truncateMiddle",
+                          max_tokens=pconfig.max_tokens if pconfig.max_tokens not in (None, False) else None)
+        return self._stream(fitted.tokens, pconfig, engine.chat_template.implicit_stops, fitted.keep_head,
+                            engine.detokenize(fitted.tokens, True), on_prediction_fragment, on_first_token,
+                            pre_truncated=fitted.removed_tokens)
 
     def complete_stream(self, prompt: str, config: Any = None, *,
                         on_prediction_fragment: FragmentCallback | None = None,
@@ -117,14 +161,17 @@ class LLM:
         if not isinstance(prompt, str):
             raise ConfigError(f"complete() takes a prompt string, got {type(prompt).__name__}", key="prompt")
         engine = self.engine
+        prompt = clean_text(prompt)
         tokens = engine.tokenize(prompt)
-        return self._stream(tokens, config, [], 1, prompt, on_prediction_fragment, on_first_token)
+        # truncateMiddle keeps the start of a raw prompt (up to half the room) and its end
+        return self._stream(tokens, config, [], len(tokens), prompt, on_prediction_fragment, on_first_token)
 
     def _stream(self, tokens: list[int], config: Any, implicit_stops: list[str], keep_head: int,
                 prompt_text: str, on_fragment: FragmentCallback | None,
-                on_first: Callable[[], Any] | None) -> PredictionStream:
+                on_first: Callable[[], Any] | None, *, pre_truncated: int = 0) -> PredictionStream:
         engine = self.engine
         pconfig = PredictionConfig.parse(config)
+        check_prediction_limits(pconfig)
         if pconfig.draft_model is not None:
             raise ConfigError("draftModel: speculative decoding is not supported by lmsext yet; remove draftModel",
                               key="draft_model", value=pconfig.draft_model)
@@ -139,7 +186,8 @@ class LLM:
             stop_strings=list(pconfig.stop_strings or []) + implicit_stops,
             tool_call_stop_strings=list(pconfig.tool_call_stop_strings or []),
             overflow_policy=pconfig.context_overflow_policy or "truncateMiddle",
-            keep_head=keep_head, log_probs=pconfig.log_probs or 0, n_threads=pconfig.cpu_threads)
+            keep_head=keep_head, log_probs=pconfig.log_probs or 0, n_threads=pconfig.cpu_threads,
+            pre_truncated=pre_truncated)
         parts: list[str] = []
         logprobs: list[Any] = []
 
@@ -159,7 +207,7 @@ class LLM:
                         on_fragment(fragment)
                     yield fragment
             except KeyboardInterrupt:
-                engine.stop_requested.set()
+                cancel_generation(engine, req)
             finally:
                 events.close()
 
@@ -181,7 +229,8 @@ class LLM:
                                     parsed=parsed, parse_error=error,
                                     logprobs=logprobs if req.log_probs else None, prompt=prompt_text)
 
-        return PredictionStream(fragments(), finish, engine.stop_requested.set)
+        # cancelling stops this stream's own generation only: never one it found the model busy with
+        return PredictionStream(fragments(), finish, lambda: cancel_generation(engine, req))
 
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "unloaded"

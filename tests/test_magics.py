@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from IPython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
@@ -34,7 +35,7 @@ LOAD_FLAGS = ("--identifier", "--new", "--context-length", "--gpu", "--eval-batc
 
 @pytest.fixture(scope="module")
 def ip():
-    shell = start_ipython()
+    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
     shell.run_line_magic("load_ext", "lmsext")
     yield shell
     shell.run_line_magic("unload_ext", "lmsext")

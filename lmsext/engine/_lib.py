@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import llama_cpp
@@ -38,3 +39,19 @@ def system_info() -> str:
     """llama.cpp's one-line description of the CPU features and backends it was built with."""
     init()
     return (llama_cpp.llama_print_system_info() or b"").decode("utf-8", "replace").strip()
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl, Windows)
+        return None
+
+
+def release_memory() -> None:
+    """Give the heap memory llama.cpp just freed back to the OS (glibc keeps freed chunks below its mmap
+    threshold; without this, load/unload cycles leave the kernel's resident memory tens of MB higher)."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -24,6 +24,11 @@ from typing import Iterator, Sequence
 import llama_cpp
 import numpy as np
 
+try:  # the C functions; signal.signal/getsignal add enum conversions (µs per call)
+    from _signal import getsignal as _get_handler, signal as _set_handler
+except ImportError:  # pragma: no cover - not CPython
+    _get_handler, _set_handler = signal.getsignal, signal.signal
+
 from ..errors import ModelBusyError, PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
@@ -99,6 +104,20 @@ class GenerationRequest:
     log_probs: int = 0
     n_threads: int | None = None
     stats: GenerationStats = field(default_factory=GenerationStats)
+    #: True while this request's generation holds the model; ``cancelled`` stops it (or stops it at once
+    #: when it starts later). See :func:`cancel`: a stream that failed with ModelBusyError must not stop
+    #: the generation that made it busy.
+    started: bool = False
+    cancelled: bool = False
+    #: prompt tokens already dropped before the request (whole chat messages, see overflow.fit_chat)
+    pre_truncated: int = 0
+
+
+def cancel(model: EngineModel, req: GenerationRequest) -> None:
+    """Stop ``req``'s generation if it is the one running on ``model`` (and keep it from starting)."""
+    req.cancelled = True
+    if req.started:
+        model.stop_requested.set()
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -112,17 +131,18 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_head: int) -> tuple[list[int], int]:
     """Make a prompt fit the context, leaving ``reserve`` tokens to generate, per LM Studio's policy.
 
-    ``stopAtLimit`` refuses an oversized prompt; ``truncateMiddle`` keeps the first ``keep_head``
-    tokens (system prompt and first message) and the end; ``rollingWindow`` keeps the end (and
-    BOS). Returns ``(tokens, n_removed)``.
+    ``stopAtLimit`` refuses a prompt longer than the context (one that fits may fill it: generation
+    then stops at once with ``contextLengthReached``); ``truncateMiddle`` keeps the first
+    ``keep_head`` tokens (system prompt and first message; at most half) and the end;
+    ``rollingWindow`` keeps the end (and BOS). Returns ``(tokens, n_removed)``.
     """
-    limit = max(n_ctx - reserve, 1)
+    limit = n_ctx if policy == "stopAtLimit" else max(n_ctx - reserve, 1)
     if len(tokens) <= limit:
         return tokens, 0
     if policy == "stopAtLimit":
         raise PredictionError(
-            f"the prompt is {len(tokens)} tokens but the context holds {n_ctx} (leaving {reserve} to "
-            "generate); raise contextLength or use contextOverflowPolicy 'truncateMiddle'/'rollingWindow'")
+            f"the prompt is {len(tokens)} tokens but the context holds {n_ctx}; raise contextLength or use "
+            "contextOverflowPolicy 'truncateMiddle'/'rollingWindow'")
     head = 1 if policy == "rollingWindow" else max(1, min(keep_head, limit // 2))
     head = min(head, limit - 1) if limit > 1 else 0
     tail = limit - head
@@ -133,28 +153,76 @@ def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_he
 class _SigintGuard:
     """While entered on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt.
 
-    Re-entered around each unit of engine work; a Ctrl-C that arrives while it is not entered
-    behaves normally.
+    Entered around each unit of engine work; a Ctrl-C that arrives while it is not entered behaves
+    normally. The guard *is* the SIGINT handler, installed once per generation rather than per unit
+    (``signal.signal`` costs ~4 µs: four calls per token were ~8 % of a token on stories260K). Between
+    units it passes the signal on to the handler it replaced, so consumer code between tokens gets
+    ordinary Ctrl-C behaviour. Each entry checks with one C call that the handler is still this
+    guard (code between tokens — ipykernel between cells, the user — may have replaced it) and
+    reinstalls it if not. :meth:`close` puts the previous handler back if this guard is still the
+    one installed; a closed guard left installed (or chained) only ever passes signals on.
     """
 
     def __init__(self, flag: threading.Event) -> None:
         self.flag = flag
-        self.active = threading.current_thread() is threading.main_thread()
-        self._previous = None
-        self._handler = lambda signum, frame: flag.set()
+        self.inside = False
+        self.closed = False
+        self.previous: object = None
+        self._main = threading.main_thread().ident
+        self.active = threading.get_ident() == self._main
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.inside:
+            self.flag.set()
+            return
+        previous = _live_handler(self.previous)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not set from Python: Python's default
+            raise KeyboardInterrupt
 
     def __enter__(self) -> "_SigintGuard":
-        if self.active:
-            try:
-                self._previous = signal.signal(signal.SIGINT, self._handler)
-            except ValueError:
-                self.active = False
+        if self.active and threading.get_ident() == self._main:  # resumed elsewhere: not ours to take
+            current = _get_handler(signal.SIGINT)
+            if current is not self and not self._reaches_me(current):
+                try:
+                    _set_handler(signal.SIGINT, self)
+                except (ValueError, TypeError):  # not the main interpreter after all
+                    self.active = False
+                    return self
+                self.previous = current
+            self.inside = True
         return self
 
+    def _reaches_me(self, handler: object) -> bool:
+        """True if ``handler`` is a guard that passes signals on to this one (another generation
+        interleaved with this one installed itself over it): no reinstall, no cycle."""
+        while isinstance(handler, _SigintGuard):
+            if handler is self:
+                return True
+            handler = handler.previous
+        return False
+
     def __exit__(self, *exc) -> None:
-        if self.active and self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        self.inside = False
+
+    def close(self) -> None:
+        """Uninstall: the handler this guard replaced is back (if nothing replaced the guard since)."""
+        self.inside = False
+        self.closed = True
+        if self.active and _get_handler(signal.SIGINT) is self:
+            previous = _live_handler(self.previous)
+            try:
+                _set_handler(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+            except (ValueError, TypeError):  # finalized on another thread: stays installed, passes signals on
+                pass
+
+
+def _live_handler(handler: object) -> object:
+    """``handler``, skipping closed guards (whose own predecessors take their place)."""
+    while isinstance(handler, _SigintGuard) and handler.closed:
+        handler = handler.previous
+    return handler
 
 
 class _Decoder:
@@ -230,6 +298,15 @@ class _Decoder:
         del cached[keep:keep + n_discard]
         return n_discard
 
+    def forget_after(self, n: int) -> None:
+        """Drop the cache from token ``n`` on (it stays valid for reuse up to there)."""
+        cached = self.model.cached_tokens
+        if n < len(cached):
+            if not llama_cpp.llama_memory_seq_rm(self.mem, 0, n, -1):
+                llama_cpp.llama_memory_clear(self.mem, True)
+                n = 0
+            del cached[n:]
+
     def _resync(self) -> None:
         """After an aborted/failed batch, drop whatever llama.cpp may have half-written."""
         n = len(self.model.cached_tokens)
@@ -267,8 +344,12 @@ def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]
     try:
         model.check_open()
         model.stop_requested.clear()
+        req.started = True
+        if req.cancelled:  # cancelled before it started (see cancel())
+            model.stop_requested.set()
         yield from _run(model, req, stats)
     finally:
+        req.started = False
         if stats.t_end is None:  # the consumer abandoned the iterator
             stats.t_end = time.perf_counter()
             stats.stop_reason = stats.stop_reason or "userStopped"
@@ -285,7 +366,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
                                   req.n_threads or threads["n_threads_batch"])
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
-    stats.truncated_prompt_tokens = removed
+    stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
     decoder = _Decoder(model, stop)
     chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt)
@@ -356,7 +437,12 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
         stats.stop_reason = stats.stop_reason or "userStopped"
         raise
     finally:
+        guard.close()
         chain.close()
+        if stats.context_shifts:
+            # after a shift the cached tokens past the head were computed with context that is gone:
+            # reusing them for the next prompt would not match a fresh run, so they are dropped
+            decoder.forget_after(keep)
         stats.t_end = time.perf_counter()
         if stats.stop_reason is None:
             stats.stop_reason = "failed"

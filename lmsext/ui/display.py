@@ -190,6 +190,19 @@ def load_summary_html(lr: "LoadResult") -> str:
     return "".join(out)
 
 
+def load_summary_data(lr: "LoadResult") -> dict[str, Any]:
+    """The load-config summary as plain JSON for front ends (the LoadSummaryView widget): ``header``,
+    ``model`` rows, ``config`` rows (``key``, ``effective``, ``requested``, ``differs``, ``rest``, ``llama``),
+    ``notes``, ``memory`` and ``load_time`` — the same content as the HTML and text summaries."""
+    from ..client import LOAD_SETTINGS
+    llama = {row.name: row.llama_params for row in LOAD_SETTINGS}
+    s = _load_sections(lr)
+    rows = [{"key": key, "effective": value, "requested": requested, "differs": noted, "rest": rest,
+             "llama": llama.get(key, "")} for key, value, requested, noted, rest in s["config"]]
+    return {"header": s["header"], "model": [list(row) for row in s["model"]], "config": rows,
+            "notes": s["notes"], "memory": s["memory"], "load_time": s["load_time"]}
+
+
 def load_summary_bundle(lr: "LoadResult") -> dict[str, str]:
     """Text + HTML of the summary (no ``application/json``: JupyterLab would prefer it to the HTML)."""
     return bundle(load_summary_text(lr), load_summary_html(lr))
@@ -243,6 +256,104 @@ def prediction_text(result: "PredictionResult") -> str:
 def prediction_html(result: "PredictionResult") -> str:
     """A prediction result as HTML: the content and the stats line."""
     return stream_bundle(result.content, result.stats, parse_error=result.parse_error)["text/html"]
+
+
+# ------------------------------------------------------------------------------ token probabilities
+
+def prob_colour(p: float) -> str:
+    """Background colour of a token of probability ``p``: red (unlikely) → yellow → green (likely)."""
+    return f"hsl({round(120 * min(max(p, 0.0), 1.0))},85%,82%)"
+
+
+def _ansi_prob(p: float) -> str:
+    return "\x1b[32m" if p >= 0.8 else ("\x1b[33m" if p >= 0.3 else "\x1b[31m")
+
+
+def token_pieces(result: "PredictionResult") -> list[tuple[str, Any]]:
+    """``[(visible text, TokenLogProb)]`` of a prediction made with ``log_probs``: each generated token's
+    text, clipped so that the pieces add up to ``result.content`` (a stop string is not shown)."""
+    pieces: list[list[Any]] = []
+    content, pos = result.content, 0
+    for lp in result.logprobs or []:
+        if pos >= len(content):
+            break
+        text = lp.text
+        if text and content.startswith(text, pos):
+            pieces.append([text, lp])
+            pos += len(text)
+        elif text and text.startswith(content[pos:]):  # the last token runs into a stop string
+            pieces.append([content[pos:], lp])
+            pos = len(content)
+        else:  # part of a character split over tokens: the text shows up with a later token
+            j = content.find(text, pos) if text and "\ufffd" not in text else -1
+            if j > pos:
+                gap = content[pos:j]
+                if pieces and pieces[-1][0] == "":
+                    pieces[-1][0] = gap
+                else:
+                    pieces.append([gap, None])
+                pieces.append([text, lp])
+                pos = j + len(text)
+            else:
+                pieces.append(["", lp])
+    if pos < len(content):
+        if pieces and pieces[-1][0] == "":
+            pieces[-1][0] = content[pos:]
+        else:
+            pieces.append([content[pos:], None])
+    return [(text, lp) for text, lp in pieces]
+
+
+def _prob(lp: Any) -> float:
+    import math
+    return math.exp(lp.logprob) if lp is not None else 1.0
+
+
+def _alternatives(lp: Any) -> list[tuple[str, float]]:
+    import math
+    return [(text, math.exp(logprob)) for _, text, logprob in lp.top] if lp is not None else []
+
+
+def token_probs_text(result: "PredictionResult") -> str:
+    """Terminal form: the reply coloured by probability (ANSI: green ≥ 80 %, yellow ≥ 30 %, red), then one
+    line per token with its probability and the alternatives."""
+    pieces = token_pieces(result)
+    coloured = "".join(f"{_ansi_prob(_prob(lp))}{text}{RESET}" if lp is not None else text for text, lp in pieces)
+    lines = [coloured, "", f"{'token':<18} {'p':>6}  alternatives"]
+    for text, lp in pieces:
+        if lp is None:
+            continue
+        alts = " · ".join(f"{t!r} {p:.2f}" for t, p in _alternatives(lp) if t != lp.text)
+        lines.append(f"{text!r:<18} {_prob(lp):>6.3f}  {alts}".rstrip())
+    lines += ["", f"[{stats_line(result.stats)}]"]
+    return "\n".join(lines)
+
+
+def token_probs_html(result: "PredictionResult") -> str:
+    """Notebook form: each token on a background coloured by its probability; hovering shows the
+    probability and the top alternatives (the ``title`` tooltip)."""
+    spans = []
+    for text, lp in token_pieces(result):
+        if lp is None or not text:
+            spans.append(esc(text))
+            continue
+        p = _prob(lp)
+        tip = [f"{lp.text!r}  p={p:.3f}"] + [f"{'→' if t == lp.text else ' '} {t!r}  {q:.3f}"
+                                               for t, q in _alternatives(lp)]
+        spans.append(f'<span class="lmsext-token" data-p="{p:.4f}" title="{esc(chr(10).join(tip))}" '
+                     f'style="background:{prob_colour(p)};border-radius:3px;padding:0 1px;cursor:help">'
+                     f"{esc(text)}</span>")
+    legend = "".join(f'<span style="background:{prob_colour(q)};padding:0 4px;border-radius:3px">{label}</span> '
+                     for q, label in ((0.05, "unlikely"), (0.5, "50 %"), (0.95, "likely")))
+    return (f'<div class="lmsext-probs" style="{_CSS}">'
+            f'<div class="lmsext-prediction" style="white-space:pre-wrap;line-height:1.7">{"".join(spans)}</div>'
+            f'<div style="{_MUTED};font-size:11px;margin-top:4px">token probability: {legend}· hover a token for '
+            f"its alternatives · {esc(stats_line(result.stats))}</div></div>")
+
+
+def token_probs_bundle(result: "PredictionResult") -> dict[str, str]:
+    """Text + HTML of a prediction made with ``log_probs``, every token coloured by its probability."""
+    return bundle(token_probs_text(result), token_probs_html(result))
 
 
 # ------------------------------------------------------------------------------ tables
@@ -332,6 +443,8 @@ def error_bundle(message: str) -> dict[str, str]:
 
 __all__ = [
     "bundle", "chat_bundle", "config_bundle", "downloaded_models_bundle", "error_bundle", "format_setting",
-    "format_value", "load_summary_bundle", "load_summary_html", "load_summary_text", "loaded_models_bundle",
-    "message_bundle", "prediction_html", "prediction_text", "stats_line", "stream_bundle", "table_bundle",
+    "format_value", "load_summary_bundle", "load_summary_data", "load_summary_html", "load_summary_text",
+    "loaded_models_bundle",
+    "message_bundle", "prediction_html", "prediction_text", "prob_colour", "stats_line", "stream_bundle",
+    "table_bundle", "token_pieces", "token_probs_bundle", "token_probs_html", "token_probs_text",
 ]

@@ -40,6 +40,7 @@ PREDICTION_FLAGS = {
     "repeat_penalty": "repeat_penalty",
     "seed": "seed",
     "stop": "stop_strings",
+    "probs": "log_probs",
 }
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")

@@ -3,6 +3,10 @@
 * ``%lm_load MODEL [flags]`` — load (JIT, or ``--new``) and show the load-config summary.
 * ``%%lm_respond`` / ``%%lm_complete`` — stream a chat reply / a raw completion inline.
 * ``%lm_chat show|reset|save``, ``%lm_unload``, ``%lm_ps``, ``%lm_ls``, ``%lm_config``, ``%lm_serve``.
+* ``%lm_panel [load|predict]`` — the slider panels (:mod:`lmsext.widgets`) over the same session defaults.
+
+In a Jupyter kernel the load summary and the stream are widgets (``LMMagics.widgets``), with the
+plain displays as their fallback.
 
 The magics parse arguments, call ``lmsext.default_client()`` / ``LLM`` / ``Chat`` and display; the
 session defaults live in :func:`lmsext.ui.session.get_session`. A user error (bad flag or value,
@@ -11,6 +15,7 @@ unknown model, validation) prints ONE red line and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -78,6 +83,8 @@ def _prediction_arguments(stop_help: str) -> list[Callable]:
         argument("--structured", metavar="VAR", help="constrain the output: a notebook variable holding a "
                  "pydantic class, a JSON schema dict or LM Studio's {'type': ...} form"),
         argument("--out", metavar="VAR", help="store the PredictionResult in this variable (it is always in _lm)"),
+        argument("--probs", nargs="?", type=int, const=5, metavar="N",
+                 help="show each token coloured by its probability, the top N alternatives on hover (default 5)"),
     ]
 
 
@@ -101,6 +108,11 @@ class LMMagics(Magics):
         help="'rich' = display updates (Jupyter), 'text' = tokens to stdout (terminal), 'auto' = by the shell."
     ).tag(config=True)
     markdown = Bool(False, help="Render the final text of a prediction as Markdown.").tag(config=True)
+    widgets = CaselessStrEnum(
+        ("auto", "on", "off"), "auto",
+        help="Show the load summary and streams as widgets (lmsext.widgets): 'auto' = in a Jupyter kernel in "
+             "'rich' display mode, 'on' = whenever the display mode is 'rich', 'off' = plain displays."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -189,6 +201,20 @@ class LMMagics(Magics):
         """ONE red line."""
         display(views.error_bundle(message), raw=True)
 
+    @property
+    def use_widgets(self) -> bool:
+        """Whether summaries and streams are widgets now (see ``LMMagics.widgets``)."""
+        if self.widgets == "off" or self.mode != "rich":
+            return False
+        return self.widgets == "on" or getattr(self.shell, "kernel", None) is not None
+
+    def _show_load_summary(self, result: Any) -> None:
+        if self.use_widgets:
+            from ..widgets.summary import show_load_summary
+            show_load_summary(result)
+        else:
+            self.show(views.load_summary_bundle(result))
+
     def _returned(self, magic: str, line: str, value: Any) -> Any:
         """The magic's value, unless the running cell's displayhook would show it a second time."""
         if self._running_cell is None:
@@ -236,6 +262,11 @@ class LMMagics(Magics):
     @argument("--no-mmap", dest="mmap", action="store_const", const=False, help="read the file instead of mapping it")
     @argument("--config", metavar="JSON_OR_{var}",
               help="load config as a JSON object or a {variable} holding a dict; the flags override it")
+    @argument("--estimate-only", action="store_true",
+              help="only predict the memory the load would take (weights, KV cache, compute buffers); load nothing")
+    @argument("--force", action="store_true",
+              help="load even when the memory estimate exceeds the available memory")
+    @argument("--verbose", action="store_true", help="also show llama.cpp's own log of the load")
     def lm_load(self, line: str) -> Any:
         """Load a model (LM Studio's JIT semantics unless --new) and show the load-config summary.
 
@@ -254,19 +285,26 @@ class LMMagics(Magics):
         cfg = cfg.merged(parse_flags(LoadModelConfig, flag_values(args, LOAD_FLAGS), LOAD_FLAGS))
         config = cfg if cfg.model_fields_set else None
         llms = self.client.llm
+        if args.estimate_only:
+            estimate = llms.estimate(model, config=cfg)
+            verdict = {True: "fits", False: "does NOT fit (%lm_load refuses it without --force)", None: ""}[estimate.fits]
+            self.show(views.message_bundle(f"{model}: {estimate.describe()}" + (f" — {verdict}" if verdict else "")))
+            return self._returned("lm_load", line, estimate)
         before = {llm.identifier: llm for llm in llms.list_loaded()}
-        if args.new:
-            llm = llms.load(model, config=cfg, identifier=args.identifier)
-        elif args.identifier is not None and args.identifier in before:
-            existing = before[args.identifier]
-            if not _same_model(existing, model):
-                raise UsageError(f"identifier '{args.identifier}' is taken by {existing.model_key}; "
-                                 "choose another or %lm_unload it")
-            llm = llms.model(args.identifier, config=config)
-        elif args.identifier is not None:
-            llm = llms.load(model, config=cfg, identifier=args.identifier)
-        else:
-            llm = llms.model(model, config=config)
+        force = args.force
+        with _llama_log(args.verbose, lambda log: self.show(_log_bundle(log))):
+            if args.new:
+                llm = llms.load(model, config=cfg, identifier=args.identifier, force=force)
+            elif args.identifier is not None and args.identifier in before:
+                existing = before[args.identifier]
+                if not _same_model(existing, model):
+                    raise UsageError(f"identifier '{args.identifier}' is taken by {existing.model_key}; "
+                                     "choose another or %lm_unload it")
+                llm = llms.model(args.identifier, config=config, force=force)
+            elif args.identifier is not None:
+                llm = llms.load(model, config=cfg, identifier=args.identifier, force=force)
+            else:
+                llm = llms.model(model, config=config, force=force)
         result = llm.load_result
         if llm.identifier in before:
             from ..client import JIT_NOTE
@@ -275,7 +313,7 @@ class LMMagics(Magics):
             result = dataclasses.replace(result, notes=[n for n in result.notes if n != JIT_NOTE]
                                          + [f"already loaded: returned the loaded instance; {why}"], reused=True)
         self.session.model = llm.identifier
-        self.show(views.load_summary_bundle(result))
+        self._show_load_summary(result)
         return self._returned("lm_load", line, result)
 
     # -- %%lm_respond / %%lm_complete -------------------------------------------------------------
@@ -316,6 +354,7 @@ class LMMagics(Magics):
             chat.add_assistant_response(result.content)
             self.session.set_chat(name, chat)
         self._store(result, args.out)
+        self._show_probs(result)
 
     @cell_magic
     @no_var_expand
@@ -337,6 +376,12 @@ class LMMagics(Magics):
         llm = self._model(args.model)
         result = run_stream(llm.complete_stream(prompt, config), self._view())
         self._store(result, args.out)
+        self._show_probs(result)
+
+    def _show_probs(self, result: Any) -> None:
+        """With ``--probs`` (``logProbs``): the reply again, each token coloured by its probability."""
+        if result.logprobs:
+            self.show(views.token_probs_bundle(result))
 
     def _prediction_config(self, args: Any) -> PredictionConfig:
         flags = flag_values(args, PREDICTION_FLAGS)
@@ -380,6 +425,9 @@ class LMMagics(Magics):
         return llm
 
     def _view(self) -> StreamView:
+        if self.use_widgets:
+            from ..widgets.stream import FLUSH_INTERVAL, WidgetStreamView
+            return WidgetStreamView(max(self.stream_update_interval, FLUSH_INTERVAL))  # type: ignore[return-value]
         return StreamView(self.mode, self.stream_update_interval, markdown=self.markdown)
 
     def _store(self, result: Any, out: str | None) -> None:
@@ -529,6 +577,56 @@ class LMMagics(Magics):
                 ("effective for %%lm_respond / %%lm_complete (flags override these)",
                  session_cfg.merged(magic_cfg).to_dict())]
 
+    # -- %lm_panel -----------------------------------------------------------------------------
+
+    @line_magic
+    @no_var_expand
+    @user_errors("%lm_panel")
+    @magic_arguments()
+    @argument("which", nargs="?", choices=("load", "predict", "both"), default="both",
+              help="the load-settings panel, the prediction panel, or both (default)")
+    @argument("model", nargs="?", help="model key, path or loaded instance for the load panel "
+              "(default: the current model)")
+    def lm_panel(self, line: str) -> Any:
+        """Show the slider panels: a model's load settings (Load), prediction settings with a prompt (Send, Stop).
+
+        The panels edit the session defaults the magics use: moving the temperature slider changes what
+        the next %%lm_respond uses, and %lm_config changes move the sliders. ``p = %lm_panel predict``
+        keeps the panel (``p.result`` is its last prediction).
+        """
+        args = parse_args(self.lm_panel, line)
+        try:
+            import ipywidgets
+            from .. import widgets
+        except ImportError as exc:
+            raise UsageError(f"the panels need ipywidgets and anywidget ({exc})") from None
+        panels: list[Any] = []
+        if args.which in ("load", "both"):
+            target = self._panel_model(args.model)
+            if target is None and args.which == "load":
+                raise UsageError("which model? %lm_panel load MODEL (or %lm_load one first)")
+            if target is not None:
+                panels.append(widgets.LoadPanel(target))
+        if args.which in ("predict", "both"):
+            panels.append(widgets.PredictionPanel())
+        shown = panels[0] if len(panels) == 1 else ipywidgets.VBox(panels)
+        display(shown)
+        return self._returned("lm_panel", line, shown)
+
+    def _panel_model(self, name: str | None) -> Any:
+        """The loaded instance (or model key) the load panel is for; None when there is no candidate."""
+        llms = self.client.llm
+        if name:
+            try:
+                return llms.get(name)
+            except ModelNotLoadedError:
+                return name
+        loaded = llms.list_loaded()
+        current = [llm for llm in loaded if llm.identifier == self.session.model]
+        if current or len(loaded) == 1:
+            return (current or loaded)[0]
+        return self.default_model
+
     # -- %lm_serve -----------------------------------------------------------------------------
 
     @line_magic
@@ -585,6 +683,31 @@ def _section_of(key: str) -> str:
     if in_predict:
         return "predict"
     raise PredictionConfig.unknown_key_error(key)
+
+
+@contextlib.contextmanager
+def _llama_log(enabled: bool, show: Callable[[list[Any]], None]) -> Any:
+    """``--verbose``: collect llama.cpp's log records (INFO and up) of the block and ``show`` them, also
+    when the load fails (before its red line). Nothing is collected otherwise."""
+    if not enabled:
+        yield
+        return
+    import logging
+    from ..llama_logs import capture_logs
+    with capture_logs(logging.INFO) as records:
+        try:
+            yield
+        finally:
+            show(list(records))
+
+
+def _log_bundle(records: list[Any]) -> dict[str, str]:
+    """llama.cpp's log of a load, one record per line with its level."""
+    import logging
+    lines = [f"{logging.getLevelName(r.levelno):<7} {r.getMessage()}" for r in records]
+    text = "\n".join(lines) or "(llama.cpp logged nothing: the model was already loaded)"
+    return views.bundle(text, f'<details><summary>llama.cpp log ({len(lines)} lines)</summary><pre '
+                              f'style="font-size:85%;max-height:30em;overflow:auto">{views.esc(text)}</pre></details>')
 
 
 def _same_model(llm: Any, name: str) -> bool:
