@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything lmsext needs on a fresh machine: a venv in .venv with the package and its test
 # dependencies, and js/node_modules for the JS tests (when npm is there). Idempotent: a second run only checks. llama-cpp-python builds from source for the CPU
-# (~8-18 min on 2 cores the first time; pip caches the wheel). For an NVIDIA GPU build instead:
+# (~4-8 min on 2 cores the first time; pip caches the wheel). For an NVIDIA GPU build instead:
 #   CMAKE_ARGS="-DGGML_CUDA=on" .venv/bin/pip install --force-reinstall --no-cache-dir llama-cpp-python
 set -euo pipefail
 cd "$(dirname "$0")/.."
