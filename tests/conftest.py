@@ -29,3 +29,19 @@ def unload_all():
     yield
     from lmsext.client import default_client
     default_client().llm.unload_all()
+
+
+@pytest.fixture(scope="session")
+def shell():
+    """IPython's global test shell (``start_ipython()`` returns None once it was started, hence the fallback)."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+    return start_ipython() or get_ipython()
+
+
+@pytest.fixture(scope="module")
+def ip(shell):
+    """The test shell with ``%load_ext lmsext`` for the module's tests."""
+    shell.run_line_magic("load_ext", "lmsext")
+    yield shell
+    shell.run_line_magic("unload_ext", "lmsext")

@@ -39,11 +39,9 @@ def test_levels_are_mapped_and_errors_logged_as_errors(stories_path, tmp_path):
     assert any("unknown model architecture: 'notanarch'" in m for m in errors)  # ggml ERROR → ERROR
 
 
-def test_lm_load_verbose_shows_llama_cpp_log(unload_all):
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
+def test_lm_load_verbose_shows_llama_cpp_log(unload_all, shell):
     from IPython.utils.capture import capture_output
-    ip = start_ipython() or get_ipython()  # None once another module started it
+    ip = shell
     ip.run_line_magic("load_ext", "lmsext")
     with capture_output() as cap:
         ip.run_line_magic("lm_load", "stories260K --new --context-length 256 --verbose")

@@ -13,8 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from IPython import get_ipython
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 import lmsext
@@ -31,14 +29,6 @@ CELL_MAGICS = ("lm_respond", "lm_complete")
 LOAD_FLAGS = ("--identifier", "--new", "--context-length", "--gpu", "--eval-batch-size", "--flash-attention",
               "--no-flash-attention", "--num-experts", "--offload-kv-cache-to-gpu", "--no-offload-kv-cache-to-gpu",
               "--seed", "--k-cache", "--v-cache", "--mmap", "--no-mmap", "--config")
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
-    shell.run_line_magic("load_ext", "lmsext")
-    yield shell
-    shell.run_line_magic("unload_ext", "lmsext")
 
 
 @pytest.fixture(autouse=True)

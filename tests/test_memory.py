@@ -186,11 +186,9 @@ def test_a_load_that_does_not_fit_is_refused_with_the_numbers_unless_forced(clie
     assert llm.complete("Once", config={"maxTokens": 3}).stats.predicted_tokens_count == 3
 
 
-def test_magic_estimate_only_and_force(monkeypatch, unload_all):
-    from IPython import get_ipython
-    from IPython.testing.globalipapp import start_ipython
+def test_magic_estimate_only_and_force(monkeypatch, unload_all, shell):
     from IPython.utils.capture import capture_output
-    ip = start_ipython() or get_ipython()  # None once another module started it
+    ip = shell
     ip.run_line_magic("load_ext", "lmsext")
     with capture_output() as cap:
         value = ip.run_line_magic("lm_load", "stories260K --estimate-only --context-length 2048")

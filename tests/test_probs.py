@@ -8,8 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from IPython import get_ipython
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 import lmsext
@@ -103,14 +101,6 @@ def test_a_character_split_over_two_tokens():
 
 
 # ------------------------------------------------------------------------------ magics
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
-    shell.run_line_magic("load_ext", "lmsext")
-    yield shell
-    shell.run_line_magic("unload_ext", "lmsext")
-
 
 @pytest.fixture
 def lm(ip, monkeypatch):

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from IPython import get_ipython
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 import lmsext
@@ -27,14 +25,6 @@ from lmsext.widgets.stream import FLUSH_INTERVAL, WidgetStreamView
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 ENDLESS = {"maxTokens": False, "contextOverflowPolicy": "rollingWindow"}
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython() or get_ipython()  # start_ipython() returns None once another module started it
-    shell.run_line_magic("load_ext", "lmsext")
-    yield shell
-    shell.run_line_magic("unload_ext", "lmsext")
 
 
 @pytest.fixture(autouse=True)
