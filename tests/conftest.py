@@ -31,6 +31,42 @@ def unload_all():
     default_client().llm.unload_all()
 
 
+@pytest.fixture
+def shared_models_only(monkeypatch):
+    """Only ``../shared/models`` on LMSEXT_MODELS_PATH, whatever the caller's environment says."""
+    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS_DIR))
+
+
+@pytest.fixture
+def client(shared_models_only):
+    """A fresh ``lmsext.Client`` whose instances are unloaded after the test."""
+    import lmsext
+    c = lmsext.Client()
+    yield c
+    c.llm.unload_all()
+
+
+@pytest.fixture
+def model(client):
+    """stories260K loaded in :func:`client` with a 1024-token context."""
+    return client.llm.model("stories260K", config={"contextLength": 1024})
+
+
+@pytest.fixture(scope="module")
+def module_client():
+    """A ``lmsext.Client`` shared by a module's tests; its instances are unloaded after the module."""
+    import lmsext
+    c = lmsext.Client()
+    yield c
+    c.llm.unload_all()
+
+
+@pytest.fixture(scope="module")
+def module_model(module_client):
+    """stories260K with a 512-token context, shared by a module's tests."""
+    return module_client.llm.load(str(MODELS_DIR / "stories260K.gguf"), config={"contextLength": 512})
+
+
 @pytest.fixture(scope="session")
 def shell():
     """IPython's global test shell (``start_ipython()`` returns None once it was started, hence the fallback)."""

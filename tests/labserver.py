@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +14,44 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
+#: Debian's chromium (never a downloaded browser) and the flags this closed network needs.
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; fail in CI, which must run the browser tests."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} — CI must run the browser tests (.ci/run installs chromium and playwright)")
+    pytest.skip(reason)
+
+
+def require_browser() -> None:
+    """Chromium, Playwright and JupyterLab must be there (see :func:`unavailable`)."""
+    if not Path(CHROMIUM).exists():
+        unavailable("Debian's chromium is not installed (apt-get install -y chromium)")
+    try:
+        import jupyterlab  # noqa: F401
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the browser tests need the test extra: {exc}")
+
+
+def write_settings(settings: Path) -> None:
+    """JupyterLab user settings: no news or update checks (offline), no notebook windowing (every cell in the DOM)."""
+    files = {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                            "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }
+    for name, content in files.items():
+        path = settings / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
 
 
 def free_port() -> int:

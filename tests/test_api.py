@@ -19,21 +19,7 @@ MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 GREEDY = {"temperature": 0}
 
 
-@pytest.fixture(autouse=True)
-def models_path(monkeypatch):
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
-
-
-@pytest.fixture
-def client():
-    c = lmsext.Client()
-    yield c
-    c.llm.unload_all()
-
-
-@pytest.fixture
-def model(client):
-    return client.llm.model("stories260K", config={"contextLength": 1024})
+pytestmark = pytest.mark.usefixtures("shared_models_only")
 
 
 @pytest.fixture(scope="module")

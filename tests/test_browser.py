@@ -11,10 +11,7 @@ that is a failure, since ``.ci/run`` installs both.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -24,9 +21,6 @@ import labserver
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 CELLS = [
     "%load_ext lmsext\nimport lmsext",                                               # 0
@@ -44,36 +38,11 @@ CELLS = [
 ]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} — CI must run the browser test (.ci/run installs chromium and playwright)")
-    pytest.skip(reason)
-
-
-def _write_settings(settings: Path) -> None:
-    """JupyterLab user settings: no news or update checks (offline), no notebook windowing (every cell in the DOM)."""
-    files = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                            "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    }
-    for name, content in files.items():
-        path = settings / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(content))
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, stories_path):
     """A JupyterLab server on 127.0.0.1 (token off) with the test notebook; yields its URL."""
-    if not Path(CHROMIUM).exists():
-        _unavailable("Debian's chromium is not installed (apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-        import jupyterlab  # noqa: F401
-        import nbformat
-    except ImportError as exc:
-        _unavailable(f"the browser test needs the test extra: {exc}")
+    labserver.require_browser()
+    import nbformat
     home = tmp_path_factory.mktemp("lab")
     root = home / "notebooks"
     root.mkdir()
@@ -81,7 +50,7 @@ def lab(tmp_path_factory, stories_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(src) for src in CELLS]
     nbformat.write(nb, root / "widgets.ipynb")
-    _write_settings(home / "settings")
+    labserver.write_settings(home / "settings")
     with labserver.jupyterlab(home, root, home / "settings", stories_path.parent,
                               JUPYTER_DATA_DIR=str(home / "data")) as url:
         yield url
@@ -92,7 +61,7 @@ def page(lab):
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = pw.chromium.launch(executable_path=labserver.CHROMIUM, args=labserver.CHROMIUM_ARGS, headless=True)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 1000})
             page = context.new_page()

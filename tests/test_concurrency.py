@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-import lmsext
 from lmsext.errors import ModelBusyError, ModelNotLoadedError
 
 GREEDY = {"temperature": 0}
@@ -19,10 +18,8 @@ PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went", "One day a
 
 
 @pytest.fixture(scope="module")
-def client():
-    c = lmsext.Client()
-    yield c
-    c.llm.unload_all()
+def client(module_client):
+    return module_client
 
 
 @pytest.fixture(scope="module")

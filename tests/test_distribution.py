@@ -8,7 +8,6 @@ seed is the token ``complete(maxTokens=1, seed=…)`` produces).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,21 +17,16 @@ from lmsext import synth
 from lmsext.engine.distribution import chi_square, total_variation
 from lmsext.errors import ModelBusyError, PredictionError
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 PROMPT = "She saw a big big dog. The big"  # repeated tokens: the repeat penalty has something to do
 N = 2000
 
 
-@pytest.fixture(autouse=True)
-def models_path(monkeypatch):
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
+pytestmark = pytest.mark.usefixtures("shared_models_only")
 
 
 @pytest.fixture(scope="module")
-def model():
-    client = lmsext.Client()
-    yield client.llm.model("stories260K", config={"contextLength": 512})
-    client.llm.unload_all()
+def model(module_model):
+    return module_model
 
 
 def engine_samples(model, prompt, config, n=N):

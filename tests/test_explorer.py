@@ -3,7 +3,6 @@ Sample 100 — driven through its Python methods and through the messages its fr
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -12,20 +11,15 @@ from lmsext import synth
 from lmsext.widgets import NextTokenExplorer
 from lmsext.widgets.explorer import SLIDER_DEFAULTS
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 PROMPT = "Once upon a time, there was a"
 
 
-@pytest.fixture(autouse=True)
-def models_path(monkeypatch):
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
+pytestmark = pytest.mark.usefixtures("shared_models_only")
 
 
 @pytest.fixture(scope="module")
-def model():
-    client = lmsext.Client()
-    yield client.llm.model("stories260K", config={"contextLength": 512})
-    client.llm.unload_all()
+def model(module_model):
+    return module_model
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from magic_runner import run
 from IPython.utils.capture import capture_output
 
 import lmsext
@@ -65,17 +66,6 @@ def head32(tmp_path_factory):
 def moe(tmp_path_factory):
     return synth.moe_model(tmp_path_factory.mktemp("moe"))
 
-
-def run(ip, line, cell=None):
-    """Run a magic (``%name args`` or ``%%name args`` + cell) under capture_output; (value, captured)."""
-    with capture_output() as cap:
-        if line.startswith("%%"):
-            name, _, args = line[2:].partition(" ")
-            value = ip.run_cell_magic(name, args, cell or "")
-        else:
-            name, _, args = line.lstrip("%").partition(" ")
-            value = ip.run_line_magic(name, args)
-    return value, cap
 
 
 def htmls(cap):

@@ -9,8 +9,6 @@ skips locally; in CI (CI=true) that is a failure, since .ci/run installs both.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,39 +19,20 @@ import labserver
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOKS = ("quickstart", "load_config", "sampling_lab")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} — CI must run the browser tests (.ci/run installs chromium and playwright)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, stories_path):
     """JupyterLab on 127.0.0.1 (no token) serving copies of the notebooks (its autosave never touches the repo)."""
-    if not Path(CHROMIUM).exists():
-        _unavailable("Debian's chromium is not installed (apt-get install -y chromium)")
-    try:
-        import jupyterlab  # noqa: F401
-        import playwright.sync_api  # noqa: F401
-    except ImportError as exc:
-        _unavailable(f"the browser tests need the test extra: {exc}")
+    labserver.require_browser()
     home = tmp_path_factory.mktemp("lab")
     root = home / "checkout" / "notebooks"
     root.mkdir(parents=True)
     for name in NOTEBOOKS:
         shutil.copy(REPO / "notebooks" / f"{name}.ipynb", root)
     settings = home / "settings"
-    for name, content in {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                            "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    }.items():
-        (settings / name).parent.mkdir(parents=True, exist_ok=True)
-        (settings / name).write_text(json.dumps(content))
+    labserver.write_settings(settings)
     with labserver.jupyterlab(home, root, settings, stories_path.parent) as url:
         yield url
 
@@ -63,9 +42,7 @@ def browser(lab):
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        b = pw.chromium.launch(executable_path=labserver.CHROMIUM, headless=True, args=labserver.CHROMIUM_ARGS)
         try:
             yield b
         finally:

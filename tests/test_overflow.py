@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-import lmsext
 from lmsext import synth
 from lmsext.chat import Chat
 from lmsext.errors import PredictionError
@@ -22,10 +21,8 @@ WORDS = "the dog and the cat went to the park and played with a ball".split()
 
 
 @pytest.fixture(scope="module")
-def client():
-    c = lmsext.Client()
-    yield c
-    c.llm.unload_all()
+def client(module_client):
+    return module_client
 
 
 @pytest.fixture(scope="module")

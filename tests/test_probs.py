@@ -5,7 +5,6 @@ from __future__ import annotations
 import html as htmllib
 import math
 import re
-from pathlib import Path
 
 import pytest
 from IPython.utils.capture import capture_output
@@ -18,20 +17,15 @@ from lmsext.ui import display as views
 from lmsext.ui import magics as magics_module
 from lmsext.ui import session as session_module
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 TITLE = re.compile(r'<span class="lmsext-token" data-p="([0-9.]+)" title="([^"]*)"[^>]*>(.*?)</span>', re.S)
 
 
-@pytest.fixture(autouse=True)
-def models_path(monkeypatch):
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
+pytestmark = pytest.mark.usefixtures("shared_models_only")
 
 
 @pytest.fixture(scope="module")
-def model():
-    client = lmsext.Client()
-    yield client.llm.model("stories260K", config={"contextLength": 512})
-    client.llm.unload_all()
+def model(module_model):
+    return module_model
 
 
 def fake_result(content, tokens):

@@ -7,32 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 
-import lmsext
 from lmsext.engine.generate import _SigintGuard
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 LONG = {"temperature": 0, "maxTokens": 200}
 
 
-@pytest.fixture(autouse=True)
-def models_path(monkeypatch):
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS))
-
-
-@pytest.fixture
-def client():
-    c = lmsext.Client()
-    yield c
-    c.llm.unload_all()
-
-
-@pytest.fixture
-def model(client):
-    return client.llm.model("stories260K", config={"contextLength": 1024})
+pytestmark = pytest.mark.usefixtures("shared_models_only")
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from IPython.utils.capture import capture_output
+from magic_runner import run
 
 import lmsext
 from lmsext import synth
@@ -56,16 +56,6 @@ def session():
 def client():
     return lmsext.default_client()
 
-
-def run(ip, line, cell=None):
-    with capture_output() as cap:
-        if line.startswith("%%"):
-            name, _, args = line[2:].partition(" ")
-            value = ip.run_cell_magic(name, args, cell or "")
-        else:
-            name, _, args = line.lstrip("%").partition(" ")
-            value = ip.run_line_magic(name, args)
-    return value, cap
 
 
 def record(widget):
