@@ -1,4 +1,4 @@
-"""Read a GGUF file's metadata with the ``gguf`` package, before llama.cpp ever sees the file.
+"""Read a GGUF file's metadata (through the bounds-checked validator) before llama.cpp ever sees the file.
 
 The result, :class:`ModelInfo`, feeds the load guards (expert counts, trained context), the
 load-config summary and the widgets' slider ranges.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import gguf
 
 from ..errors import ModelLoadError
-from .validate import validate_gguf
+from .validate import GGUFSummary, validate_gguf
 
 GGUF_MAGIC = b"GGUF"
 
@@ -59,29 +60,19 @@ class ModelInfo:
         return asdict(self)
 
 
-def _field(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        return default
-    try:
-        return field.contents()
-    except Exception:
-        return default
-
-
-def _quantization(reader: gguf.GGUFReader) -> str:
-    file_type = _field(reader, "general.file_type")
-    if file_type is not None:
+def _quantization(summary: GGUFSummary) -> str:
+    file_type = summary.metadata.get("general.file_type")
+    if isinstance(file_type, int):
         try:
-            name = gguf.LlamaFileType(int(file_type)).name
+            name = gguf.LlamaFileType(file_type).name
             return name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except ValueError:
             pass
     # No (or unknown) file type: the type holding most weight bytes among 2-D tensors.
     weight_bytes: collections.Counter[str] = collections.Counter()
-    for tensor in reader.tensors:
+    for tensor in summary.tensors:
         if len(tensor.shape) >= 2:
-            weight_bytes[tensor.tensor_type.name] += int(tensor.n_bytes)
+            weight_bytes[tensor.type_name] += tensor.nbytes
     return weight_bytes.most_common(1)[0][0] if weight_bytes else "unknown"
 
 
@@ -146,20 +137,20 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
 
 
 def _parse_model_info(path: Path) -> tuple[ModelInfo, int]:
-    """:func:`read_model_info` without the cache; also returns where the tensor data starts."""
+    """:func:`read_model_info` without the cache; also returns where the tensor data starts.
+
+    The file is read once, by :func:`validate_gguf` (bounds-checked, ~1.5 ms on stories260K); the
+    ``gguf`` package's reader would take another 20–40 ms for the same header.
+    """
     check_magic(path)
-    validate_gguf(path)  # header, metadata and tensor bounds, before the gguf reader or llama.cpp parse it
-    try:
-        reader = gguf.GGUFReader(path, "r")
-    except Exception as exc:  # the gguf package raises many kinds on malformed files
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelLoadError(f"{path.name} is not a valid GGUF file: {detail}") from None
-    arch = _field(reader, "general.architecture")
+    summary = validate_gguf(path)  # header, metadata and tensor bounds, before llama.cpp parses them
+    meta = summary.metadata
+    arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise ModelLoadError(f"{path.name} has no general.architecture in its GGUF metadata")
 
     def arch_int(key: str, default: int = 0) -> int:
-        value = _field(reader, f"{arch}.{key}", default)
+        value = meta.get(f"{arch}.{key}", default)
         if isinstance(value, list):  # per-layer arrays (e.g. head_count_kv on some archs)
             value = max(value) if value else default
         try:
@@ -167,19 +158,24 @@ def _parse_model_info(path: Path) -> tuple[ModelInfo, int]:
         except (TypeError, ValueError):
             return default
 
+    def text(key: str) -> str | None:
+        value = meta.get(key)
+        return value if isinstance(value, str) else None
+
+    def token_id(key: str) -> int | None:
+        value = meta.get(key)
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
     n_head = arch_int("attention.head_count")
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    n_vocab = arch_int("vocab_size") or (len(tokens.data) if tokens is not None else 0)
-    template = _field(reader, "tokenizer.chat_template")
-    bos = _field(reader, "tokenizer.ggml.bos_token_id")
-    eos = _field(reader, "tokenizer.ggml.eos_token_id")
+    n_vocab = arch_int("vocab_size") or summary.array_lengths.get("tokenizer.ggml.tokens", 0)
+    template = text("tokenizer.chat_template")
     info = ModelInfo(
         path=str(path),
-        file_size=path.stat().st_size,
+        file_size=summary.file_size,
         architecture=arch,
-        name=_field(reader, "general.name"),
-        parameter_count=sum(int(t.n_elements) for t in reader.tensors),
-        quantization=_quantization(reader),
+        name=text("general.name"),
+        parameter_count=sum(math.prod(t.shape) for t in summary.tensors),
+        quantization=_quantization(summary),
         n_layer=arch_int("block_count"),
         n_embd=arch_int("embedding_length"),
         n_head=n_head,
@@ -188,11 +184,11 @@ def _parse_model_info(path: Path) -> tuple[ModelInfo, int]:
         trained_context=arch_int("context_length"),
         expert_count=arch_int("expert_count"),
         expert_used_count=arch_int("expert_used_count"),
-        chat_template=template if isinstance(template, str) and template.strip() else None,
-        bos_token_id=int(bos) if isinstance(bos, int) else None,
-        eos_token_id=int(eos) if isinstance(eos, int) else None,
+        chat_template=template if template and template.strip() else None,
+        bos_token_id=token_id("tokenizer.ggml.bos_token_id"),
+        eos_token_id=token_id("tokenizer.ggml.eos_token_id"),
     )
-    return info, int(getattr(reader, "data_offset", 0) or path.stat().st_size)
+    return info, summary.data_offset or summary.file_size
 
 
 def format_params(n: int) -> str:
