@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import report
-from .common import HERE, RESULTS_DIR, compute_bound_model, machine, stories_path
+from .common import HERE, RESULTS_DIR, WIDE_SHAPE, compute_bound_model, machine, stories_path, wide_model
 
 README_START = "<!-- benchmarks:start -->"
 README_END = "<!-- benchmarks:end -->"
@@ -28,6 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated subset of: decode, frontend, ttft, load, multiturn, memory")
     p.add_argument("--reps", type=int, default=None, help="rounds per measurement (default 7; 5 on the big model)")
     p.add_argument("--no-synth", action="store_true", help="skip the generated compute-bound model")
+    p.add_argument("--no-wide", action="store_true", help="skip the generated 1B-wide model (multi-turn)")
     p.add_argument("--synth-params", type=int, default=60_000_000, help="size of the generated model")
     p.add_argument("--synth-dtype", default="f16", choices=("f16", "q8_0"))
     p.add_argument("--latency-threads", default="1",
@@ -72,6 +73,15 @@ def main(argv: list[str] | None = None) -> dict:
         # one decode thread: no thread synchronisation, so other processes on a shared machine disturb less
         cases.append(S.ModelCase(f"{key}@1thread", label, path, 1024, 64, args.reps or 7, threads=1,
                                  roles=("decode",)))
+    if not (quick or args.no_wide):
+        # multi-turn on a model as wide as a 1B one: there the weights, not the attention over the cache,
+        # dominate a turn's prefill, as on the models people chat with
+        path = wide_model()
+        w = WIDE_SHAPE
+        label = (f"1B-wide slice (n_embd {w['n_embd']}, n_ff {w['n_ff']}, {w['n_head']}/{w['n_head_kv']} heads, "
+                 f"{w['n_layer']} layers, q8_0)")
+        cases.append(S.ModelCase("wide2L-q8_0", label, path, 1024, 16, 1, roles=("multiturn",), chats=5,
+                                 reply_tokens=16))
     setup = S.Setup(cases=cases, samplers=["greedy", "lmstudio"], reps_small=reps if quick else max(reps, 7),
                     frontend_tokens=200 if quick else 2000, turns=5 if quick else 20,
                     cycles=3 if quick else 20, log=log)

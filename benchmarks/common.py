@@ -70,6 +70,21 @@ def compute_bound_model(n_params: int, dtype: str) -> Path:
     return random_model(folder, n_params_target=n_params, dtype=dtype)
 
 
+#: One layer of a 1B-class model (Llama-3.2-1B's widths: n_embd 2048, n_ff 8192, 32 query / 8 KV heads).
+#: How much a cached token costs a new one (attention) against the weights is a per-layer ratio
+#: (~ n_cache / 6·n_embd), so two such layers show a 1B model's multi-turn behaviour at 1/8 the cost.
+WIDE_SHAPE = {"n_layer": 2, "n_embd": 2048, "n_head": 32, "n_head_kv": 8, "n_ff": 8192}
+
+
+def wide_model(dtype: str = "q8_0") -> Path:
+    """A random-weights model with :data:`WIDE_SHAPE` (~125M parameters; generated once, then cached)."""
+    from lmsext.synth import random_model
+
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return random_model(folder, dtype=dtype, shape=WIDE_SHAPE)
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (they are only comparable within one run)."""
     import llama_cpp

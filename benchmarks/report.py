@@ -228,6 +228,9 @@ def markdown(results: dict[str, Any]) -> str:
         for key, mt in mts["models"].items():
             lines.append(f"Turn {mt['last_turn']} / turn 1 on {key}: lmsext {_f(mt.get('last_over_first'), '{:.2f}×')}, "
                          f"the raw loop doing the same work {_f(mt.get('raw_same_reuse_last_over_first'), '{:.2f}×')}.")
+        named = [f"{key} = {mt['label']}" for key, mt in mts["models"].items() if mt.get("label", key) != key]
+        if named:
+            lines += ["", "Models: " + "; ".join(named) + "."]
         lines.append("")
     mem = sec.get("memory")
     if mem:

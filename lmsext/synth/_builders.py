@@ -118,10 +118,17 @@ def count_params(n_layer: int, n_embd: int, n_head: int, n_head_kv: int, n_ff: i
 
 
 def random_model(dest: str | os.PathLike[str] | None = None, n_params_target: int = 2_000_000,
-                 dtype: str = "f16", *, seed: int = 0) -> Path:
+                 dtype: str = "f16", *, seed: int = 0, shape: dict[str, int] | None = None) -> Path:
     """Random-weights llama model of about ``n_params_target`` parameters for benchmarks
-    (cached; built-in tokenizer, no chat template). E.g. 60_000_000 gives ~60M params."""
-    shape = random_shape(n_params_target)
+    (cached; built-in tokenizer, no chat template). E.g. 60_000_000 gives ~60M params.
+
+    ``shape`` (``n_layer``, ``n_embd``, ``n_head``, ``n_head_kv``, ``n_ff``) overrides the shape
+    :func:`random_shape` picks (``n_params_target`` is then ignored)."""
+    if shape is not None:
+        shape = dict(shape)
+        n_params_target = count_params(**shape, n_vocab=len(builtin_vocab().tokens))
+    else:
+        shape = random_shape(n_params_target)
 
     def build(path: Path) -> Path:
         return write_model(path, **shape, dtype=dtype, seed=seed,
