@@ -10,6 +10,7 @@ from typing import Any, Callable
 from .config import LoadModelConfig
 from .engine import EngineModel, LOAD_SETTINGS, list_model_files, plan_load, read_model_info, resolve_model
 from .engine.estimate import MemoryEstimate, check_fits, estimate_memory
+from .engine.resolve import ResolvedModel, resolve_model_and_key
 from .engine.validate import check_load_limits
 from .engine.gguf_info import ModelInfo
 from .errors import ConfigError, ModelNotLoadedError
@@ -36,11 +37,6 @@ class DownloadedModel:
         return self.info.architecture if self.info else None
 
 
-def _model_key(name: str, path: Path) -> str:
-    files = {f.path.resolve(): f.key for f in list_model_files(include_hf_cache=False)}
-    return files.get(path.resolve(), path.stem)
-
-
 class LLMNamespace:
     """``client.llm``: load, find and unload LLM instances."""
 
@@ -61,14 +57,15 @@ class LLMNamespace:
                 if not self._instances:
                     raise ModelNotLoadedError("no model is loaded; pass a model key to .model()")
                 return next(iter(self._instances.values()))
-            existing = self._find(model_key, allow_paths=allow_paths)
+            existing, resolved = self._lookup(model_key, allow_paths=allow_paths)
             if existing is not None:
                 if config is not None:
                     LoadModelConfig.parse(config)  # still validate: a typo is an error either way
                     return LLM(self, existing.identifier, existing._engine, existing.load_result.with_note(JIT_NOTE))
                 return existing
-            return self.load(model_key, config=config, on_load_progress=on_load_progress,
-                             allow_download=allow_download, allow_paths=allow_paths, force=force)
+            return self._load(model_key, resolved, config=config, identifier=None,
+                              on_load_progress=on_load_progress, allow_download=allow_download,
+                              allow_paths=allow_paths, force=force)
 
     def estimate(self, model_key: str, config: Any = None, *, allow_download: bool = False,
                  allow_paths: bool = True) -> MemoryEstimate:
@@ -90,13 +87,22 @@ class LLMNamespace:
         A load whose memory estimate (:meth:`estimate`) exceeds the available memory is refused with
         :class:`~lmsext.InsufficientMemoryError` (it would get the kernel killed) unless ``force=True``.
         """
+        return self._load(model_key, None, config=config, identifier=identifier, on_load_progress=on_load_progress,
+                          allow_download=allow_download, allow_paths=allow_paths, force=force)
+
+    def _load(self, model_key: str, resolved: ResolvedModel | None, *, config: Any, identifier: str | None,
+              on_load_progress: Callable[[float], Any] | None, allow_download: bool, allow_paths: bool,
+              force: bool) -> LLM:
+        """:meth:`load`, reusing ``resolved`` (the resolution of ``model_key`` :meth:`model` already made) if given:
+        one load lists the model folders once, for the file and its key alike."""
         cfg = LoadModelConfig.parse(config)
         check_load_limits(cfg)
         if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
             raise ConfigError(f"identifier={identifier!r}: must be a non-empty string", key="identifier")
-        path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        if resolved is None:
+            resolved = resolve_model_and_key(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        path, key = resolved.path, resolved.key
         info = read_model_info(path)
-        key = _model_key(model_key, path)
         with self._lock:
             if identifier is not None and identifier in self._instances:
                 raise ConfigError(f"identifier '{identifier}' is already taken by a loaded instance; "
@@ -128,19 +134,25 @@ class LLMNamespace:
         return f"{key}:{n}"
 
     def _find(self, name: str, *, allow_paths: bool = True) -> LLM | None:
+        return self._lookup(name, allow_paths=allow_paths)[0]
+
+    def _lookup(self, name: str, *, allow_paths: bool = True) -> tuple[LLM | None, ResolvedModel | None]:
+        """The loaded instance ``name`` names (identifier, model key, then the file it resolves to without
+        downloading), and the resolution of ``name`` when one was made and succeeded (a load can reuse it)."""
         if name in self._instances:
-            return self._instances[name]
+            return self._instances[name], None
         for llm in self._instances.values():
             if llm.model_key == name or llm.model_key.lower() == str(name).lower():
-                return llm
+                return llm, None
         try:
-            path = resolve_model(name, allow_download=False, allow_paths=allow_paths).resolve()
+            resolved = resolve_model_and_key(name, allow_download=False, allow_paths=allow_paths)
+            path = resolved.path.resolve()
         except Exception:
-            return None
+            return None, None
         for llm in self._instances.values():
             if Path(llm.load_result.path).resolve() == path:
-                return llm
-        return None
+                return llm, resolved
+        return None, resolved
 
     def get(self, identifier: str) -> LLM:
         """The loaded instance called ``identifier`` (or with that model key)."""

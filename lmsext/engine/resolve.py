@@ -69,8 +69,8 @@ def _is_part_file(name: str) -> bool:
     return bool(m and m.group(1) != "00001")
 
 
-def list_model_files(include_hf_cache: bool = True) -> list[ModelFile]:
-    """Every GGUF file in the model folders (and the Hugging Face cache), keyed as LM Studio does."""
+def _folder_files() -> list[ModelFile]:
+    """Walk the model folders: every GGUF in them, keyed by its path relative to its folder (no ``.gguf``)."""
     found: list[ModelFile] = []
     for folder in model_folders():
         for path in sorted(folder.rglob("*.gguf")):
@@ -78,9 +78,47 @@ def list_model_files(include_hf_cache: bool = True) -> list[ModelFile]:
                 rel = path.relative_to(folder).as_posix()
                 found.append(ModelFile(key=rel.removesuffix(".gguf"), path=path, folder=folder,
                                        size=path.stat().st_size))
+    return found
+
+
+def list_model_files(include_hf_cache: bool = True) -> list[ModelFile]:
+    """Every GGUF file in the model folders (and the Hugging Face cache), keyed as LM Studio does."""
+    found = _folder_files()
     if include_hf_cache:
         found += _hf_cache_files()
     return found
+
+
+def _key_for(path: Path, folder_files: list[ModelFile]) -> str:
+    """The model key of ``path``: its key in the model folders if it is one of their files, else its stem."""
+    target = path.resolve()
+    for f in reversed(folder_files):  # the last listing of a file wins (a file linked into two folders)
+        if f.path.resolve() == target:
+            return f.key
+    return path.stem
+
+
+class ResolvedModel:
+    """The GGUF file a model name resolved to, and the model key it is known by (:attr:`key`)."""
+
+    def __init__(self, path: Path, folder_files: list[ModelFile] | None = None) -> None:
+        self.path = path
+        self._folder_files = folder_files
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The file's key in the model folders (``publisher/repo/file`` without ``.gguf``), else the file's
+        stem (a file elsewhere, the Hugging Face cache). Reuses the folder listing made while resolving; the
+        folders are walked here only when resolving needed no listing (an explicit path)."""
+        if self._key is None:
+            if self._folder_files is None:
+                self._folder_files = _folder_files()
+            self._key = _key_for(self.path, self._folder_files)
+        return self._key
+
+    def __repr__(self) -> str:
+        return f"ResolvedModel({str(self.path)!r})"
 
 
 def _pick(candidates: list[ModelFile], name: str) -> ModelFile:
@@ -99,6 +137,11 @@ def resolve_model(name: str, *, allow_download: bool = True, allow_paths: bool =
 
     ``allow_paths=False`` (the REST server) accepts only keys, which resolve inside the model folders.
     """
+    return resolve_model_and_key(name, allow_download=allow_download, allow_paths=allow_paths).path
+
+
+def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths: bool = True) -> ResolvedModel:
+    """:func:`resolve_model`, with the model key of the file found (``.key``) from the same folder listing."""
     if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
         raise ModelNotFoundError(f"model must be a non-empty name, key or path, not {name!r}")
     name = str(name).strip()
@@ -108,24 +151,25 @@ def resolve_model(name: str, *, allow_download: bool = True, allow_paths: bool =
         raise ModelNotFoundError(f"model {name!r}: only model keys are accepted here, not file paths")
     looks_like_path = name.endswith(".gguf") or os.sep in name and as_path.is_absolute() or name.startswith((".", "~"))
     if allow_paths and as_path.exists() and (as_path.is_file() or looks_like_path):
-        return as_path
+        return ResolvedModel(as_path)
     if looks_like_path and as_path.is_absolute():
         raise ModelNotFoundError(f"no such file: {as_path}")
     if ".." in Path(name).parts:
         raise ModelNotFoundError(f"model key {name!r} may not contain '..'")
     wanted = name.removesuffix(".gguf").lower()
-    files = list_model_files()
+    in_folders = _folder_files()
+    files = in_folders + _hf_cache_files()
     exact = [f for f in files if f.key.lower() == wanted]
     if exact:
-        return _pick(exact, name).path
+        return ResolvedModel(_pick(exact, name).path, in_folders)
     by_stem = [f for f in files if f.path.stem.lower() == Path(wanted).name]
     if by_stem:
-        return _pick(by_stem, name).path
+        return ResolvedModel(_pick(by_stem, name).path, in_folders)
     by_dir = [f for f in files if f.key.lower().startswith(wanted + "/")]
     if by_dir:
-        return _pick(by_dir, name).path
+        return ResolvedModel(_pick(by_dir, name).path, in_folders)
     if allow_download and re.fullmatch(r"[\w.-]+/[\w.-]+(/[\w./-]+\.gguf)?", name):
-        return download(name)
+        return ResolvedModel(download(name), in_folders)
     where = [str(f) for f in model_folders()] or ["(no model folder exists)"]
     hint = "" if os.environ.get("LMSEXT_MODELS_PATH") else "; set LMSEXT_MODELS_PATH to your model folder"
     raise ModelNotFoundError(f"model '{name}' not found in {', '.join(where)} or the Hugging Face cache{hint}")

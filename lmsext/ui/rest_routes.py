@@ -399,16 +399,7 @@ async def api_chat(request: Request) -> Response:
     llm, loaded_now = await _run(get_model, state.client, req.model, jit)
     job, first = await start_job(state, llm, lambda: llm.respond_stream(history, config))
     if not req.stream:
-        result, error = None, None
-        async for kind, value in job_events(job, first):
-            if kind == "result":
-                result = value
-            elif kind == "error":
-                error = value
-        if error is not None or result is None:
-            raise error or ApiError(500, "the prediction ended without a result", type="prediction_error")
-        if (failed := _failed(result)) is not None:
-            raise failed
+        result = await _collect(job, first)
         response_id = _store(state, history, result.content) if req.store else None
         return JSON(_chat_result(llm, result, loaded_now, response_id))
     return GatedStream(_chat_sse(state, req, llm, loaded_now, history, job, first), job, "text/event-stream")
@@ -535,12 +526,80 @@ def _openai_config(req: Any, max_tokens: int | None, structured: dict[str, Any] 
         raise
 
 
+@dataclass(frozen=True)
+class _OpenAIShape:
+    """What the OpenAI completion endpoints' answers differ in; :func:`_openai_answer` does the rest."""
+
+    id_prefix: str
+    object: str
+    chunk_object: str
+    content: Callable[[str], dict[str, Any]]
+    """The fields of the full answer's choice for the generated text."""
+    delta: Callable[[str | None], dict[str, Any]]
+    """The fields of a streamed chunk's choice for a fragment (None: the final chunk)."""
+    first_delta: dict[str, Any] | None = None
+    """The fields of a chunk sent before the first fragment, if any."""
+    chunk_fingerprint: bool = False
+    """Whether streamed chunks carry ``system_fingerprint``."""
+
+
+_CHAT_SHAPE = _OpenAIShape(
+    "chatcmpl-", "chat.completion", "chat.completion.chunk",
+    content=lambda text: {"message": {"role": "assistant", "content": text}},
+    delta=lambda text: {"delta": {} if text is None else {"content": text}},
+    first_delta={"delta": {"role": "assistant", "content": ""}}, chunk_fingerprint=True)
+_COMPLETION_SHAPE = _OpenAIShape(
+    "cmpl-", "text_completion", "text_completion",
+    content=lambda text: {"text": text},
+    delta=lambda text: {"text": text or ""})
+
+
+async def _openai_request(request: Request, schema: type) -> tuple[ServerState, Any]:
+    """The state and the validated body of an OpenAI completion request, after the checks both endpoints share."""
+    state = _state(request)
+    req = rs.validate(schema, await read_json(request, state))
+    _openai_common_checks(req)
+    return state, req
+
+
+def _choice(fields: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"index": 0, **fields, "logprobs": None, "finish_reason": finish}
+
+
+def _finish(result: Any) -> str:
+    return _FINISH.get(result.stats.stop_reason, "stop")
+
+
+async def _openai_answer(state: ServerState, req: Any, shape: _OpenAIShape,
+                         predict: Callable[[Any], Iterable[Any]]) -> Response:
+    """Get (JIT-load) ``req.model``, run ``predict(llm)`` on it and answer, whole or as a stream."""
+    llm, _ = await _run(get_model, state.client, req.model, None)
+    job, first = await start_job(state, llm, lambda: predict(llm))
+    head = {"id": shape.id_prefix + secrets.token_hex(12), "object": shape.object, "created": _created(),
+            "model": llm.identifier}
+    if not req.stream:
+        result = await _collect(job, first)
+        return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result))],
+                     "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
+    chunk_head = {**head, "object": shape.chunk_object}
+    if shape.chunk_fingerprint:
+        chunk_head["system_fingerprint"] = llm.identifier
+    usage = bool(req.stream_options and req.stream_options.include_usage)
+
+    def chunk(text: str | None, finish: str | None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {**chunk_head, "choices": [_choice(shape.delta(text) if fields is None else fields, finish)]}
+
+    def usage_event(result: Any) -> dict[str, Any] | None:
+        return {**head, "object": shape.chunk_object, "choices": [], "usage": _usage(result)} if usage else None
+
+    first_event = None if shape.first_delta is None else chunk(None, None, shape.first_delta)
+    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event), job, "text/event-stream")
+
+
 @endpoint
 async def openai_chat(request: Request) -> Response:
     """POST /v1/chat/completions."""
-    state = _state(request)
-    req = rs.validate(rs.OpenAIChatRequest, await read_json(request, state))
-    _openai_common_checks(req)
+    state, req = await _openai_request(request, rs.OpenAIChatRequest)
     rs.unsupported("logprobs", req.logprobs, (False,), "logprobs")
     rs.unsupported("top_logprobs", req.top_logprobs, (0,), "top_logprobs")
     if req.tools:
@@ -553,39 +612,13 @@ async def openai_chat(request: Request) -> Response:
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     messages = _openai_messages(req)
     config = _openai_config(req, max_tokens, _response_format(req.response_format))
-    llm, _ = await _run(get_model, state.client, req.model, None)
-    job, first = await start_job(state, llm, lambda: llm.respond_stream(messages, config))
-    cid = "chatcmpl-" + secrets.token_hex(12)
-    created = _created()
-    if not req.stream:
-        result = await _collect(job, first)
-        return JSON({"id": cid, "object": "chat.completion", "created": created, "model": llm.identifier,
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": result.content},
-                                  "logprobs": None, "finish_reason": _FINISH.get(result.stats.stop_reason, "stop")}],
-                     "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
-    usage = bool(req.stream_options and req.stream_options.include_usage)
-
-    def chunk(text: str | None, finish: str | None, delta: dict[str, Any] | None = None) -> dict[str, Any]:
-        delta = delta if delta is not None else ({} if text is None else {"content": text})
-        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": llm.identifier,
-                "system_fingerprint": llm.identifier,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-    def usage_event(result: Any) -> dict[str, Any] | None:
-        return ({"id": cid, "object": "chat.completion.chunk", "created": created, "model": llm.identifier,
-                 "choices": [], "usage": _usage(result)} if usage else None)
-
-    events = _openai_sse(job, first, chunk, usage_event, first_event=chunk(None, None, {"role": "assistant",
-                                                                                       "content": ""}))
-    return GatedStream(events, job, "text/event-stream")
+    return await _openai_answer(state, req, _CHAT_SHAPE, lambda llm: llm.respond_stream(messages, config))
 
 
 @endpoint
 async def openai_completions(request: Request) -> Response:
     """POST /v1/completions."""
-    state = _state(request)
-    req = rs.validate(rs.OpenAICompletionRequest, await read_json(request, state))
-    _openai_common_checks(req)
+    state, req = await _openai_request(request, rs.OpenAICompletionRequest)
     rs.unsupported("echo", req.echo, (False,), "echo")
     rs.unsupported("logprobs", req.logprobs, (0,), "logprobs")
     rs.unsupported("best_of", req.best_of, (1,), "best_of other than 1")
@@ -597,28 +630,7 @@ async def openai_completions(request: Request) -> Response:
             raise bad_request("prompt as a list must hold exactly one string (no batching)", param="prompt")
         prompt = prompt[0]
     config = _openai_config(req, req.max_tokens, None)
-    llm, _ = await _run(get_model, state.client, req.model, None)
-    job, first = await start_job(state, llm, lambda: llm.complete_stream(prompt, config))
-    cid = "cmpl-" + secrets.token_hex(12)
-    created = _created()
-    if not req.stream:
-        result = await _collect(job, first)
-        return JSON({"id": cid, "object": "text_completion", "created": created, "model": llm.identifier,
-                     "choices": [{"index": 0, "text": result.content, "logprobs": None,
-                                  "finish_reason": _FINISH.get(result.stats.stop_reason, "stop")}],
-                     "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
-    usage = bool(req.stream_options and req.stream_options.include_usage)
-
-    def chunk(text: str | None, finish: str | None) -> dict[str, Any]:
-        return {"id": cid, "object": "text_completion", "created": created, "model": llm.identifier,
-                "choices": [{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}]}
-
-    def usage_event(result: Any) -> dict[str, Any] | None:
-        return ({"id": cid, "object": "text_completion", "created": created, "model": llm.identifier,
-                 "choices": [], "usage": _usage(result)} if usage else None)
-
-    events = _openai_sse(job, first, chunk, usage_event)
-    return GatedStream(events, job, "text/event-stream")
+    return await _openai_answer(state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
 
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
@@ -635,7 +647,7 @@ async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callabl
             if failed is not None:
                 yield _data(failed.body())
                 continue
-            yield _data(chunk(None, _FINISH.get(value.stats.stop_reason, "stop")))
+            yield _data(chunk(None, _finish(value)))
             extra = usage_event(value)
             if extra is not None:
                 yield _data(extra)
