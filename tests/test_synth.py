@@ -189,6 +189,18 @@ def test_random_model_shape_and_cache(tmp_path):
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_random_model_explicit_shape(tmp_path):
+    shape = {"n_layer": 1, "n_embd": 256, "n_head": 8, "n_head_kv": 2, "n_ff": 512}
+    path = synth.random_model(tmp_path, dtype="q8_0", shape=shape)
+    hp = synth.read_hparams(path)
+    assert {k: hp[k] for k in shape} == shape
+    _, kv = fields(path)
+    n = synth.count_params(**shape, n_vocab=len(kv["tokenizer.ggml.tokens"]))
+    assert kv["general.name"] == f"lmsext-synth-random-{round(n / 1e6, 1)}M"
+    assert synth.random_model(tmp_path, dtype="q8_0", shape={**shape, "n_ff": 768}) != path
+    complete(load(path), "Hi")
+
+
 def test_builders_default_to_cache_dir():
     a = synth.chatml_model()
     assert a.parent == synth.cache_dir() == Path(os.environ["LMSEXT_CACHE_DIR"])
