@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"compute-bound model: {path} ({path.stat().st_size / 1e6:.0f} MB, {time.perf_counter() - t0:.1f} s)")
         key = f"synth{round(args.synth_params / 1e6)}M-{args.synth_dtype}"
         label = f"random {args.synth_params / 1e6:.0f}M {args.synth_dtype}"
-        big_reps = args.reps or 9
-        cases.append(S.ModelCase(key, label, path, 1024, 64, big_reps,
-                                 roles=("decode", "ttft", "load", "multiturn", "memory"), chats=2, reply_tokens=16,
+        big_reps = args.reps or 11
+        cases.append(S.ModelCase(key, label, path, 1024, 128, big_reps,
+                                 roles=("decode", "ttft", "load", "multiturn", "memory"), chats=4, reply_tokens=16,
                                  ttft_reps=7))
         # one decode thread: no thread synchronisation, so other processes on a shared machine disturb less
-        cases.append(S.ModelCase(f"{key}@1thread", label, path, 1024, 64, args.reps or 7, threads=1,
+        cases.append(S.ModelCase(f"{key}@1thread", label, path, 1024, 128, args.reps or 11, threads=1,
                                  roles=("decode",)))
     if not (quick or args.no_wide):
         # multi-turn on a model as wide as a 1B one: there the weights, not the attention over the cache,
