@@ -323,6 +323,8 @@ TABLE: list[Bad] = [
            ModelNotLoadedError, r"no loaded model 'nope'"),
     widget("panel-send-while-busy", "PredictionPanel: Send while a prediction runs", _panel_busy, LmsextError,
            r"a prediction is already running"),
+    widget("panel-chat-not-a-name", 'PredictionPanel(chat="")', lambda c: _panel(c, chat="").close(), TypeError,
+           r"PredictionPanel\(chat=\.\.\.\): a chat name \(non-empty string\), not ''"),
     widget("load-panel-unknown-model", 'LoadPanel("nope-model")', lambda c: _load_panel(c, "nope-model"),
            ModelNotFoundError, r"model 'nope-model' not found"),
     widget("load-panel-not-a-model", "LoadPanel(123)", lambda c: _load_panel(c, 123), TypeError,

@@ -3,7 +3,9 @@ background thread, the StreamWidget's coalesced delta messages, and the magics' 
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import signal
 import threading
 import time
@@ -15,7 +17,8 @@ from magic_runner import run
 import lmsext
 from lmsext import synth
 from lmsext.engine import plan_load, read_model_info
-from lmsext.engine.params import CONTEXT_STEP, estimate_memory
+from lmsext.engine import estimate as estimate_module
+from lmsext.engine.params import CONTEXT_STEP
 from lmsext.config import LoadModelConfig
 from lmsext.ui import magics as magics_module
 from lmsext.ui import session as session_module
@@ -47,6 +50,16 @@ def widget_magics(ip):
 @pytest.fixture(scope="module")
 def moe(tmp_path_factory):
     return synth.moe_model(tmp_path_factory.mktemp("moe"))
+
+
+@pytest.fixture(scope="module")
+def chatml(tmp_path_factory):
+    return synth.chatml_model(tmp_path_factory.mktemp("chatml"))
+
+
+def text_of(html_value):
+    """What an HTML widget reads as: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", html_value))
 
 
 def session():
@@ -115,16 +128,44 @@ def test_load_sliders_and_lm_config_share_the_session_defaults(ip):
     panel.close()
 
 
-def test_memory_estimate_follows_the_sliders_and_matches_the_load(stories_path):
+def parts(estimate):
+    return estimate.weights, estimate.kv_cache, estimate.compute, estimate.overhead, estimate.total
+
+
+def test_memory_estimate_is_the_apis_and_the_magics(ip, widget_magics):
     panel = LoadPanel("stories260K")
-    info = read_model_info(stories_path)
     before = panel.estimate.value
     panel.context_length.value = 256
+    panel.flash_attention.value = True
     assert panel.estimate.value != before
-    expected = estimate_memory(info, LoadModelConfig(context_length=256))
-    llm = panel.load()
-    assert llm.load_result.memory["kv_cache"] == expected["kv_cache"]
-    assert expected["weights"] == info.file_size
+    api = client().llm.estimate("stories260K", session().load_config)
+    assert parts(panel.memory) == parts(api) and api.compute > 0 and api.overhead > 0
+    shown = text_of(panel.estimate.value)
+    breakdown = api.describe().split(" (available")[0]  # weights + KV cache + compute buffers + overhead = total
+    assert breakdown in shown and "fits (available: " in shown and "NOT" not in shown
+    estimate, cap = run(ip, "%lm_load stories260K --estimate-only")  # the session's config: the panel's
+    assert parts(estimate) == parts(api) and breakdown in cap.outputs[-1].data["text/plain"]
+    panel.context_length.value = 512  # follows the sliders
+    assert parts(panel.memory) == parts(client().llm.estimate("stories260K", {"contextLength": 512,
+                                                                              "flashAttention": True}))
+    panel.close()
+
+
+def test_memory_verdict_is_the_one_the_load_applies(monkeypatch):
+    panel = LoadPanel("stories260K")
+    panel.context_length.value = 256
+    total = panel.memory.total
+    monkeypatch.setattr(estimate_module, "available_memory", lambda: total)  # just enough for 256
+    panel.context_length.value = 512  # recomputed: 512 tokens need more than the 256-token total
+    assert panel.memory.fits is False and "does NOT fit" in panel.estimate.value
+    assert "Load refuses it" in panel.estimate.value
+    with pytest.raises(lmsext.InsufficientMemoryError, match="not loading stories260K.gguf"):
+        panel.load()
+    assert "not loading" in panel.status.value and client().llm.list_loaded() == []
+    panel.context_length.value = 256
+    assert panel.memory.fits is True and "NOT" not in panel.estimate.value
+    llm = panel.load()  # the same verdict as the load's check
+    assert llm.load_result.memory["kv_cache"] == panel.memory.kv_cache
     panel.close()
 
 
@@ -176,8 +217,10 @@ def test_prediction_slider_ranges_and_defaults():
     assert (panel.top_p.min, panel.top_p.max) == (0.01, 1.0) and panel.top_p.value == 0.95
     assert (panel.min_p.value, panel.top_k.value, panel.repeat_penalty.value) == (0.05, 40, 1.1)
     assert (panel.xtc_probability.max, panel.xtc_threshold.max) == (1.0, 0.5)
-    assert panel.max_tokens.value == 0 and panel.stop_strings.value == [] and panel.seed.value == ""
+    assert panel.no_limit.value is True and panel.max_tokens.layout.display == "none"  # reads "no limit"
+    assert panel.stop_strings.value == [] and panel.seed.value == ""
     assert "no model loaded" in panel.model_label.value
+    assert text_of(panel.chat_label.value) == "conversation: new" and panel.turns == 0
     panel.close()
 
 
@@ -191,13 +234,34 @@ def test_temperature_slider_drives_the_next_lm_respond_and_lm_config_moves_it(ip
     assert ip.user_ns["_lm"].prediction_config["temperature"] == 0.25
     run(ip, "%lm_config predict temperature=1.5 maxTokens=40 stop=['\\n\\n', 'The end'] topPSampling=False")
     assert panel.temperature.value == 1.5 and panel.max_tokens.value == 40 and panel.top_p.value == 1.0
+    assert panel.no_limit.value is False and panel.max_tokens.layout.display is None
     assert panel.stop_strings.value == ["\\n\\n", "The end"]
     panel.stop_strings.value = ["\\n", "x"]
     assert session().prediction_config.stop_strings == ["\n", "x"]
-    panel.max_tokens.value = 0
-    assert session().prediction_config.max_tokens is False
     run(ip, "%lm_config predict --reset")
-    assert panel.temperature.value == 0.8 and panel.max_tokens.value == 0 and panel.stop_strings.value == []
+    assert panel.temperature.value == 0.8 and panel.no_limit.value is True and panel.stop_strings.value == []
+    panel.close()
+
+
+def test_no_limit_switch_round_trips_to_max_tokens_unset(ip):
+    panel = PredictionPanel()
+    assert "max_tokens" not in session().prediction_config.explicit()
+    panel.no_limit.value = False  # limit the reply to the number shown
+    assert session().prediction_config.max_tokens == panel.max_tokens.value == 200
+    assert panel.max_tokens.layout.display is None
+    panel.max_tokens.value = 25
+    assert session().prediction_config.max_tokens == 25
+    panel.no_limit.value = True  # LM Studio's default: maxTokens unset = no limit
+    assert "max_tokens" not in session().prediction_config.explicit()
+    assert panel.max_tokens.layout.display == "none"
+    panel.no_limit.value = False
+    assert session().prediction_config.max_tokens == 25  # the box kept the last limit
+    run(ip, "%lm_config predict maxTokens=False")  # false = no limit too
+    assert panel.no_limit.value is True and panel.max_tokens.layout.display == "none"
+    run(ip, "%lm_config predict maxTokens=7")
+    assert panel.no_limit.value is False and panel.max_tokens.value == 7
+    run(ip, "%lm_config predict maxTokens=None")  # unset
+    assert panel.no_limit.value is True and session().prediction_config.explicit() == {}
     panel.close()
 
 
@@ -265,6 +329,81 @@ def test_stop_message_from_the_stream_view_and_errors_in_the_panel():
     client().llm.unload_all()
     with pytest.raises(lmsext.ModelNotLoadedError):
         panel.send("Hi")
+    panel.close()
+
+
+def test_send_continues_one_conversation_shared_with_lm_respond(ip, widget_magics, chatml):
+    llm = client().llm.load(str(chatml), config={"contextLength": 1024}, identifier="chatml")
+    session().model = "chatml"
+    session().update("predict", {"maxTokens": 12, "temperature": 0})
+    panel = PredictionPanel()
+    panel.send("Tell me a story")
+    panel.join(30)
+    r1 = panel.result
+    assert panel.turns == 1 and text_of(panel.chat_label.value) == "conversation: 1 turn"
+    panel.prompt.value = "What happened next?"
+    panel.send_button.click()
+    panel.join(30)
+    r2 = panel.result
+    assert panel.chat.messages == [
+        {"role": "user", "content": "Tell me a story"}, {"role": "assistant", "content": r1.content},
+        {"role": "user", "content": "What happened next?"}, {"role": "assistant", "content": r2.content}]
+    assert text_of(panel.chat_label.value) == "conversation: 2 turns"
+    # the second prompt is the whole conversation: the first turn's tokens and then the new message's
+    alone = llm.respond("What happened next?", {"maxTokens": 1}).stats.prompt_tokens_count
+    first_turn = r1.prompt + r1.content
+    assert r2.prompt.startswith(first_turn) and "What happened next?" in r2.prompt[len(first_turn):]
+    assert r2.stats.prompt_tokens_count >= r1.stats.prompt_tokens_count + r1.stats.predicted_tokens_count + alone - 2
+    print(f"\nprompt tokens: turn 1 {r1.stats.prompt_tokens_count} (+{r1.stats.predicted_tokens_count} replied), "
+          f"turn 2 {r2.stats.prompt_tokens_count}, turn 2's message alone {alone}")
+    # %%lm_respond continues the same chat, and the panel follows
+    run(ip, "%%lm_respond --max-tokens 5", "And then?")
+    assert len(session().chats["default"]) == 6 and panel.turns == 3
+    assert text_of(panel.chat_label.value) == "conversation: 3 turns"
+    # New chat forgets it, as %lm_chat reset does: the next prompt is a fresh chat
+    panel.new_chat_button.click()
+    assert panel.turns == 0 and "default" not in session().chats
+    assert text_of(panel.chat_label.value) == "conversation: new"
+    panel.send("What happened next?")
+    panel.join(30)
+    assert len(panel.chat) == 2 and panel.result.stats.prompt_tokens_count == alone
+    run(ip, "%lm_chat reset")
+    assert panel.turns == 0 and text_of(panel.chat_label.value) == "conversation: new"
+    panel.mode.value = "complete"  # a raw completion is a one-shot outside the chat
+    assert "one-shot" in text_of(panel.chat_label.value)
+    panel.send("Once upon a time")
+    panel.join(30)
+    assert panel.result.stats.predicted_tokens_count > 0 and panel.turns == 0
+    panel.close()
+
+
+def test_a_stopped_reply_is_recorded_as_lm_respond_records_it():
+    client().llm.load("stories260K", config={"contextLength": 256})
+    session().update("predict", {**ENDLESS, "seed": 3})
+    panel = PredictionPanel()
+
+    def generate_a_while(prompt):
+        panel.send(prompt)
+        deadline = time.monotonic() + 10
+        while panel.stream.partial_text.count(" ") < 20 and panel.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert panel.busy and panel.new_chat_button.disabled
+
+    generate_a_while("Tell me a story")
+    panel.stop_button.click()
+    panel.join(10)
+    result = panel.result
+    assert result.stats.stop_reason == "userStopped" and result.stats.predicted_tokens_count >= 20
+    assert panel.chat.messages == [{"role": "user", "content": "Tell me a story"},
+                                   {"role": "assistant", "content": result.content}]
+    assert panel.turns == 1 and not panel.new_chat_button.disabled
+    # a reply whose chat is reset while it generates is not put back into it
+    generate_a_while("And then?")
+    panel.new_chat()
+    panel.stop()
+    panel.join(10)
+    assert panel.result.stats.stop_reason == "userStopped" and panel.turns == 0 and "default" not in session().chats
+    assert "not in it" in panel.status.value
     panel.close()
 
 

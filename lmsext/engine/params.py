@@ -321,13 +321,3 @@ def plan_load(config: LoadModelConfig, info: ModelInfo) -> LoadPlan:
         if setting.apply is not None:
             setting.apply(config, plan)
     return plan
-
-
-def estimate_memory(info: ModelInfo, config: LoadModelConfig | None = None) -> dict[str, int]:
-    """What loading ``info`` with ``config`` would take, before loading: ``weights`` (the file's size),
-    ``kv_cache`` (:meth:`LoadPlan.kv_cache_bytes` of the plan) and their ``total``, in bytes.
-
-    Raises :class:`ConfigError` for settings that cannot work, exactly as loading would.
-    """
-    kv_cache = plan_load(config or LoadModelConfig(), info).kv_cache_bytes()
-    return {"weights": info.file_size, "kv_cache": kv_cache, "total": info.file_size + kv_cache}

@@ -8,7 +8,8 @@ ranges from the engine's constants and the model's metadata, passed in by the pa
 from __future__ import annotations
 
 import typing
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import annotated_types
 import ipywidgets as w
@@ -85,28 +86,39 @@ class Binding:
     def add(self, control: w.ValueWidget, key: str, to_config: Callable[[Any], Any] = lambda v: v) -> w.ValueWidget:
         """Bind ``control`` to setting ``key``; returns the control."""
         self.controls[key] = control
+        return self.watch(control, lambda value: {key: to_config(value)})
 
+    def watch(self, control: w.ValueWidget, to_values: Callable[[Any], dict[str, Any]]) -> w.ValueWidget:
+        """Moving ``control`` updates the session with ``to_values(control.value)`` ({key: value}; None
+        unsets). For a control that is not one setting's value (a "no limit" switch); the panel's
+        ``refresh`` moves it back, inside :meth:`quiet`. Returns the control."""
         def changed(change: dict) -> None:
             if self.syncing:
                 return
             try:
-                self.session.update(self.section, {key: to_config(change["new"])})
+                self.session.update(self.section, to_values(change["new"]))
             except ConfigError as exc:
                 self.refresh(self.session.config(self.section))  # back to what the session holds
                 self.on_error(str(exc))
         control.observe(changed, names="value")
         return control
 
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Controls moved inside this block do not write to the session."""
+        syncing, self.syncing = self.syncing, True
+        try:
+            yield
+        finally:
+            self.syncing = syncing
+
     def set_values(self, values: dict[str, Any]) -> None:
         """Move controls to ``values`` ({key: control value}) without writing to the session."""
-        self.syncing = True
-        try:
+        with self.quiet():
             for key, value in values.items():
                 control = self.controls.get(key)
                 if control is not None and control.value != value:
                     control.value = value
-        finally:
-            self.syncing = False
 
     def _session_changed(self, change: dict) -> None:
         self.refresh(change["new"])

@@ -5,9 +5,16 @@ engine's constants: context length from 256 to the trained context in steps of
 :data:`~lmsext.engine.params.CONTEXT_STEP` (what llama.cpp allocates), GPU offload from 0 to the
 offloadable layers ("N of M layers"), active experts from 1 to ``expert_count`` (disabled, with the
 reason, on a dense model). The controls edit the session's load defaults — the ones ``%lm_load``
-starts from — and follow ``%lm_config load`` changes. Defaults, notes ("applied differently") and
-the memory estimate come from the engine's load plan (:func:`~lmsext.engine.params.plan_load`,
-:func:`~lmsext.engine.params.estimate_memory`): nothing is computed here.
+starts from — and follow ``%lm_config load`` changes. Defaults and notes ("applied differently") come
+from the engine's load plan (:func:`~lmsext.engine.params.plan_load`); the memory estimate is the
+public API's, ``client.llm.estimate(path, config)`` — the numbers ``model.estimate()`` and
+``%lm_load … --estimate-only`` show (weights, KV cache, compute buffers, overhead) — with the verdict
+the load applies (:attr:`MemoryEstimate.fits`: Load refuses a config that does not fit). Nothing is
+computed here. Recomputing it on every slider move is cheap: the model's metadata and GGUF summary
+are cached per file (the metadata cache re-checks a hash of the file's header: a few ms for a large
+vocabulary), so it costs a load plan and a ``/proc/meminfo`` read — 0.15 ms on stories260K. The
+verdict uses the memory available now: while the panel's model is loaded, a reload (which unloads it
+first) has more.
 
 The Load button loads (or reloads) the model with the session's load config on a background thread,
 with llama.cpp's load progress in a progress bar, then shows the load-config summary.
@@ -25,8 +32,8 @@ import ipywidgets as w
 from ..config import CACHE_QUANTIZATION_TYPES, LoadModelConfig
 from ..engine import read_model_info, resolve_model
 from ..engine.gguf_info import format_bytes
-from ..engine.params import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, estimate_memory, plan_load
-from ..errors import ConfigError, LmsextError
+from ..engine.params import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, plan_load
+from ..errors import LmsextError
 from ..ui.display import esc
 from ..ui.session import Session, get_session
 from .controls import Binding, parse_seed
@@ -46,6 +53,8 @@ class LoadPanel(w.VBox):
         self.session = session or get_session()
         self.model_key, self.path, self.info, self.identifier = _target(model)
         self.llm: Any = None
+        #: The memory estimate shown (a :class:`~lmsext.engine.estimate.MemoryEstimate`), None for a bad config.
+        self.memory: Any = None
         self._thread: threading.Thread | None = None
         self._last_progress = 0.0
         base = plan_load(LoadModelConfig(), self.info)
@@ -122,12 +131,14 @@ class LoadPanel(w.VBox):
         explicit = config.explicit()
         try:
             plan = plan_load(config, self.info)
-            memory = estimate_memory(self.info, config)
-        except ConfigError as exc:
+            # what client.llm.estimate / model.estimate() / %lm_load --estimate-only say, and Load checks
+            memory = self.client.llm.estimate(str(self.path), config, allow_download=False)
+        except LmsextError as exc:
             plan, memory = None, None
             self.notes.value = f'<span style="color:#c62828">{esc(exc)}</span>'
             self.estimate.value = "<b>Memory estimate</b> –"
             self.load_button.disabled = True
+        self.memory = memory
         values: dict[str, Any] = {}
         effective = plan.effective if plan is not None else {}
         for key in self.binding.controls:
@@ -150,8 +161,7 @@ class LoadPanel(w.VBox):
         notes = "".join(f"<li>{esc(n)}</li>" for n in plan.notes)
         self.notes.value = (f'<div style="color:#b35900">Applied differently:<ul style="margin:0">{notes}</ul></div>'
                             if notes else "")
-        self.estimate.value = (f"<b>Memory estimate</b> weights {format_bytes(memory['weights'])} + KV cache "
-                               f"{format_bytes(memory['kv_cache'])} = <b>{format_bytes(memory['total'])}</b>")
+        self.estimate.value = _estimate_html(memory)
 
     def _show_gpu_label(self) -> None:
         layers = self.gpu.value
@@ -243,6 +253,22 @@ class LoadPanel(w.VBox):
         if binding is not None:
             binding.close()
         super().close()
+
+
+def _estimate_html(memory: Any) -> str:
+    """The estimate as ``MemoryEstimate.describe()`` words it, the total in bold, and the load's verdict."""
+    parts = (f"weights {format_bytes(memory.weights)} + KV cache {format_bytes(memory.kv_cache)} + compute buffers "
+             f"{format_bytes(memory.compute)} + overhead {format_bytes(memory.overhead)} = "
+             f"<b>{format_bytes(memory.total)}</b>")
+    if memory.fits is None:
+        verdict = "<span style='color:#888'>(available memory unknown)</span>"
+    elif memory.fits:
+        verdict = f"<span style='color:#2e7d32'>fits (available: {format_bytes(memory.available)})</span>"
+    else:
+        verdict = (f"<span style='color:#c62828'><b>does NOT fit</b> (available: {format_bytes(memory.available)}): "
+                   "Load refuses it — lower the context length, use flash attention or a quantized KV cache, "
+                   "or %lm_load --force</span>")
+    return f"<b>Memory estimate</b> {parts} — {verdict}"
 
 
 def _target(model: Any) -> tuple[str, Path, Any, str | None]:

@@ -3,7 +3,21 @@
 The controls edit the session's prediction defaults — what the next ``%%lm_respond`` uses — and follow
 ``%lm_config predict`` changes. Slider ranges are the config's own constraints
 (:func:`~lmsext.widgets.controls.field_bounds`); unset settings show LM Studio's defaults
-(:data:`lmsext.engine.sampling.DEFAULTS`).
+(:data:`lmsext.engine.sampling.DEFAULTS`). Max tokens has a "no limit" switch: on (the default) leaves
+``maxTokens`` unset — LM Studio's default, no limit, as ``maxTokens: false`` — and the number box is
+hidden; off sets ``maxTokens`` to the number shown (``%lm_config predict maxTokens=False`` or an unset
+``maxTokens`` turn the switch on again).
+
+Conversation: in "respond" mode Send continues a chat, the session's chat ``'default'`` (``chat=NAME``
+for another) — the very chat consecutive ``%%lm_respond`` cells continue. The panel, like its
+sliders, is a view of the session: a prompt sent from the panel and the next ``%%lm_respond`` cell
+(or the other way round) are one conversation, ``%lm_chat show|save`` shows or saves it and
+``%lm_chat reset`` clears it, as the panel's "New chat" button does. The turn count follows changes
+made by the magics. Each reply is recorded as ``%%lm_respond`` records it: the user message and the
+reply — also a reply stopped with Stop (``userStopped``, the partial text) — are added once the
+prediction ends; a prediction that fails records nothing, and neither does one whose chat was reset
+or replaced (New chat, ``%lm_chat reset``, a cell) while it generated. "complete" mode continues the
+raw prompt text: a one-shot that neither reads nor changes the chat.
 
 Send runs the prediction on a background thread and streams it into a :class:`StreamWidget`, so the
 kernel's main thread stays idle and processes the Stop click at once: Stop calls
@@ -18,6 +32,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..chat import Chat
 from ..config import PredictionConfig
 from ..engine.sampling import DEFAULTS
 from ..errors import LmsextError, ModelNotLoadedError
@@ -29,6 +44,8 @@ from .stream import StreamWidget
 
 _STYLE = {"description_width": "120px"}
 _WIDE = w.Layout(width="400px")
+#: What the max-tokens box holds when the session sets no limit (what switching "no limit" off sets).
+DEFAULT_TOKEN_LIMIT = 200
 
 
 def _float_slider(key: str, description: str, step: float = 0.01) -> w.FloatSlider:
@@ -45,15 +62,20 @@ class PredictionPanel(w.VBox):
     """Prediction settings, a prompt box, Send and Stop, and the streamed reply.
 
     ``model``: an :class:`~lmsext.LLM` or identifier to use; by default the session's current model
-    (the last ``%lm_load``'ed or panel-loaded one), else the first loaded instance. :attr:`result` is
-    the last :class:`~lmsext.PredictionResult`.
+    (the last ``%lm_load``'ed or panel-loaded one), else the first loaded instance. ``chat``: the name
+    of the session chat Send continues in "respond" mode (``%%lm_respond --chat NAME``'s). :attr:`result`
+    is the last :class:`~lmsext.PredictionResult`, :attr:`chat` the conversation so far.
     """
 
-    def __init__(self, model: Any = None, *, session: Session | None = None, client: Any = None) -> None:
+    def __init__(self, model: Any = None, *, chat: str = "default", session: Session | None = None,
+                 client: Any = None) -> None:
         from ..client import default_client
+        if not isinstance(chat, str) or not chat.strip():
+            raise TypeError(f"PredictionPanel(chat=...): a chat name (non-empty string), not {chat!r:.40}")
         self.client = client or default_client()
         self.session = session or get_session()
         self.model = model
+        self.chat_name = chat
         self.result: Any = None
         self.error: str | None = None
         self._thread: threading.Thread | None = None
@@ -63,10 +85,16 @@ class PredictionPanel(w.VBox):
         self.binding = Binding(self.session, "predict", self._refresh, self._show_error)
         add = self.binding.add
         self.temperature = add(_float_slider("temperature", "temperature"), "temperature", _rounded)
-        self.max_tokens = add(w.BoundedIntText(min=0, max=int(field_bounds(PredictionConfig, "max_tokens")[1]),
-                                               description="max tokens", tooltip="0 = no limit", style=_STYLE,
-                                               layout=w.Layout(width="260px")),
-                              "max_tokens", lambda v: v if v > 0 else False)
+        self.max_tokens = add(w.BoundedIntText(min=1, max=int(field_bounds(PredictionConfig, "max_tokens")[1]),
+                                               value=DEFAULT_TOKEN_LIMIT, tooltip="most tokens a reply may have",
+                                               layout=w.Layout(width="120px")), "max_tokens")
+        self.no_limit = self.binding.watch(
+            w.Checkbox(value=True, description="no limit", indent=False, layout=w.Layout(width="90px"),
+                       tooltip="maxTokens unset (LM Studio's default): the reply ends at the end of text, "
+                               "a stop string or the context policy"),
+            lambda on: {"max_tokens": None if on else self.max_tokens.value})
+        max_tokens_row = w.HBox([w.Label("max tokens", layout=w.Layout(width="124px")), self.no_limit,
+                                 self.max_tokens])
         top_k_max = int(field_bounds(PredictionConfig, "top_k_sampling")[1])
         self.top_k = add(w.IntSlider(min=0, max=top_k_max, value=DEFAULTS["top_k_sampling"], description="top-k",
                                      tooltip="0 = off", style=_STYLE, layout=_WIDE), "top_k_sampling")
@@ -86,20 +114,27 @@ class PredictionPanel(w.VBox):
         self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.reset_button = w.Button(description="Defaults", tooltip="forget the session's prediction settings")
+        self.new_chat_button = w.Button(description="New chat", icon="plus",
+                                        tooltip=f"forget the conversation (%lm_chat reset --chat {chat})")
+        self.chat_label = w.HTML()
         self.model_label = w.HTML()
         self.status = w.HTML()
         self.stream = StreamWidget(stop_mode="none", on_stop=self.stop)
         self.send_button.on_click(lambda _: self._send_clicked())
         self.stop_button.on_click(lambda _: self.stop())
         self.reset_button.on_click(lambda _: self.session.reset("predict"))
+        self.new_chat_button.on_click(lambda _: self.new_chat())
+        self.mode.observe(self._show_chat, names="value")
         self.session.observe(self._model_changed, names="model")
+        self.session.observe(self._show_chat, names="chats")
 
         super().__init__([
             w.HTML("<b>Prediction settings</b> <span style='color:#888'>(session defaults: %%lm_respond uses "
                    "them too)</span>"),
-            self.temperature, self.max_tokens, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
+            self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
             self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
             w.HBox([self.mode, self.model_label]),
+            w.HBox([self.chat_label, self.new_chat_button]),
             self.prompt,
             w.HBox([self.send_button, self.stop_button, self.reset_button, self.status]),
             self.stream,
@@ -107,16 +142,20 @@ class PredictionPanel(w.VBox):
         self.add_class("lmsext-prediction-panel")
         self._refresh(self.session.prediction_config)
         self._model_changed()
+        self._show_chat()
 
     # -- session ↔ controls --------------------------------------------------------------------
 
     def _refresh(self, config: PredictionConfig) -> None:
         explicit = config.explicit()
         values: dict[str, Any] = {}
+        limit = explicit.get("max_tokens")
+        limited = isinstance(limit, int) and not isinstance(limit, bool)  # unset or False: no limit
         for key in self.binding.controls:
             value = explicit.get(key)
             if key == "max_tokens":
-                values[key] = value if isinstance(value, int) and value is not False else 0
+                if limited:
+                    values[key] = value  # else the box keeps the last limit, for when "no limit" goes off
             elif key == "seed":
                 values[key] = "" if value is None else str(value)
             elif key == "stop_strings":
@@ -128,6 +167,9 @@ class PredictionPanel(w.VBox):
             else:
                 values[key] = value
         self.binding.set_values(values)
+        with self.binding.quiet():
+            self.no_limit.value = not limited
+        self.max_tokens.layout.display = None if limited else "none"
         self.status.value = ""
 
     def _show_error(self, message: str) -> None:
@@ -145,6 +187,32 @@ class PredictionPanel(w.VBox):
     def config(self) -> PredictionConfig:
         """The prediction config Send uses: the session's prediction defaults."""
         return self.session.prediction_config
+
+    # -- the conversation ----------------------------------------------------------------------
+
+    @property
+    def chat(self) -> Chat:
+        """The conversation Send continues (a copy of the session's chat :attr:`chat_name`)."""
+        return self.session.chat(self.chat_name)
+
+    @property
+    def turns(self) -> int:
+        """Exchanges in the conversation so far: its user messages."""
+        return sum(1 for m in self.chat if m["role"] == "user")
+
+    def new_chat(self) -> None:
+        """Forget the conversation (as ``%lm_chat reset``): the next Send starts a new chat. A reply
+        still generating is then not recorded."""
+        self.session.drop_chat(self.chat_name)
+        self.status.value = "new chat"
+
+    def _show_chat(self, change: Any = None) -> None:
+        turns = self.turns
+        text = f"{turns} turn{'s' if turns != 1 else ''}" if turns else "new"
+        where = "" if self.chat_name == "default" else f" '{esc(self.chat_name)}'"
+        note = (" <span style='color:#888'>(complete mode: a one-shot, not part of it)</span>"
+                if self.mode.value == "complete" else "")
+        self.chat_label.value = f"conversation{where}: <b>{text}</b>{note}"
 
     def llm(self):
         """The model Send uses (raises ModelNotLoadedError when there is none)."""
@@ -183,8 +251,12 @@ class PredictionPanel(w.VBox):
             if not text.strip():
                 raise LmsextError("the prompt is empty")
             llm = self.llm()
+            chat = base = None
             if self.mode.value == "respond":
-                stream = llm.respond_stream(text, self.config)
+                base = self.session.chats.get(self.chat_name)  # to notice a reset while generating
+                chat = self.session.chat(self.chat_name)
+                chat.add_user_message(text.strip())  # as %%lm_respond adds the cell
+                stream = llm.respond_stream(chat, self.config)
             else:
                 stream = llm.complete_stream(text, self.config)
         except LmsextError as exc:
@@ -194,11 +266,21 @@ class PredictionPanel(w.VBox):
         self.error, self._stream, self._stop_wanted = None, stream, False
         self.stream.begin()
         self.send_button.disabled, self.stop_button.disabled = True, False
-        self._thread = threading.Thread(target=self._drive, args=(stream,), name="lmsext-predict", daemon=True)
+        self.new_chat_button.disabled = True
+        self._thread = threading.Thread(target=self._drive, args=(stream, chat, base), name="lmsext-predict",
+                                        daemon=True)
         self._thread.start()
         return self._thread
 
-    def _drive(self, stream: Any) -> None:
+    def _record(self, chat: Chat, base: Chat | None, result: Any) -> str:
+        """Add the reply to the session chat as %%lm_respond does; a status note."""
+        if self.session.chats.get(self.chat_name) is not base:
+            return " · the chat was reset meanwhile: this reply is not in it"
+        chat.add_assistant_response(result.content)
+        self.session.set_chat(self.chat_name, chat)
+        return ""
+
+    def _drive(self, stream: Any, chat: Chat | None = None, base: Chat | None = None) -> None:
         try:
             for fragment in stream:
                 self.stream.feed(fragment.content, fragment.tokens_count)
@@ -212,10 +294,12 @@ class PredictionPanel(w.VBox):
             self._show_error(self.error)
         else:
             self.result = result
+            note = self._record(chat, base, result) if chat is not None else ""
             self.stream.finish(result)
-            self.status.value = f"stop: {esc(result.stats.stop_reason)}"
+            self.status.value = f"stop: {esc(result.stats.stop_reason)}{note}"
         finally:
             self.send_button.disabled, self.stop_button.disabled = False, True
+            self.new_chat_button.disabled = False
 
     def stop(self) -> None:
         """Stop the running prediction (it ends with ``userStopped``, keeping its text)."""
@@ -236,6 +320,7 @@ class PredictionPanel(w.VBox):
             self.stop()
             binding.close()
             self.session.unobserve(self._model_changed, names="model")
+            self.session.unobserve(self._show_chat, names="chats")
         super().close()
 
 
