@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .chat import Chat, clean_text
@@ -10,6 +9,7 @@ from .config import PredictionConfig
 from .engine import (EngineModel, GenerationRequest, SamplingSettings, check_grammar, generate,
                      to_gbnf)
 from .engine.generate import cancel as cancel_generation
+from .engine.grammar import parse_output
 from .engine.overflow import fit_chat
 from .engine.validate import check_prediction_limits
 from .engine.gguf_info import ModelInfo
@@ -238,18 +238,7 @@ class LLM:
 
 
 def _parse_structured(content: str, structured) -> tuple[Any, str | None]:
-    if structured.type == "gbnf":
-        return content, None
-    try:
-        data = json.loads(content)
-    except json.JSONDecodeError as exc:
-        return None, f"output is not complete JSON: {exc}"
-    if structured.model_class is not None:
-        try:
-            return structured.model_class.model_validate(data), None
-        except Exception as exc:
-            return data, f"output does not validate as {structured.model_class.__name__}: {exc}"
-    return data, None
+    return parse_output(content, structured)
 
 
 def unloaded_error(identifier: str) -> ModelNotLoadedError:

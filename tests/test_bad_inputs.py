@@ -276,13 +276,29 @@ TABLE: list[Bad] = [
         lambda c: c.victim.complete("Hi", config={"structured": {"type": "json", "jsonSchema": "object"}}), ConfigError,
         r"structured"),
     api("structured-type-unknown", 'config={"structured": {"type": "xml"}}',
-        lambda c: c.victim.complete("Hi", config={"structured": {"type": "xml"}}), ConfigError, r"structured"),
+        lambda c: c.victim.complete("Hi", config={"structured": {"type": "xml"}}), ConfigError,
+        r"^structured\.type='xml' is not supported: structured must be \{'type': 'json', 'jsonSchema': \{\.\.\.\}\}, "
+        r"\{'type': 'gbnf', 'gbnfGrammar': '\.\.\.'\}, \{'type': 'none'\}, a JSON schema dict, a pydantic model class"),
+    api("json-schema-empty-integer-range", 'structured json {"type": "integer", "minimum": 10, "maximum": 5}',
+        lambda c: c.victim.complete("Hi", config={"structured": {"type": "json", "jsonSchema": {
+            "type": "integer", "minimum": 10, "maximum": 5}}}), ConfigError,
+        r"^structured\.jsonSchema: no integer satisfies minimum=10, maximum=5$"),
+    api("json-schema-huge-repetition", 'structured json {"type": "array", "maxItems": 10**8}  # GBs of grammar',
+        lambda c: c.victim.complete("Hi", config={"structured": {"type": "json", "jsonSchema": {
+            "type": "array", "items": {"type": "integer"}, "maxItems": 10**8}}}), ConfigError,
+        r"^structured\.jsonSchema\.maxItems=100000000: must be an integer from 0 to 100,000$"),
     api("grammar-syntax-error", "structured gbnf 'root ::= ('",
         lambda c: c.victim.complete("Hi", config={"structured": {"type": "gbnf", "gbnfGrammar": 'root ::= ('}}),
         ConfigError, r"structured: invalid grammar"),
     api("grammar-kills-llama-cpp", "structured gbnf 'root ::= \"a\"{2,1}'  # OOM in llama.cpp's parser",
         lambda c: c.victim.complete("Hi", config={"structured": {"type": "gbnf", "gbnfGrammar": 'root ::= "a"{2,1}'}}),
-        ConfigError, r"structured: (invalid grammar|llama\.cpp crashed parsing this grammar)"),
+        ConfigError, r"^structured: the grammar needs more than \d+ MiB to parse — probably a repetition like "
+                     r"\"a\"\{2,1\} \(max below min\) or a huge bound; it was not used$"),
+    api("grammar-crashes-llama-cpp", "structured gbnf 'root ::= ' + '(' * 200_000 + '\"a\"' + ')' * 200_000"
+        "  # overflows llama.cpp's stack",
+        lambda c: c.victim.complete("Hi", config={"structured": {"type": "gbnf", "gbnfGrammar": (
+            "root ::= " + "(" * 200_000 + '"a"' + ")" * 200_000)}}), ConfigError,
+        r"^structured: llama\.cpp crashed parsing this grammar \(SIGSEGV, segmentation fault\); it was not used$"),
     # ---- handles and state
     api("unloaded-handle", "model.unload(); model.respond('Hello')", _unloaded_handle, ModelNotLoadedError,
         r"was unloaded; load it again to use it"),

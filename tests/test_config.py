@@ -435,7 +435,8 @@ def test_structured_is_copied():
     ({"type": "gbnf", "gbnfGrammar": "root ::= x", "jsonSchema": SCHEMA}, "structured.jsonSchema is not allowed"),
     ({"type": "json_schema", "json_schema": SCHEMA}, "structured.json_schema={"),
     ({"type": "json_schema", "json_schema": {"schema": SCHEMA}, "strict": True}, "unknown key 'strict'"),
-    ({}, "structured={}: must be a pydantic model class, a JSON schema dict"),
+    ({}, "structured={}: must be {'type': 'json', 'jsonSchema': {...}}, {'type': 'gbnf', 'gbnfGrammar': '...'}, "
+         "{'type': 'none'}, a JSON schema dict, a pydantic model class or OpenAI's"),
     ({"name": "x"}, "structured={'name': 'x'}: must be"),
     (int, "structured=<class 'int'>: must be"),
     ("json", "structured='json': must be"),
