@@ -167,8 +167,10 @@ def markdown(results: dict[str, Any]) -> str:
     if fe:
         lines += [f"**Front end** — a {fe['tokens']:,}-token `%%lm_respond` stream ({fe['model']}) into each stream "
                   "view, then the same view fed at simulated token rates (5 simulated seconds each). Counted: the "
-                  "messages the fragments cause (display updates or widget comm messages), not the opening "
-                  "display or the final state. msgs/s = (n − 1) / (last − first message)." + _busy(fe), "",
+                  "messages the fragments cause — the plain view's stdout `stream` messages and live-stats "
+                  "display updates, the widget's comm messages —, not the opening display or the final state. "
+                  "msgs/s = (n − 1) / (last − first message); bytes beyond the delta: a message's size minus "
+                  "the new text it carries (a live-stats update carries none)." + _busy(fe), "",
                   "| view | msgs/s (real) | msgs/s @ 30 / 300 / 3k / 30k tok/s | bytes/msg median (max) | "
                   "max bytes beyond the delta | final update |", "|---|---:|---:|---:|---:|---:|"]
         for name, r in fe["views"].items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import io
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,6 +176,10 @@ def decode(setup: Setup) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ 2. front-end traffic
 
+#: messages that carry streamed text (the rest — display updates — carry none while a view streams)
+TEXT_MESSAGES = ("stream", "comm_msg")
+
+
 def _set_clock(view: Any, clock: Callable[[], float]) -> bool:
     done = False
     for target in (view, getattr(view, "widget", None)):
@@ -187,21 +193,26 @@ def _traffic(messages: list, t_start: float, t_finish: float, text_bytes: int,
              fed: list[tuple[float, int]] | None = None) -> dict[str, Any]:
     """Messages caused by the fragments: after the view opened, before its final update.
 
-    ``fed``: (time, bytes fed so far) per fragment; a message's *excess* is its size minus the text
-    fed since the previous message — a few hundred bytes of envelope when only the delta is sent,
-    up to the whole text so far when everything is resent.
+    ``fed``: (time, bytes fed so far) per fragment; a message's *excess* is its size minus the new text
+    it can carry: for text messages (stdout ``stream``, widget ``comm_msg``) the text fed since the
+    previous message of its kind — a few dozen to a few hundred bytes of envelope when only the delta
+    is sent, up to the whole text so far when everything is resent; a display update (the plain view's
+    live stats line) carries no new text: its whole size.
     """
     during = [m for m in messages if t_start < m.t < t_finish]
     excess = []
     if fed:
         import bisect
         times_fed = [t for t, _ in fed]
-        prev = 0
+        prev: dict[str, int] = {}
         for m in during:
+            if m.kind not in TEXT_MESSAGES:
+                excess.append(m.nbytes)
+                continue
             k = bisect.bisect_right(times_fed, m.t)
             upto = fed[k - 1][1] if k else 0
-            excess.append(m.nbytes - (upto - prev))
-            prev = upto
+            excess.append(m.nbytes - (upto - prev.get(m.kind, 0)))
+            prev[m.kind] = upto
     times = [m.t for m in during]
     gaps = [b - a for a, b in zip(times, times[1:])]
     span = times[-1] - times[0] if len(times) > 1 else 0.0
@@ -220,7 +231,38 @@ def _traffic(messages: list, t_start: float, t_finish: float, text_bytes: int,
         "final_messages": len(final), "final_bytes": sum(m.nbytes for m in final),
         "max_excess_bytes": max(excess) if excess else None,
         "kinds": sorted({m.kind for m in messages}),
+        "messages_by_kind": {kind: sum(m.kind == kind for m in during) for kind in sorted({m.kind for m in during})},
     }
+
+
+class _KernelStdout(io.TextIOBase):
+    """``sys.stdout`` as ipykernel's ``OutStream`` sends it: one ``stream`` message (recorded in ``capture``)
+    per flush, carrying what was written since the last one — on ``flush()``, or ``FLUSH_INTERVAL`` after
+    a write left text unflushed (ipykernel's own timer; checked at the next write or flush)."""
+
+    FLUSH_INTERVAL = 0.2
+
+    def __init__(self, capture: FrontEndCapture) -> None:
+        super().__init__()
+        self.capture = capture
+        self.buffer_text = ""
+        self.since = 0.0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self.buffer_text and self.capture.clock() - self.since >= self.FLUSH_INTERVAL:
+            self.flush()
+        if not self.buffer_text:
+            self.since = self.capture.clock()
+        self.buffer_text += text
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer_text:
+            text, self.buffer_text = self.buffer_text, ""
+            self.capture.record("stream", {"name": "stdout", "text": text})
 
 
 class _Timed:
@@ -251,8 +293,8 @@ class _Timed:
 
 def frontend(setup: Setup) -> dict[str, Any]:
     """What a 2,000-token ``%%lm_respond`` stream sends to the front end, per stream view (the widget
-    a Jupyter kernel gets, and the plain display updates with ``LMMagics.widgets = 'off'``); then the
-    same view fed at simulated token rates."""
+    a Jupyter kernel gets, and the plain view with ``LMMagics.widgets = 'off'``: stdout ``stream``
+    messages and a live stats line); then the same view fed at simulated token rates."""
     from lmsext.ui import magics as magics_module
 
     shell = setup.get_shell()
@@ -262,7 +304,7 @@ def frontend(setup: Setup) -> dict[str, Any]:
     n = setup.frontend_tokens
     _load(client, case, "bench-frontend", context_length=n + 256)
     capture = setup.capture
-    variants = {"display_update": False}
+    variants = {"plain": False}
     if magics.has_trait("widgets"):
         variants["widget"] = True
     out: dict[str, Any] = {"tokens": n, "model": case.label, "views": {}}
@@ -275,6 +317,7 @@ def frontend(setup: Setup) -> dict[str, Any]:
         return view
 
     magics._view = _view
+    stdout, sys.stdout = sys.stdout, _KernelStdout(capture)
     try:
         for name, widgets in variants.items():
             setup.log(f"  front end: %%lm_respond into the {name} view, {n}-token stream")
@@ -312,6 +355,7 @@ def frontend(setup: Setup) -> dict[str, Any]:
                         fake[0] += 1.0 / rate
                         v.feed(" word")
                     tv.t_finish = fake[0] + 1e-9
+                    sys.stdout.flush()  # what a view left unflushed (ipykernel's timer): counted as streamed
                 finally:
                     capture.clock = time.perf_counter
                 sim = _traffic(capture.messages, tv.t_start, tv.t_finish, tv.text_bytes, tv.fed)
@@ -321,6 +365,7 @@ def frontend(setup: Setup) -> dict[str, Any]:
             res["simulated_rates"] = rates
             out["views"][name] = res
     finally:
+        sys.stdout = stdout
         magics.__dict__.pop("_view", None)
         client.llm.unload("bench-frontend")
     return out

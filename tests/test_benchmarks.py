@@ -30,7 +30,7 @@ def test_quick_benchmark_runs_every_section(tmp_path):
     for path in ("raw", "llama_cpp_python", "lmsext_api", "lmsext_magic"):
         assert greedy[path]["tok_s"] > 0 and greedy[path]["tokens"] == [64], path
     assert greedy["same_text_raw_vs_lmsext"]  # same tokens through the C API and through lmsext
-    assert sections["frontend"]["views"]["display_update"]["simulated_rates"]
+    assert sections["frontend"]["views"]["plain"]["simulated_rates"]
     chat = sections["multiturn"]["models"]["stories260K"]["turns"]
     assert chat["5"]["cached_tokens"] >= chat["5"]["prompt_tokens"] - chat["1"]["prompt_tokens"]  # prefix reused
     assert results["targets"] and all("met" in t for t in results["targets"])

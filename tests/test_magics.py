@@ -215,45 +215,23 @@ def test_value_is_the_load_result_and_never_displayed_twice(ip):
 
 # ------------------------------------------------------------------------------ streaming
 
-def updates(cap):
-    return [o for o in cap.outputs if o.update]
-
-
-def test_respond_really_streams_with_display_updates(ip, rich):
+def test_respond_streams_the_text_then_the_stats(ip, rich):
+    """Plain displays (no widgets): the text on stdout, under a live stats line; the stats line after it.
+    Message by message (only deltas, the throttle): tests/test_streaming.py."""
     run(ip, "%lm_load stories260K --context-length 512")
     rich.stream_update_interval = 0.0
     _, cap = run(ip, "%%lm_respond --max-tokens 200 --temperature 0", "Tell me a story")
     result = ip.user_ns["_lm"]
     assert isinstance(result, PredictionResult) and result.stats.predicted_tokens_count > 20
-    first, *rest = cap.outputs
-    assert not first.update and len(rest) > 10 and all(o.update for o in rest)
-    display_ids = {o.transient["display_id"] for o in cap.outputs}
-    assert len(display_ids) == 1  # one output, updated in place
-    texts = [re.sub(r"<[^>]+>", "", o.data["text/html"].split('<div class="lmsext-stats"')[0]) for o in rest]
-    assert all(texts[i + 1].startswith(texts[i]) for i in range(len(texts) - 2))  # the text grows
-    final = rest[-1].data
-    assert "lmsext-stats" in final["text/html"] and f"{result.stats.predicted_tokens_count} tokens" in final["text/plain"]
-    assert f"stop: {result.stats.stop_reason}" in final["text/plain"] and "tok/s" in final["text/plain"]
-    assert "first token" in final["text/plain"] and final["text/plain"].startswith(result.content)
-
-
-def test_updates_are_coalesced_by_the_interval(ip, rich):
-    run(ip, "%lm_load stories260K --context-length 512")
-    rich.stream_update_interval = 60.0
-    _, cap = run(ip, "%%lm_complete --max-tokens 100 --temperature 0", "Once upon a time")
-    assert len(updates(cap)) == 1  # only the final frame
-    assert updates(cap)[0].data["text/plain"].startswith(ip.user_ns["_lm"].content)
-
-
-def test_stream_view_feed_is_cheap_and_throttled():
-    ticks = iter(i * 0.01 for i in range(10_000))
-    view = StreamView("rich", 0.05, clock=lambda: next(ticks))
-    sent = []
-    view._handle = type("H", (), {"update": lambda self, data, raw: sent.append(data)})()
-    for _ in range(1000):
-        view.feed("x")
-    assert view.text == "x" * 1000 and 150 <= len(sent) <= 201  # ~1 per 5 ticks, not 1000
-    assert len(view.parts) == 1000  # appends only; joined lazily
+    assert cap.stdout == result.content  # the text, once
+    live, *updates, stats = cap.outputs
+    assert not live.update and live.data["text/plain"] == "… generating"
+    assert all(o.update and o.transient == live.transient for o in updates)  # the live line, updated in place
+    assert updates[-1].data == {"text/plain": ""}  # taken down at the end
+    assert not stats.update and "lmsext-stats" in stats.data["text/html"]
+    plain = stats.data["text/plain"]
+    assert plain.startswith(f"[{result.stats.predicted_tokens_count} tokens") and "tok/s" in plain
+    assert f"stop: {result.stats.stop_reason}" in plain and "first token" in plain
 
 
 def test_terminal_mode_writes_tokens_to_stdout_as_they_arrive(ip, lm, monkeypatch):
@@ -383,8 +361,7 @@ def test_interrupt_in_the_display_code_stops_with_partial_text(ip, rich, monkeyp
     _, cap = run(ip, "%%lm_respond --max-tokens 200 --temperature 0", "Tell me a story")
     result = ip.user_ns["_lm"]
     assert result.stats.stop_reason == "userStopped" and 0 < result.stats.predicted_tokens_count < 200
-    final = cap.outputs[-1].data["text/plain"]
-    assert final.startswith(result.content) and "stop: userStopped" in final
+    assert cap.stdout == result.content and "stop: userStopped" in cap.outputs[-1].data["text/plain"]
     chat = session_module.get_session().chats["default"]
     assert chat.messages[-1]["content"] == result.content  # what was shown is what the chat remembers
     monkeypatch.undo()

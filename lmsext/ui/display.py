@@ -3,7 +3,8 @@
 * :func:`load_summary_html` / :func:`load_summary_text` — the load-config summary of a
   :class:`~lmsext.results.LoadResult`: model info, every effective setting with its REST name, what
   was requested, what was applied differently and why, memory, load time.
-* :func:`prediction_html` / :func:`prediction_text` and :func:`stats_line` — a prediction and its stats.
+* :func:`prediction_html` / :func:`prediction_text` and :func:`stats_line` — a prediction and its stats;
+  :func:`stream_bundle`, :func:`stats_bundle` and :func:`live_stats_bundle` — what a streaming cell shows.
 * Tables for ``%lm_ps``, ``%lm_ls``, ``%lm_config``, ``%lm_chat show``; :func:`error_bundle` for the one
   red line of a user error.
 
@@ -226,26 +227,46 @@ def stats_line(stats: "PredictionStats") -> str:
     return " · ".join(parts)
 
 
-def stream_bundle(text: str, stats: "PredictionStats | None" = None, *, markdown: bool = False,
-                  parse_error: str | None = None) -> dict[str, str]:
-    """What a streaming cell shows: the text so far, then (at the end) the stats line."""
+def _stats_tail_html(stats: "PredictionStats | None", parse_error: str | None) -> str:
     tail = []
     if parse_error:
         tail.append(f'<div style="color:red">{esc(parse_error)}</div>')
     if stats is not None:
         tail.append(f'<div class="lmsext-stats" style="{_MUTED};font-size:11px;margin-top:4px">'
                     f"{esc(stats_line(stats))}</div>")
+    return "".join(tail)
+
+
+def stream_bundle(text: str, stats: "PredictionStats | None" = None, *, markdown: bool = False,
+                  parse_error: str | None = None) -> dict[str, str]:
+    """A prediction in one output: the text, then (at the end) any parse error and the stats line."""
     plain = text
     if parse_error:
         plain += f"\n{parse_error}"
     if stats is not None:
         plain += f"\n\n[{stats_line(stats)}]"
-    out = {"text/plain": plain,
-           "text/html": (f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
-                         + "".join(tail))}
     if markdown and stats is not None:
-        out = {"text/plain": plain, "text/markdown": f"{text}\n\n*{stats_line(stats)}*"}
-    return out
+        error = f"**{parse_error}**\n\n" if parse_error else ""
+        return {"text/plain": plain, "text/markdown": f"{text}\n\n{error}*{stats_line(stats)}*"}
+    return {"text/plain": plain,
+            "text/html": (f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
+                          + _stats_tail_html(stats, parse_error))}
+
+
+def stats_bundle(stats: "PredictionStats", *, parse_error: str | None = None) -> dict[str, str]:
+    """The output under a streamed text (plain stream view): any parse error, then the stats line."""
+    plain = (f"{parse_error}\n" if parse_error else "") + f"[{stats_line(stats)}]"
+    return bundle(plain, _stats_tail_html(stats, parse_error))
+
+
+def live_stats_bundle(tokens: int, seconds: float, tokens_per_second: float | None = None) -> dict[str, str]:
+    """The small line a plain stream view updates while tokens arrive: ``… 120 tokens · 85.2 tok/s · 1.4 s``."""
+    if tokens:
+        rate = f"{tokens_per_second:.1f} tok/s" if tokens_per_second else "– tok/s"
+        line = f"… {tokens} tokens · {rate} · {seconds:.1f} s"
+    else:
+        line = "… generating"
+    return bundle(line, f'<div class="lmsext-live" style="{_MUTED};font-size:11px">{esc(line)}</div>')
 
 
 def prediction_text(result: "PredictionResult") -> str:
@@ -444,7 +465,8 @@ def error_bundle(message: str) -> dict[str, str]:
 __all__ = [
     "bundle", "chat_bundle", "config_bundle", "downloaded_models_bundle", "error_bundle", "format_setting",
     "format_value", "load_summary_bundle", "load_summary_data", "load_summary_html", "load_summary_text",
-    "loaded_models_bundle",
-    "message_bundle", "prediction_html", "prediction_text", "prob_colour", "stats_line", "stream_bundle",
+    "live_stats_bundle", "loaded_models_bundle",
+    "message_bundle", "prediction_html", "prediction_text", "prob_colour", "stats_bundle", "stats_line",
+    "stream_bundle",
     "table_bundle", "token_pieces", "token_probs_bundle", "token_probs_html", "token_probs_text",
 ]
