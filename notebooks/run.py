@@ -40,7 +40,7 @@ def execute(path: Path, timeout: int = 600, widget_state: bool = True) -> tuple[
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="python3", kernel_spec_manager=CurrentEnvKernelSpecs())
     client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}},
-                            store_widget_state=widget_state)
+                            store_widget_state=widget_state, coalesce_streams=True)  # one stdout output per cell, as Lab shows it
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as kernel_log:
         try:
