@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
                     cycles=3 if quick else 20, log=log)
     if quick:
         setup.reps_small = 1
+        setup.own_rounds = 1
     setup.latency_threads = None if args.latency_threads == "plan" else int(args.latency_threads)
     results: dict = {"machine": machine(), "command": "python -m benchmarks " + " ".join(argv or sys.argv[1:]),
                      "sections": {}}

@@ -54,6 +54,54 @@ class DecodeRun:
         return self.t_done - self.t_call
 
 
+# ------------------------------------------------------------------------------ own time per token
+
+class NativeTimer:
+    """Times every ``llama_decode`` and ``llama_sampler_sample`` call while active — the native work
+    of a token, identical on the raw loop and lmsext (same context, same chain). What a path spends
+    between its first and last token *outside* those calls is its own time per token: Python, ctypes,
+    detokenizing, stop strings, stats, the stream. Unlike a throughput ratio, that difference does
+    not drown in the decode time's noise on a compute-bound model.
+
+    Both lmsext's engine and :class:`RawLoop` call ``llama_cpp.<function>`` through the module, so
+    swapping the module attributes reaches both (the wrapper costs each path the same ~0.3 µs)."""
+
+    NAMES = ("llama_decode", "llama_sampler_sample")
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float]] = []
+        self._saved: dict[str, Any] = {}
+
+    def __enter__(self) -> "NativeTimer":
+        calls, clock = self.calls, time.perf_counter
+
+        def timed(fn: Any) -> Any:
+            def call(*args: Any) -> Any:
+                t0 = clock()
+                result = fn(*args)
+                calls.append((t0, clock()))
+                return result
+            return call
+
+        for name in self.NAMES:
+            self._saved[name] = getattr(llama_cpp, name)
+            setattr(llama_cpp, name, timed(self._saved[name]))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for name, fn in self._saved.items():
+            setattr(llama_cpp, name, fn)
+        self._saved.clear()
+
+    def split(self, run: DecodeRun) -> tuple[float, float] | None:
+        """(native seconds per token, own seconds per token) between ``run``'s first and last token."""
+        if run.tokens < 2 or run.t_last <= run.t_first:
+            return None
+        native = sum(e - s for s, e in self.calls if s >= run.t_first and e <= run.t_last)
+        n = run.tokens - 1
+        return native / n, (run.t_last - run.t_first - native) / n
+
+
 # ------------------------------------------------------------------------------ raw C API loop
 
 class RawLoop:

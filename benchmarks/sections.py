@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .common import (SAMPLER_LABELS, SAMPLERS, FrontEndCapture, interleave, median, ratio, rss_bytes,
                      summary_stats)
-from .paths import LlamaCppPython, LmsextApi, LmsextMagic, RawLoop, llama_kwargs, make_shell
+from .paths import LlamaCppPython, LmsextApi, LmsextMagic, NativeTimer, RawLoop, llama_kwargs, make_shell
 
 DECODE_PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside."
 
@@ -63,6 +63,8 @@ class Setup:
     cases: list[ModelCase]
     samplers: list[str]
     reps_small: int = 7
+    #: rounds of the own-time-per-token measurement (decode section), per model and sampler
+    own_rounds: int = 3
     frontend_tokens: int = 2000
     turns: int = 20
     cycles: int = 20
@@ -113,7 +115,7 @@ def decode(setup: Setup) -> dict[str, Any]:
     from lmsext.ui import magics as magics_module
 
     out: dict[str, Any] = {"prompt": DECODE_PROMPT, "samplers": {k: SAMPLER_LABELS[k] for k in setup.samplers},
-                           "models": {}}
+                           "own_rounds": setup.own_rounds, "models": {}}
     shell = setup.get_shell()
     for case in setup.for_section("decode"):
         client = magics_module.get_magics(shell).client  # the kernel-wide client the magic uses
@@ -163,6 +165,8 @@ def decode(setup: Setup) -> dict[str, Any]:
                     pairs = [ratio(a.rate, b.rate) for a, b in zip(runs[name], runs["llama_cpp_python"])]
                     res[name]["x_llama_cpp_python_paired"] = median(pairs)
                     res[name]["x_llama_cpp_python_rounds"] = pairs
+                res["own_time"] = _own_time({name: paths[name] for name in OWN_TIME_PATHS},
+                                            lambda p: p.decode(tokens, case.tokens, sampler, cfg), setup.own_rounds)
                 same = runs["raw"][-1].text == runs["lmsext_api"][-1].text
                 res["same_text_raw_vs_lmsext"] = same
                 model_out["samplers"][sampler] = res
@@ -171,6 +175,32 @@ def decode(setup: Setup) -> dict[str, Any]:
             cc.close()
             client.llm.unload(ident)
         out["models"][case.key] = model_out
+    return out
+
+
+#: The paths whose own time per token (outside llama.cpp's decode and sampling) is measured.
+OWN_TIME_PATHS = ("raw", "lmsext_api", "lmsext_magic")
+
+
+def _own_time(paths: dict[str, Any], run: Callable[[Any], Any], rounds: int) -> dict[str, Any]:
+    """Per path: native µs per token (llama_decode + sampling), its own µs per token outside them, and
+    the ratio to the raw loop that the difference in own time implies for this model's native time:
+    (native + own_raw) / (native + own_path), with the raw loop's native time."""
+    timer = NativeTimer()
+    splits: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
+    with timer:
+        found = interleave({name: (lambda p=p: run(p)) for name, p in paths.items()}, rounds, warmup=0)
+    for name, runs in found.items():
+        splits[name] = [x for x in (timer.split(r) for r in runs) if x is not None]
+    out: dict[str, Any] = {}
+    for name, xs in splits.items():
+        if xs:
+            out[name] = {"native_us": 1e6 * median([a for a, _ in xs]), "own_us": 1e6 * median([b for _, b in xs])}
+    if "raw" in out:
+        native, own_raw = out["raw"]["native_us"], out["raw"]["own_us"]
+        for name, r in out.items():
+            r["extra_us"] = r["own_us"] - own_raw
+            r["implied_x_raw"] = (native + own_raw) / (native + r["own_us"])
     return out
 
 

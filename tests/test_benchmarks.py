@@ -30,6 +30,10 @@ def test_quick_benchmark_runs_every_section(tmp_path):
     for path in ("raw", "llama_cpp_python", "lmsext_api", "lmsext_magic"):
         assert greedy[path]["tok_s"] > 0 and greedy[path]["tokens"] == [64], path
     assert greedy["same_text_raw_vs_lmsext"]  # same tokens through the C API and through lmsext
+    own = greedy["own_time"]  # llama_decode/sampling timed: the rest is each path's own time per token
+    assert set(own) == {"raw", "lmsext_api", "lmsext_magic"}
+    assert all(0 < o["own_us"] < o["native_us"] for o in own.values()), own
+    assert "**Own time per token**" in proc.stdout
     assert sections["frontend"]["views"]["plain"]["simulated_rates"]
     chat = sections["multiturn"]["models"]["stories260K"]["turns"]
     assert chat["5"]["cached_tokens"] >= chat["5"]["prompt_tokens"] - chat["1"]["prompt_tokens"]  # prefix reused
