@@ -17,6 +17,26 @@ def run(ip, line, cell=None):
     return value, cap
 
 
+def run_headless(tmp_path, monkeypatch, *sources: str, **client_options):
+    """Execute ``sources`` as the code cells of a new notebook in a fresh kernel (nbclient; this checkout
+    importable), save it under ``tmp_path`` and return the notebook as read back from disk."""
+    import os
+    from pathlib import Path
+
+    import nbclient
+    import nbformat
+
+    repo = str(Path(__file__).resolve().parents[1])
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}},
+                            **client_options).execute()
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    return nbformat.read(path, as_version=4)
+
+
 class KernelOutput:
     """What an ipykernel would send to the front end while the shell runs, in order (a context manager).
 

@@ -136,6 +136,19 @@ def wait_growing(locator, minimum: int = 200, timeout: float = 20.0) -> int:
     raise AssertionError(f"the stream did not grow past {minimum} characters (got {length})")
 
 
+def drag_to_minimum(page, panel, label: str) -> None:
+    """Drag the handle of ``panel``'s slider labelled ``label`` past the left end of its track, with the mouse."""
+    slider = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        f"^{re.escape(label)}$"))).first
+    handle, track = slider.locator(".noUi-handle").first, slider.locator(".noUi-target").first
+    handle.scroll_into_view_if_needed()
+    hb, tb = handle.bounding_box(), track.bounding_box()
+    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(tb["x"] - 30, hb["y"] + hb["height"] / 2, steps=8)
+    page.mouse.up()
+
+
 def test_widgets_in_jupyterlab(page):
     started = time.monotonic()
     run_cell(page, 0)
@@ -155,16 +168,7 @@ def test_widgets_in_jupyterlab(page):
     run_cell(page, 2)
     panel = cell(page, 2).locator(".lmsext-prediction-panel")
     panel.wait_for()
-    slider = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
-        r"^temperature$"))).first
-    handle = slider.locator(".noUi-handle").first
-    track = slider.locator(".noUi-target").first
-    handle.scroll_into_view_if_needed()
-    hb, tb = handle.bounding_box(), track.bounding_box()
-    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(tb["x"] - 30, hb["y"] + hb["height"] / 2, steps=8)
-    page.mouse.up()
+    drag_to_minimum(page, panel, "temperature")
     page.wait_for_timeout(300)
     run_cell(page, 3)
     assert "temperature = 0.0" in cell_text(page, 3)
@@ -225,15 +229,7 @@ def test_widgets_in_jupyterlab(page):
     load_panel.wait_for()
     estimate = load_panel.locator(".widget-html", has_text="Memory estimate").first
     before = estimate.inner_text()
-    context = load_panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
-        r"^context length$"))).first
-    handle, track = context.locator(".noUi-handle").first, context.locator(".noUi-target").first
-    handle.scroll_into_view_if_needed()
-    hb, tb = handle.bounding_box(), track.bounding_box()
-    page.mouse.move(hb["x"] + hb["width"] / 2, hb["y"] + hb["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(tb["x"] - 30, hb["y"] + hb["height"] / 2, steps=8)
-    page.mouse.up()
+    drag_to_minimum(page, load_panel, "context length")
     assert "KV cache 1.25 MiB" in before  # the default context: 2048 tokens
     page.wait_for_function("(el) => el.innerText.includes('KV cache 160 KiB')", arg=estimate.element_handle())
     load_panel.locator("button.widget-button", has_text="Load").click()

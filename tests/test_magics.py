@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from magic_runner import run
+from magic_runner import run, run_headless
 from IPython.utils.capture import capture_output
 
 import lmsext
@@ -577,27 +577,9 @@ def test_lm_serve_start_status_stop(ip):
 
 # ------------------------------------------------------------------------------ headless notebook
 
-def test_headless_notebook_keeps_summary_final_text_and_stats(tmp_path, stories_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext lmsext"),
-                nbformat.v4.new_code_cell("%lm_load stories260K --context-length 512"),
-                nbformat.v4.new_code_cell("%%lm_respond --max-tokens 20 --temperature 0\nTell me a story")]
-    env_path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = env_path
-    try:
-        nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
-                                resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
-    path = tmp_path / "out.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+def test_headless_notebook_keeps_summary_final_text_and_stats(tmp_path, stories_path, monkeypatch):
+    saved = run_headless(tmp_path, monkeypatch, "%load_ext lmsext", "%lm_load stories260K --context-length 512",
+                         "%%lm_respond --max-tokens 20 --temperature 0\nTell me a story")
     load_outputs = saved.cells[1].outputs
     assert len(load_outputs) == 1 and load_outputs[0].output_type == "display_data"  # shown once
     assert "lmsext-load-summary" in load_outputs[0].data["text/html"]

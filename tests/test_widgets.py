@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from magic_runner import run
+from magic_runner import run, run_headless
 
 import lmsext
 from lmsext import synth
@@ -545,20 +545,9 @@ def test_front_end_files_ship_with_the_package_and_the_kernel_id_is_found(monkey
 
 
 def test_headless_execution_keeps_the_final_stream_in_the_widget_state_and_the_fallback(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext lmsext"),
-                nbformat.v4.new_code_cell("%lm_load stories260K --context-length 512"),
-                nbformat.v4.new_code_cell("%%lm_respond --max-tokens 20 --temperature 0\nTell me a story"),
-                nbformat.v4.new_code_cell("print(repr(_lm.content))")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                    os.environ.get("PYTHONPATH")])))
-    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", store_widget_state=True,
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    path = tmp_path / "saved.ipynb"
-    nbformat.write(nb, path)
-    saved = nbformat.read(path, as_version=4)
+    saved = run_headless(tmp_path, monkeypatch, "%load_ext lmsext", "%lm_load stories260K --context-length 512",
+                         "%%lm_respond --max-tokens 20 --temperature 0\nTell me a story", "print(repr(_lm.content))",
+                         store_widget_state=True)
     content = eval(saved.cells[3].outputs[0].text)  # noqa: S307 — the repr printed by the kernel
     (out,) = saved.cells[2].outputs
     assert WIDGET_MIME in out.data and out.data["text/plain"].startswith(content)  # the fallback: final text, stats
