@@ -187,11 +187,9 @@ def _own_time(paths: dict[str, Any], run: Callable[[Any], Any], rounds: int) -> 
     the ratio to the raw loop that the difference in own time implies for this model's native time:
     (native + own_raw) / (native + own_path), with the raw loop's native time."""
     timer = NativeTimer()
-    splits: dict[str, list[tuple[float, float]]] = {name: [] for name in paths}
     with timer:
         found = interleave({name: (lambda p=p: run(p)) for name, p in paths.items()}, rounds, warmup=0)
-    for name, runs in found.items():
-        splits[name] = [x for x in (timer.split(r) for r in runs) if x is not None]
+    splits = {name: [x for x in map(timer.split, runs) if x is not None] for name, runs in found.items()}
     out: dict[str, Any] = {}
     for name, xs in splits.items():
         if xs:

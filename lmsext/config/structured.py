@@ -38,7 +38,8 @@ _SCHEMA_KEYWORDS = frozenset({
 _FORM_KEYS = {"type": "type", "jsonSchema": "json_schema", "json_schema": "json_schema",
               "gbnfGrammar": "gbnf_grammar", "gbnf_grammar": "gbnf_grammar",
               "modelClass": "model_class", "model_class": "model_class"}
-_BOUND_WORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+BOUND_WORDS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+"""The JSON-schema keywords that bound numbers."""
 INTEGER_DIGITS = 16
 """Most digits of a generated integer when a side of its range is open (llama.cpp's plain integer rule's limit)."""
 MAX_BOUND_DIGITS = 100
@@ -289,7 +290,7 @@ def integer_bounds(schema: Mapping[str, Any]) -> tuple[int | None, int | None]:
 
 def describe_bounds(schema: Mapping[str, Any]) -> str:
     """``minimum=10, maximum=5``: the bound keywords of a schema as given."""
-    return ", ".join(f"{word}={short_repr(schema[word], 30)}" for word in _BOUND_WORDS if word in schema)
+    return ", ".join(f"{word}={short_repr(schema[word], 30)}" for word in BOUND_WORDS if word in schema)
 
 
 def _is_number(value: Any) -> bool:
@@ -298,7 +299,7 @@ def _is_number(value: Any) -> bool:
 
 def _check_bounds(schema: Mapping[str, Any], key: str) -> None:
     """Bounds are finite numbers (exclusive ones may be draft-4 booleans) that some value of the type meets."""
-    for word in _BOUND_WORDS:
+    for word in BOUND_WORDS:
         if word not in schema:
             continue
         value = schema[word]

@@ -30,7 +30,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, RESERVED_NAMES, SchemaConverter
 from pydantic import ValidationError
 
 from ..config import StructuredSpec
-from ..config.structured import INTEGER_DIGITS, MAX_BOUND_DIGITS, integer_bounds, numeric_bounds
+from ..config.structured import BOUND_WORDS, INTEGER_DIGITS, MAX_BOUND_DIGITS, integer_bounds, numeric_bounds
 from ..errors import ConfigError
 
 CHECK_TIMEOUT_S = 20
@@ -163,7 +163,6 @@ def integer_range_gbnf(low: int | None, high: int | None) -> str:
     return " | ".join(parts)
 
 
-_BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _BEFORE_TYPE = ("$ref", "oneOf", "anyOf", "const", "enum")  # keywords the converter looks at before the type
 
 
@@ -171,16 +170,15 @@ class _BoundedConverter(SchemaConverter):
     """llama-cpp-python's converter, plus integer ranges for ``"type": "integer"`` with bounds."""
 
     def visit(self, schema: Any, name: str) -> str:
-        if isinstance(schema, Mapping) and any(k in schema for k in _BOUND_KEYS) and not any(
+        if isinstance(schema, Mapping) and any(k in schema for k in BOUND_WORDS) and not any(
                 k in schema for k in _BEFORE_TYPE):
             kind = schema.get("type")
+            rule = name + "-" if name in RESERVED_NAMES else name or "root"
             if kind == "integer":
                 low, high = integer_bounds(schema)
                 if low is not None or high is not None:
-                    rule = name + "-" if name in RESERVED_NAMES else name or "root"
                     return self._add_rule(rule, f"({integer_range_gbnf(low, high)}) space")
             elif isinstance(kind, list) and "integer" in kind:  # keep the bounds on the integer branch
-                rule = name + "-" if name in RESERVED_NAMES else name or "root"
                 return self._add_rule(rule, self._generate_union_rule(name, [{**schema, "type": t} for t in kind]))
         return super().visit(schema, name)
 
