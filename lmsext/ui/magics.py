@@ -32,6 +32,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, TraitError, Unicode, o
 from ..chat import Chat
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
+from ..models import EMBEDDED_MODEL_KEY
 from . import display as views
 from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, config_value, flag_values, gpu_value, interpolate,
                          key_values, lookup, parse_args, parse_flags, unescape, value_goes_to_displayhook)
@@ -236,8 +237,9 @@ class LMMagics(Magics):
     @no_var_expand
     @user_errors("%lm_load")
     @magic_arguments()
-    @argument("model", help="model key (stories260K), GGUF path or Hugging Face id owner/repo[/file.gguf]; "
-              "{var} takes it from a variable")
+    @argument("model", nargs="?", help="model key (stories260K), GGUF path or Hugging Face id "
+              "owner/repo[/file.gguf]; {var} takes it from a variable (default: LMMagics.default_model, else the "
+              "embedded default model stories260K)")
     @argument("--identifier", metavar="ID", help="instance identifier (default: the model key, then key:2, …)")
     @argument("--new", action="store_true",
               help="always load a new instance (client.llm.load); default: JIT, reuse a loaded one")
@@ -275,6 +277,10 @@ class LMMagics(Magics):
         Settings merge as: %lm_config load defaults ← --config ← flags.
         """
         args = parse_args(self.lm_load, line)
+        if args.model is None:
+            args.model = self.default_model or EMBEDDED_MODEL_KEY
+            if args.model == EMBEDDED_MODEL_KEY:
+                self.show(views.message_bundle(f"no model given: loading the embedded default model {EMBEDDED_MODEL_KEY}"))
         model = str(lookup(args.model, self._ns, "model")) if args.model.strip().startswith("{") else args.model
         cfg = self.session.load_config
         if args.config is not None:
@@ -603,8 +609,10 @@ class LMMagics(Magics):
         panels: list[Any] = []
         if args.which in ("load", "both"):
             target = self._panel_model(args.model)
-            if target is None and args.which == "load":
-                raise UsageError("which model? %lm_panel load MODEL (or %lm_load one first)")
+            if target is None and (args.which == "load" or not self.client.llm.list_loaded()):
+                target = EMBEDDED_MODEL_KEY
+                self.show(views.message_bundle(f"no model given: the load panel is for the embedded default "
+                                               f"model {EMBEDDED_MODEL_KEY}"))
             if target is not None:
                 panels.append(widgets.LoadPanel(target))
         if args.which in ("predict", "both"):
