@@ -6,11 +6,20 @@ This module imports nothing heavy (no llama.cpp), so the magics can name the def
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
 from importlib import resources
 from pathlib import Path
 
 #: The key of the embedded default model (llama2.c's stories260K, MIT licence).
 EMBEDDED_MODEL_KEY = "stories260K"
+#: The embedded file's sha256 and size (``MODELS.md``).
+EMBEDDED_SHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
+EMBEDDED_SIZE = 1_185_376
+#: The GGUF metadata overrides this model loads with: llama2.c ends each story with BOS (id 1) and never
+#: emits its EOS (id 2), so without this a reply with no ``maxTokens`` would never end.
+EMBEDDED_KV_OVERRIDES: dict[str, int] = {"tokenizer.ggml.eos_token_id": 1}
 
 
 def embedded_model_path() -> Path:
@@ -18,4 +27,21 @@ def embedded_model_path() -> Path:
     return Path(str(resources.files(__name__) / f"{EMBEDDED_MODEL_KEY}.gguf"))
 
 
-__all__ = ["EMBEDDED_MODEL_KEY", "embedded_model_path"]
+def kv_overrides_for(path: str | os.PathLike, size: int) -> dict[str, int]:
+    """:data:`EMBEDDED_KV_OVERRIDES` when ``path`` holds the embedded model's bytes (wherever it lies), else ``{}``."""
+    if size != EMBEDDED_SIZE:
+        return {}
+    try:
+        same = _sha256(str(path), os.stat(path).st_mtime_ns) == EMBEDDED_SHA256
+    except OSError:
+        return {}
+    return dict(EMBEDDED_KV_OVERRIDES) if same else {}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+__all__ = ["EMBEDDED_KV_OVERRIDES", "EMBEDDED_MODEL_KEY", "EMBEDDED_SHA256", "embedded_model_path",
+           "kv_overrides_for"]
