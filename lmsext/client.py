@@ -189,6 +189,33 @@ class LLMNamespace:
         with self._lock:
             return list(self._instances.values())
 
+    def download(self, model: str, quantization: str | None = None, *, progress_bar: bool = True,
+                 on_job: Callable[[Any], Any] | None = None, say: Callable[[str], Any] = print) -> DownloadedModel:
+        """Download a GGUF model from the Hugging Face hub into the model folders (as ``lms get`` does) and
+        return it as listed in the catalog.
+
+        ``model``: ``owner/repo``, ``owner/repo/file.gguf``, ``owner/repo@Q4_K_M`` or a huggingface.co URL;
+        ``quantization`` picks the file whose name matches (``Q4_K_M``), else the smallest of at least
+        4 bits; one line says which file and why. A tqdm progress bar (a widget in a notebook) unless
+        ``progress_bar=False``; ``on_job(job)`` gets the :class:`~lmsext.downloads.DownloadJob` before it
+        runs (its ``cancel()`` stops it). Files go to LM Studio's layout ``publisher/repo/file.gguf``
+        under the first ``LMSEXT_MODELS_PATH`` folder (else ``~/.lmstudio/models``); see
+        :mod:`lmsext.downloads`. Errors (offline, unknown repository, not a GGUF file) are one line:
+        :class:`~lmsext.DownloadError` or :class:`~lmsext.ModelNotFoundError`. ``say`` prints the lines.
+        """
+        from .downloads import start_download
+        job = start_download(model, quantization, progress_bar=progress_bar)
+        plan = job.plan
+        if job.status != "already_downloaded":
+            say(f"downloading {plan.repo_id}/{plan.filename} ({plan.reason}) to {plan.destination}")
+        if on_job is not None:
+            on_job(job)
+        job.run()
+        say(job.describe())
+        path = job.path or plan.destination
+        return DownloadedModel(model_key=plan.model_key, path=str(path), size_bytes=path.stat().st_size,
+                               info=read_model_info(path))
+
     def list_downloaded(self) -> list[DownloadedModel]:
         """GGUF files in the model folders and the embedded default model (see :meth:`Client.list_downloaded_models`)."""
         return self._client.list_downloaded_models()

@@ -3,6 +3,7 @@
 * ``%lm_load MODEL [flags]`` — load (JIT, or ``--new``) and show the load-config summary.
 * ``%%lm_respond`` / ``%%lm_complete`` — stream a chat reply / a raw completion inline.
 * ``%lm_chat show|reset|save``, ``%lm_unload``, ``%lm_ps``, ``%lm_ls``, ``%lm_config``, ``%lm_serve``.
+* ``%lm_get MODEL [--quant Q]`` — download a GGUF model from the Hugging Face hub (``client.llm.download``).
 * ``%lm_panel [load|predict]`` — the slider panels (:mod:`lmsext.widgets`) over the same session defaults.
 
 In a Jupyter kernel the load summary and the stream are widgets (``LMMagics.widgets``), with the
@@ -582,6 +583,28 @@ class LMMagics(Magics):
                 ("LMMagics.default_prediction_config (overrides the defaults above)", magic_cfg.to_dict()),
                 ("effective for %%lm_respond / %%lm_complete (flags override these)",
                  session_cfg.merged(magic_cfg).to_dict())]
+
+    # -- %lm_get -------------------------------------------------------------------------------
+
+    @line_magic
+    @no_var_expand
+    @user_errors("%lm_get")
+    @magic_arguments()
+    @argument("model", help="Hugging Face repository id (owner/repo), owner/repo/file.gguf, owner/repo@Q4_K_M "
+              "or a huggingface.co URL")
+    @argument("--quant", metavar="Q", help="quantization to pick, e.g. Q4_K_M (default: the smallest of at least "
+              "4 bits)")
+    def lm_get(self, line: str) -> Any:
+        """Download a GGUF model into the model folders (as ``lms get``), with a progress bar; then %lm_load its key.
+
+        ``m = %lm_get …`` keeps the DownloadedModel. Offline, an unknown repository or a file that is not
+        GGUF is ONE red line, and nothing is added to the catalog.
+        """
+        args = parse_args(self.lm_get, line)
+        got = self.client.llm.download(args.model, args.quant,
+                                       say=lambda text: self.show(views.message_bundle(text)))
+        self.show(views.message_bundle(f"%lm_load {got.model_key} loads it"))
+        return self._returned("lm_get", line, got)
 
     # -- %lm_panel -----------------------------------------------------------------------------
 

@@ -751,6 +751,8 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/completions", openai_completions, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    from .rest_downloads import routes as download_routes  # POST /api/v1/models/download + its status
+    routes += download_routes(endpoint, read_json, _run, JSON)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.lmsext = state
     return Guard(app, state)
