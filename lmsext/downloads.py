@@ -11,7 +11,7 @@ notebook, a bar in the terminal).
 Where files go — LM Studio's folder layout: ``<folder>/<publisher>/<repo>/<file>.gguf``, ``<folder>``
 being the first ``LMSEXT_MODELS_PATH`` folder, else ``~/.lmstudio/models`` (LM Studio's own, so LM
 Studio sees the file too); the model key is then ``publisher/repo/file`` as in LM Studio. A transfer
-runs in ``<folder>/.lmsext-downloads/`` (hidden: never listed) and the file moves into place only
+runs in ``<folder>/.lmsext-downloads/<pid>-<job id>/`` (hidden: never listed) and the file moves into place only
 once it is complete and validated as GGUF, so a cancelled, failed or corrupt download never shows up
 in the catalog. ``HF_ENDPOINT`` is read when a download starts (a mirror, or a test hub);
 ``HF_HUB_OFFLINE`` refuses to download, in one line.
@@ -19,6 +19,7 @@ in the catalog. ``HF_ENDPOINT`` is read when a download starts (a mirror, or a t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -298,7 +299,8 @@ class DownloadJob:
         if self._done.is_set():
             return self
         plan = self.plan
-        staging = download_folder() / STAGING_DIR / plan.repo_id
+        staging_root = plan.destination.parents[len(Path(plan.repo_id, plan.filename).parts) - 1] / STAGING_DIR
+        staging = staging_root / f"{os.getpid()}-{self.job_id}"  # one per job: downloads never share (or delete) one
         try:
             from huggingface_hub import hf_hub_download
             try:
@@ -326,6 +328,8 @@ class DownloadJob:
             raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                staging_root.rmdir()  # only when no other download is staging there
             self._done.set()
 
     @staticmethod

@@ -116,6 +116,7 @@ def test_cancelled_download_leaves_no_half_file(client, hub, ggufs, isolated_mod
         client.llm.download(f"{REPO}/slow.gguf", progress_bar=False, on_job=cancel_when_started)
     assert time.monotonic() - t0 < 20
     assert gguf_files(isolated_models) == []  # not even in the hidden staging folder
+    assert not (isolated_models / ".lmsext-downloads").exists()
     assert all(not m.model_key.endswith("slow") for m in client.llm.list_downloaded())
 
 
