@@ -51,14 +51,17 @@ def test_model_with_no_key_loads_the_embedded_model_and_says_so(client):
     assert DEFAULT_MODEL_NOTE in views.load_summary_bundle(lr)["text/plain"]
     story = llm.complete("Once upon a time", config={"maxTokens": 20, "temperature": 0}).content
     assert len(story.split()) >= 5
-    assert lr.llama_params["kv_overrides"] == {"tokenizer.ggml.eos_token_id": 1}
     assert client.llm.model() is llm  # loaded now: the first loaded instance, no second load
 
 
 def test_a_story_with_no_max_tokens_ends_by_itself(client):
-    """llama2.c ends a story with BOS: loaded with eos_token_id=1, a prediction with no maxTokens ends."""
-    result = client.llm.model().complete("Once upon a time", config={"seed": 1})
-    assert result.stats.stop_reason == "eosFound" and 20 < result.stats.predicted_tokens_count < 2048
+    """llama2.c ends a story with BOS: with maxTokens unset a prediction ends there; maxTokens goes past it."""
+    llm = client.llm.model()
+    result = llm.complete("Once upon a time", config={"seed": 1})
+    ended = result.stats.predicted_tokens_count
+    assert result.stats.stop_reason == "eosFound" and 20 < ended < 2048 and result.content.strip()
+    longer = llm.complete("Once upon a time", config={"seed": 1, "maxTokens": ended + 50})
+    assert longer.stats.stop_reason == "maxPredictedTokensReached" and longer.content.startswith(result.content)
 
 
 @pytest.fixture

@@ -327,8 +327,9 @@ def test_stop_message_from_the_stream_view_and_errors_in_the_panel():
         panel.send("Hi")
     assert "color:#c62828" in panel.status.value and not panel.busy
     client().llm.unload_all()
-    with pytest.raises(lmsext.ModelNotLoadedError):
+    with pytest.raises(lmsext.LmsextError, match="grammar"):  # no model: Send loads the embedded default first
         panel.send("Hi")
+    assert [m.model_key for m in client().llm.list_loaded()] == ["stories260K"]
     panel.close()
 
 

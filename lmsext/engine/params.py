@@ -19,7 +19,6 @@ import llama_cpp
 
 from ..config import LoadModelConfig
 from ..errors import ConfigError
-from ..models import kv_overrides_for
 from . import _lib
 from .gguf_info import ModelInfo
 
@@ -321,5 +320,4 @@ def plan_load(config: LoadModelConfig, info: ModelInfo) -> LoadPlan:
     for setting in LOAD_SETTINGS:
         if setting.apply is not None:
             setting.apply(config, plan)
-    plan.kv_overrides.update(kv_overrides_for(info.path, info.file_size))  # the embedded model ends its stories
     return plan

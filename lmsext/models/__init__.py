@@ -17,9 +17,9 @@ EMBEDDED_MODEL_KEY = "stories260K"
 #: The embedded file's sha256 and size (``MODELS.md``).
 EMBEDDED_SHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
 EMBEDDED_SIZE = 1_185_376
-#: The GGUF metadata overrides this model loads with: llama2.c ends each story with BOS (id 1) and never
-#: emits its EOS (id 2), so without this a reply with no ``maxTokens`` would never end.
-EMBEDDED_KV_OVERRIDES: dict[str, int] = {"tokenizer.ggml.eos_token_id": 1}
+#: The token that ends a story: llama2.c separates its training stories with BOS (id 1) and the model never
+#: emits its EOS (id 2), so a prediction with no ``maxTokens`` would otherwise never end.
+STORY_END_TOKEN = 1
 
 
 def embedded_model_path() -> Path:
@@ -27,15 +27,14 @@ def embedded_model_path() -> Path:
     return Path(str(resources.files(__name__) / f"{EMBEDDED_MODEL_KEY}.gguf"))
 
 
-def kv_overrides_for(path: str | os.PathLike, size: int) -> dict[str, int]:
-    """:data:`EMBEDDED_KV_OVERRIDES` when ``path`` holds the embedded model's bytes (wherever it lies), else ``{}``."""
+def is_embedded_file(path: str | os.PathLike, size: int) -> bool:
+    """Whether ``path`` (of ``size`` bytes) holds the embedded model's bytes, wherever it lies."""
     if size != EMBEDDED_SIZE:
-        return {}
+        return False
     try:
-        same = _sha256(str(path), os.stat(path).st_mtime_ns) == EMBEDDED_SHA256
+        return _sha256(str(path), os.stat(path).st_mtime_ns) == EMBEDDED_SHA256
     except OSError:
-        return {}
-    return dict(EMBEDDED_KV_OVERRIDES) if same else {}
+        return False
 
 
 @functools.lru_cache(maxsize=16)
@@ -43,5 +42,4 @@ def _sha256(path: str, mtime_ns: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-__all__ = ["EMBEDDED_KV_OVERRIDES", "EMBEDDED_MODEL_KEY", "EMBEDDED_SHA256", "embedded_model_path",
-           "kv_overrides_for"]
+__all__ = ["EMBEDDED_MODEL_KEY", "EMBEDDED_SHA256", "STORY_END_TOKEN", "embedded_model_path", "is_embedded_file"]
