@@ -1,6 +1,7 @@
 """A loopback stand-in for the few Hugging Face hub endpoints lmsext's downloads use (HF_ENDPOINT points here).
 
 - ``GET /api/models/{owner}/{repo}[/revision/{rev}]`` — the repository's info with ``siblings`` (name, size);
+- ``GET /api/models/{owner}/{repo}/tree/{rev}`` — its file list (``HfApi.list_repo_files``, one page);
 - ``HEAD``/``GET /{owner}/{repo}/resolve/{rev}/{file}`` — the file, with the headers huggingface_hub
   needs (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and ``Range`` support (206 + ``Content-Range``).
 
@@ -88,6 +89,15 @@ class HubServer:
             def _serve(self, head: bool) -> None:
                 path = self.path.split("?", 1)[0]
                 hub.requests.append((self.command, path, self.headers.get("Range")))
+                m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/[^/]+", path)
+                if m:  # HfApi.list_repo_files / list_repo_tree (one page)
+                    repo = hub.repos.get(m.group(1))
+                    if repo is None:
+                        return self._not_found("RepoNotFound", head)
+                    body = json.dumps([{"type": "file", "path": n, "size": len(f.data), "oid": f.etag[:40]}
+                                       for n, f in repo.items()]).encode()
+                    return self._send(200, {"Content-Type": "application/json", "Content-Length": str(len(body))},
+                                      body, head)
                 m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?", path)
                 if m:
                     repo = hub.repos.get(m.group(1))

@@ -209,3 +209,11 @@ def test_lm_get_magic(ip, hub, isolated_models, unload_all):
     value, cap = run(ip, "%lm_get nobody/nothing-GGUF")
     [out] = cap.outputs
     assert value is None and "%lm_get: Hugging Face repository not found: nobody/nothing-GGUF" in out.data["text/plain"]
+
+
+def test_loading_a_hub_id_downloads_from_hf_endpoint_read_at_call_time(client, hub, ggufs, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))  # huggingface_hub's own cache
+    llm = client.llm.load(REPO, config={"contextLength": 256})  # not in the model folders: fetched from the hub
+    assert llm.load_result.path.startswith(str(tmp_path / "hf-cache"))
+    assert any(m == "GET" and p.endswith("/tiny.gguf") for m, p, _ in hub.requests)

@@ -200,6 +200,7 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
 
 def download(repo_and_file: str) -> Path:
     """Download ``owner/repo`` (best GGUF in it) or ``owner/repo/file.gguf`` from the Hugging Face hub."""
+    from ..downloads import hf_endpoint  # $HF_ENDPOINT read now, not at huggingface_hub's import
     try:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.utils import HfHubHTTPError
@@ -213,7 +214,7 @@ def download(repo_and_file: str) -> Path:
             if offline:
                 raise ModelNotFoundError(
                     f"model '{repo_and_file}' is not downloaded and HF_HUB_OFFLINE is set; cannot list the repository")
-            ggufs = [f for f in HfApi().list_repo_files(repo_id) if f.lower().endswith(".gguf")]
+            ggufs = [f for f in HfApi(endpoint=hf_endpoint()).list_repo_files(repo_id) if f.lower().endswith(".gguf")]
             if not ggufs:
                 raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no .gguf files")
             filename = _pick([ModelFile(key=f, path=Path(f), folder=Path("."), size=0) for f in ggufs
@@ -224,7 +225,7 @@ def download(repo_and_file: str) -> Path:
             except Exception:
                 raise ModelNotFoundError(f"model '{repo_and_file}' is not in the Hugging Face cache and "
                                          "HF_HUB_OFFLINE is set") from None
-        return Path(hf_hub_download(repo_id, filename))
+        return Path(hf_hub_download(repo_id, filename, endpoint=hf_endpoint()))
     except ModelNotFoundError:
         raise
     except HfHubHTTPError as exc:
