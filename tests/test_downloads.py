@@ -187,6 +187,8 @@ def test_rest_download_pair(hub, ggufs, isolated_models):
         assert r.status_code == 404 and r.json()["error"]["type"] == "model_not_found"
         r = http.post("/api/v1/models/download", json={"model": MULTI, "size": 1})
         assert r.status_code == 400 and r.json()["error"]["param"] == "size"
+        paths = http.get("/openapi.json").json()["paths"]
+        assert "post" in paths["/api/v1/models/download"] and "get" in paths["/api/v1/models/download/status/{job_id}"]
         r = http.get("/api/v1/models/download/status/job_nope")
         assert r.status_code == 404 and r.json()["error"]["param"] == "job_id"
         hub.add(REPO, "broken.gguf", b"not GGUF" * 100)

@@ -38,6 +38,28 @@ class DownloadRequest(rs._Strict):
                                      description="The quantization to pick, e.g. Q4_K_M (default: the smallest of at least 4 bits).")
 
 
+def openapi_paths() -> dict[str, Any]:
+    """The two routes' OpenAPI path items (merged into ``/openapi.json``)."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    status = {"type": "object", "properties": {k: {} for k in (
+        "job_id", "status", "total_size_bytes", "downloaded_bytes", "bytes_per_second", "estimated_completion",
+        "started_at", "completed_at", "model_key", "error")}}
+    ok = {"200": {"description": "The job's state", "content": {"application/json": {"schema": status}}}}
+    return {
+        "/api/v1/models/download": {"post": {
+            "summary": "Download a GGUF model from the Hugging Face hub (a background job)",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": DownloadRequest.model_json_schema()}}},
+            "responses": {**ok, "400": {"description": "Bad request", "content": error},
+                          "404": {"description": "Unknown repository or file", "content": error},
+                          "502": {"description": "Offline, or the hub failed", "content": error}}}},
+        "/api/v1/models/download/status/{job_id}": {"get": {
+            "summary": "A download's progress (LM Studio's fields)",
+            "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {**ok, "404": {"description": "No such job", "content": error}}}},
+    }
+
+
 def _jobs(request: Request) -> "OrderedDict[str, Any]":
     app_state = request.app.state
     if not hasattr(app_state, "lmsext_downloads"):

@@ -681,7 +681,10 @@ def _data(obj: dict[str, Any]) -> str:
 async def openapi(request: Request) -> Response:
     """GET /openapi.json."""
     from .. import __version__
-    return JSON(rs.openapi_schema(_state(request).url, __version__))
+    from .rest_downloads import openapi_paths
+    doc = rs.openapi_schema(_state(request).url, __version__)
+    doc["paths"].update(openapi_paths())
+    return JSON(doc)
 
 
 # ------------------------------------------------------------------------------------------ guard
