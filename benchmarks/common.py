@@ -35,23 +35,13 @@ def llama_cpp_sampling(name: str) -> dict[str, Any]:
     return {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1, "seed": 42}
 
 
-def models_path() -> str:
-    """``$LMSEXT_MODELS_PATH``, defaulting (and exporting) to ``../shared/models`` beside the checkout."""
-    value = os.environ.get("LMSEXT_MODELS_PATH")
-    if not value:
-        value = str(HERE.parents[1] / "shared" / "models")
-        os.environ["LMSEXT_MODELS_PATH"] = value
-    return value
-
-
 def stories_path() -> Path:
-    """stories260K.gguf from the model folders (raises with the folder list when it is missing)."""
+    """stories260K.gguf: from ``$LMSEXT_MODELS_PATH`` when a folder there has it, else the embedded default model."""
     from lmsext.synth import find_stories
 
-    models_path()
     found = find_stories()
-    if found is None:
-        raise SystemExit(f"stories260K.gguf not found in LMSEXT_MODELS_PATH={os.environ['LMSEXT_MODELS_PATH']}")
+    if found is None:  # pragma: no cover - a broken installation
+        raise SystemExit("stories260K.gguf not found in LMSEXT_MODELS_PATH nor inside the lmsext package")
     return found
 
 

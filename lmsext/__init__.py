@@ -15,7 +15,7 @@ from typing import Any
 
 from .chat import Chat
 from .config import GpuSetting, LoadModelConfig, PredictionConfig
-from .errors import (ConfigError, InsufficientMemoryError, LmsextError, ModelBusyError, ModelLoadError,
+from .errors import (ConfigError, DownloadError, InsufficientMemoryError, LmsextError, ModelBusyError, ModelLoadError,
                      ModelNotFoundError, ModelNotLoadedError, PredictionError)
 
 __version__ = "0.1.0"
@@ -49,7 +49,7 @@ def unload_ipython_extension(ipython) -> None:
 
 
 __all__ = [
-    "Chat", "Client", "ConfigError", "DownloadedModel", "InsufficientMemoryError", "GpuSetting", "LLM", "LmsextError", "LoadModelConfig",
+    "Chat", "Client", "ConfigError", "DownloadError", "DownloadedModel", "InsufficientMemoryError", "GpuSetting", "LLM", "LmsextError", "LoadModelConfig",
     "LoadResult", "ModelBusyError", "ModelLoadError", "ModelNotFoundError", "ModelNotLoadedError",
     "PredictionConfig", "PredictionError", "PredictionFragment", "PredictionResult", "PredictionStats",
     "PredictionStream", "current_server", "default_client", "load_ipython_extension", "serve",

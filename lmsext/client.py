@@ -10,13 +10,16 @@ from typing import Any, Callable
 from .config import LoadModelConfig
 from .engine import EngineModel, LOAD_SETTINGS, list_model_files, plan_load, read_model_info, resolve_model
 from .engine.estimate import MemoryEstimate, check_fits, estimate_memory
-from .engine.resolve import ResolvedModel, resolve_model_and_key
+from .engine.resolve import EMBEDDED_MODEL_KEY, ResolvedModel, resolve_model_and_key
 from .engine.validate import check_load_limits
 from .engine.gguf_info import ModelInfo
 from .errors import ConfigError, ModelNotLoadedError
 from .llm import LLM
 from .results import LoadResult
 
+#: The one line a load of the embedded default model for want of a model key carries.
+DEFAULT_MODEL_NOTE = (f"no model given: loaded the embedded default model {EMBEDDED_MODEL_KEY} "
+                      "(shipped with lmsext; add your own with LMSEXT_MODELS_PATH or client.llm.download)")
 JIT_NOTE = ("already loaded: the config passed to .model() was ignored (LM Studio's JIT semantics); "
             "use .load() for a new instance with that config")
 
@@ -50,13 +53,17 @@ class LLMNamespace:
               allow_download: bool = True, allow_paths: bool = True, force: bool = False) -> LLM:
         """JIT: the loaded instance for ``model_key`` if there is one (``config`` then ignored), else load it.
 
-        With no key, the first loaded instance. ``allow_download``/``allow_paths``/``force`` as in :meth:`load`.
+        With no key, the first loaded instance, or when none is loaded the embedded default model
+        (``stories260K``, its load result saying so in one note).
+        ``allow_download``/``allow_paths``/``force`` as in :meth:`load`.
         """
         with self._lock:
             if model_key is None:
-                if not self._instances:
-                    raise ModelNotLoadedError("no model is loaded; pass a model key to .model()")
-                return next(iter(self._instances.values()))
+                if self._instances:
+                    return next(iter(self._instances.values()))
+                return self._load(EMBEDDED_MODEL_KEY, None, config=config, identifier=None,
+                                  on_load_progress=on_load_progress, allow_download=False, allow_paths=False,
+                                  force=force, note=DEFAULT_MODEL_NOTE)
             existing, resolved = self._lookup(model_key, allow_paths=allow_paths)
             if existing is not None:
                 if config is not None:
@@ -92,7 +99,7 @@ class LLMNamespace:
 
     def _load(self, model_key: str, resolved: ResolvedModel | None, *, config: Any, identifier: str | None,
               on_load_progress: Callable[[float], Any] | None, allow_download: bool, allow_paths: bool,
-              force: bool) -> LLM:
+              force: bool, note: str | None = None) -> LLM:
         """:meth:`load`, reusing ``resolved`` (the resolution of ``model_key`` :meth:`model` already made) if given:
         one load lists the model folders once, for the file and its key alike."""
         cfg = LoadModelConfig.parse(config)
@@ -115,7 +122,7 @@ class LLMNamespace:
             result = LoadResult(
                 model_instance_id=ident, model_key=key, path=str(path), config=dict(plan.effective),
                 load_time_seconds=report.load_time_seconds, requested=cfg.to_dict("snake"),
-                notes=list(plan.notes) + ([] if info.chat_template else [
+                notes=([note] if note else []) + list(plan.notes) + ([] if info.chat_template else [
                     "no chat template in the model: respond() uses lmsext's plain User:/Assistant: fallback"]),
                 model_info=info, memory={"weights": report.weights_bytes, "kv_cache": report.kv_cache_bytes},
                 chat_template=engine.chat_template.name,
@@ -182,8 +189,35 @@ class LLMNamespace:
         with self._lock:
             return list(self._instances.values())
 
+    def download(self, model: str, quantization: str | None = None, *, progress_bar: bool = True,
+                 on_job: Callable[[Any], Any] | None = None, say: Callable[[str], Any] = print) -> DownloadedModel:
+        """Download a GGUF model from the Hugging Face hub into the model folders (as ``lms get`` does) and
+        return it as listed in the catalog.
+
+        ``model``: ``owner/repo``, ``owner/repo/file.gguf``, ``owner/repo@Q4_K_M`` or a huggingface.co URL;
+        ``quantization`` picks the file whose name matches (``Q4_K_M``), else the smallest of at least
+        4 bits; one line says which file and why. A tqdm progress bar (a widget in a notebook) unless
+        ``progress_bar=False``; ``on_job(job)`` gets the :class:`~lmsext.downloads.DownloadJob` before it
+        runs (its ``cancel()`` stops it). Files go to LM Studio's layout ``publisher/repo/file.gguf``
+        under the first ``LMSEXT_MODELS_PATH`` folder (else ``~/.lmstudio/models``); see
+        :mod:`lmsext.downloads`. Errors (offline, unknown repository, not a GGUF file) are one line:
+        :class:`~lmsext.DownloadError` or :class:`~lmsext.ModelNotFoundError`. ``say`` prints the lines.
+        """
+        from .downloads import start_download
+        job = start_download(model, quantization, progress_bar=progress_bar)
+        plan = job.plan
+        if job.status != "already_downloaded":
+            say(f"downloading {plan.repo_id}/{plan.filename} ({plan.reason}) to {plan.destination}")
+        if on_job is not None:
+            on_job(job)
+        job.run()
+        say(job.describe())
+        path = job.path or plan.destination
+        return DownloadedModel(model_key=plan.model_key, path=str(path), size_bytes=path.stat().st_size,
+                               info=read_model_info(path))
+
     def list_downloaded(self) -> list[DownloadedModel]:
-        """GGUF files in the model folders (see :meth:`Client.list_downloaded_models`)."""
+        """GGUF files in the model folders and the embedded default model (see :meth:`Client.list_downloaded_models`)."""
         return self._client.list_downloaded_models()
 
 
@@ -194,7 +228,8 @@ class Client:
         self.llm = LLMNamespace(self)
 
     def list_downloaded_models(self) -> list[DownloadedModel]:
-        """Every GGUF in ``$LMSEXT_MODELS_PATH``, LM Studio's folders and the Hugging Face cache."""
+        """Every GGUF in ``$LMSEXT_MODELS_PATH``, LM Studio's folders and the Hugging Face cache, and the
+        embedded default model ``stories260K`` (unless a model folder has a file of that key)."""
         out = []
         for f in list_model_files():
             try:

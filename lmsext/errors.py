@@ -26,6 +26,10 @@ class ModelNotFoundError(LmsextError, LookupError):
     """A model key, path or Hugging Face id could not be resolved to a GGUF file."""
 
 
+class DownloadError(LmsextError):
+    """A model download failed (offline, the hub refused, not a GGUF file) or was cancelled; nothing was listed."""
+
+
 class ModelLoadError(LmsextError):
     """llama.cpp refused to load a model or create its context."""
 

@@ -14,6 +14,7 @@ from .engine.overflow import fit_chat
 from .engine.validate import check_prediction_limits
 from .engine.gguf_info import ModelInfo
 from .errors import ConfigError, ModelNotLoadedError
+from .models import STORY_END_TOKEN
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ class LLM:
             tool_call_stop_strings=list(pconfig.tool_call_stop_strings or []),
             overflow_policy=pconfig.context_overflow_policy or "truncateMiddle",
             keep_head=keep_head, log_probs=pconfig.log_probs or 0, n_threads=pconfig.cpu_threads,
-            pre_truncated=pre_truncated)
+            pre_truncated=pre_truncated, end_tokens=_story_end(engine, pconfig))
         parts: list[str] = []
         logprobs: list[Any] = []
 
@@ -239,6 +240,14 @@ class LLM:
 
 def _parse_structured(content: str, structured) -> tuple[Any, str | None]:
     return parse_output(content, structured)
+
+
+def _story_end(engine: EngineModel, pconfig: PredictionConfig) -> frozenset[int]:
+    """The embedded model with ``maxTokens`` unset ends a reply with its story (llama2.c's BOS separator);
+    any ``maxTokens`` (a number, or ``false`` for no limit) generates past it."""
+    if pconfig.max_tokens is not None or not engine.is_embedded_model:
+        return frozenset()
+    return frozenset({STORY_END_TOKEN})
 
 
 def unloaded_error(identifier: str) -> ModelNotLoadedError:

@@ -22,12 +22,7 @@ HERE = Path(__file__).resolve().parent
 CHECK = "# NBVAL_CHECK_OUTPUT\n"
 
 SETUP = """\
-import os
-from pathlib import Path
-
-# Model folders: $LMSEXT_MODELS_PATH, else ../shared/models beside the checkout (as the scripts do)
-os.environ.setdefault("LMSEXT_MODELS_PATH", str(Path.cwd().resolve().parents[1] / "shared" / "models"))
-
+# The model: stories260K, the default model embedded in lmsext (add yours with LMSEXT_MODELS_PATH)
 import lmsext
 from lmsext import synth
 
@@ -56,8 +51,10 @@ QUICKSTART = [
 
 LM Studio's model-loading and prediction API inside this Jupyter kernel, on an in-kernel llama.cpp
 engine. This notebook uses **stories260K** — a 260K-parameter base model trained on TinyStories (no chat
-template) — and small models that `lmsext.synth` generates from it, so every cell runs on a laptop CPU in
-milliseconds. Put any GGUF model key, path or Hugging Face id in their place.
+template), the default model embedded in lmsext (`lmsext/models/MODELS.md`: source, MIT licence) — and
+small models that `lmsext.synth` generates from it, so every cell runs offline on a laptop CPU in
+milliseconds. Put any GGUF model key, path or Hugging Face id in their place: `%lm_get owner/repo-GGUF`
+(or `client.llm.download`) downloads one into your model folders.
 """),
     code(SETUP),
     md("""

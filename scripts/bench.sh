@@ -10,5 +10,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -e ".[bench]"
   touch "$stamp"
 fi
-export LMSEXT_MODELS_PATH="${LMSEXT_MODELS_PATH:-$(cd .. && pwd)/shared/models}"
 exec .venv/bin/python -m benchmarks "$@"

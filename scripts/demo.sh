@@ -7,7 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export LMSEXT_MODELS_PATH="${LMSEXT_MODELS_PATH:-$(cd .. && pwd)/shared/models}"
 case "${1:-}" in
   "")
     exec .venv/bin/python notebooks/run.py notebooks/quickstart.ipynb --out build/notebooks

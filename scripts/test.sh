@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-export LMSEXT_MODELS_PATH="${LMSEXT_MODELS_PATH:-$(cd .. && pwd)/shared/models}"
 # The widgets' JS unit tests (js/**/*.test.js, vitest + jsdom) first; pytest last, so its summary closes the run.
 if command -v npm >/dev/null 2>&1; then
   (cd js && npm test --silent)

@@ -1,26 +1,41 @@
-"""Shared fixtures: the test model folder on LMSEXT_MODELS_PATH, the stories260K path, a clean default client."""
+"""Shared fixtures: model folders that hold nothing but what the tests generate (the embedded default
+model stories260K is always in the catalog), the stories260K path, a clean default client."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-#: ``../shared/models`` beside the project checkout (holds stories260K.gguf).
-MODELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "models"
+from lmsext.models import embedded_model_path
+
+#: An empty model folder for the whole run: the tests see the embedded model through the catalog, never
+#: the caller's own folders (unless LMSEXT_MODELS_PATH is set: then those, as a user's).
+EMPTY_MODELS_DIR = Path(tempfile.mkdtemp(prefix="lmsext-test-models-"))
+atexit.register(shutil.rmtree, EMPTY_MODELS_DIR, True)
 
 if not os.environ.get("LMSEXT_MODELS_PATH"):
-    os.environ["LMSEXT_MODELS_PATH"] = str(MODELS_DIR)
+    os.environ["LMSEXT_MODELS_PATH"] = str(EMPTY_MODELS_DIR)
 
 
 @pytest.fixture(scope="session")
 def stories_path() -> Path:
-    """Path of stories260K.gguf (skips the test when the shared model folder is missing)."""
-    path = MODELS_DIR / "stories260K.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    """Path of stories260K.gguf: the embedded default model shipped inside the package."""
+    path = embedded_model_path()
+    assert path.is_file(), f"the embedded default model is missing: {path}"
     return path
+
+
+@pytest.fixture
+def models_dir(tmp_path) -> Path:
+    """An empty model folder, the only one on LMSEXT_MODELS_PATH for this test (see :func:`isolated_models`)."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture
@@ -32,13 +47,21 @@ def unload_all():
 
 
 @pytest.fixture
-def shared_models_only(monkeypatch):
-    """Only ``../shared/models`` on LMSEXT_MODELS_PATH, whatever the caller's environment says."""
-    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(MODELS_DIR))
+def isolated_models(monkeypatch, models_dir):
+    """Only an empty folder (:func:`models_dir`) on LMSEXT_MODELS_PATH, whatever the caller's environment says:
+    the catalog is the embedded default model plus what the test writes into ``models_dir``."""
+    monkeypatch.setenv("LMSEXT_MODELS_PATH", str(models_dir))
+    return models_dir
 
 
 @pytest.fixture
-def client(shared_models_only):
+def shared_models_only(isolated_models):
+    """The former name of :func:`isolated_models` (kept for the modules that use it)."""
+    return isolated_models
+
+
+@pytest.fixture
+def client(isolated_models):
     """A fresh ``lmsext.Client`` whose instances are unloaded after the test."""
     import lmsext
     c = lmsext.Client()
@@ -64,7 +87,7 @@ def module_client():
 @pytest.fixture(scope="module")
 def module_model(module_client):
     """stories260K with a 512-token context, shared by a module's tests."""
-    return module_client.llm.load(str(MODELS_DIR / "stories260K.gguf"), config={"contextLength": 512})
+    return module_client.llm.load(str(embedded_model_path()), config={"contextLength": 512})
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import threading
@@ -13,9 +14,9 @@ from pydantic import BaseModel
 
 import lmsext
 from lmsext import synth
+from lmsext.models import embedded_model_path
 from lmsext.errors import ConfigError, ModelBusyError, ModelNotFoundError, ModelNotLoadedError, PredictionError
 
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 GREEDY = {"temperature": 0}
 
 
@@ -258,8 +259,8 @@ def test_sigint_inside_the_engine_sets_the_stop_flag(model):
     assert model.complete("Once", config={"maxTokens": 3}).stats.predicted_tokens_count == 3
 
 
-def test_model_resolution_errors_say_where_they_looked(client, tmp_path, monkeypatch):
-    with pytest.raises(ModelNotFoundError, match=r"'nope' not found in .*shared/models"):
+def test_model_resolution_errors_say_where_they_looked(client, models_dir, tmp_path, monkeypatch):
+    with pytest.raises(ModelNotFoundError, match=rf"'nope' not found in {re.escape(str(models_dir))}"):
         client.llm.load("nope")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
@@ -271,7 +272,7 @@ def test_model_resolution_errors_say_where_they_looked(client, tmp_path, monkeyp
 
 
 def test_model_found_by_path_and_by_key(client):
-    by_path = client.llm.load(str(MODELS / "stories260K.gguf"), config={"contextLength": 256})
+    by_path = client.llm.load(str(embedded_model_path()), config={"contextLength": 256})
     assert by_path.model_key == "stories260K"
     assert client.llm.model("stories260K").identifier == by_path.identifier
 

@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO.parent / "shared" / "models"
 
 
 def test_quick_benchmark_runs_every_section(tmp_path):
     out = tmp_path / "latest.json"
-    env = {**os.environ, "LMSEXT_MODELS_PATH": os.environ.get("LMSEXT_MODELS_PATH") or str(MODELS),
-           "LMSEXT_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "LMSEXT_CACHE_DIR": str(tmp_path / "cache")}  # stories260K: the embedded model
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,8 +13,9 @@ from lmsext.engine import EngineModel, LOAD_SETTINGS, read_model_info
 from lmsext.engine import logs
 from lmsext.errors import ConfigError, ModelLoadError, ModelNotLoadedError
 from lmsext import synth
+from lmsext.models import embedded_model_path
 
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260K.gguf"
+STORIES = embedded_model_path()
 
 
 def load(config=None, path=STORIES):

@@ -397,7 +397,6 @@ def test_kernel_interrupt_during_an_endless_generation(ip, monkeypatch):
 ERRORS = [
     ("%lm_load stories260K --context-length abc", "invalid int value"),
     ("%lm_load stories260K --bogus", "unrecognized arguments: --bogus"),
-    ("%lm_load", "the following arguments are required: model"),
     ("%lm_load nope-model", "model 'nope-model' not found"),
     ("%lm_load stories260K --new --context-length 0", "--context-length 0: must be an integer >= 1"),
     ("%lm_load stories260K --new --gpu 2", "--gpu 2.0: must be"),

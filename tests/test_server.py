@@ -18,19 +18,18 @@ pytest.importorskip("uvicorn")
 
 import lmsext  # noqa: E402
 from lmsext.errors import ConfigError  # noqa: E402
+from lmsext.models import embedded_model_path  # noqa: E402
 from lmsext.ui import server as rest  # noqa: E402
 
-MODELS = Path(os.environ.get("LMSEXT_MODELS_PATH") or Path(__file__).resolve().parents[2] / "shared" / "models")
-MODEL = "stories260K"
+MODEL = "stories260K"  # the embedded default model: always in the catalog
 SEED_KEYS = ("context_length", "eval_batch_size", "flash_attention", "num_experts", "offload_kv_cache_to_gpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def models_path():
-    if not (MODELS / f"{MODEL}.gguf").is_file():
-        pytest.skip(f"{MODEL}.gguf not found in {MODELS}")
+def models_path(tmp_path_factory):
+    """An empty model folder: the catalog is the embedded default model."""
     old = os.environ.get("LMSEXT_MODELS_PATH")
-    os.environ["LMSEXT_MODELS_PATH"] = str(MODELS)
+    os.environ["LMSEXT_MODELS_PATH"] = str(tmp_path_factory.mktemp("models"))
     yield
     if old is None:
         os.environ.pop("LMSEXT_MODELS_PATH", None)
@@ -218,7 +217,7 @@ def test_load_validation_errors(http, client):
 
 
 @pytest.mark.parametrize("key", [
-    "../models/stories260K", "../../shared/models/stories260K.gguf", str(MODELS / "stories260K.gguf"),
+    "../models/stories260K", "../../lmsext/models/stories260K.gguf", str(embedded_model_path()),
     "/etc/passwd", "~/stories260K", "./stories260K", "..\\stories260K", "sub/../../stories260K",
     "openai/gpt-oss-20b",  # a Hugging Face id is never downloaded over HTTP
 ])
@@ -254,7 +253,7 @@ def test_list_models_and_unload(http, client):
     models = http.get("/api/v1/models").json()["models"]
     entry = next(m for m in models if m["key"] == MODEL)
     assert entry["type"] == "llm" and entry["format"] == "gguf" and entry["architecture"] == "llama"
-    assert entry["size_bytes"] == (MODELS / f"{MODEL}.gguf").stat().st_size
+    assert entry["size_bytes"] == embedded_model_path().stat().st_size
     assert entry["max_context_length"] == 2048
     [instance] = entry["loaded_instances"]
     assert instance["id"] == MODEL and instance["config"]["context_length"] == 2048

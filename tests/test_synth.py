@@ -15,31 +15,16 @@ from lmsext import synth
 llama_cpp = pytest.importorskip("llama_cpp")
 
 ROOT = Path(__file__).resolve().parents[1]
-_SHARED_MODELS = ROOT.parent / "shared" / "models"
 STORY_WORDS = {"the", "a", "was", "she", "he", "to", "and", "her", "little", "day", "play", "said", "they", "one"}
 
 
-def _models_path() -> str | None:
-    env = os.environ.get("LMSEXT_MODELS_PATH")
-    if env and any((Path(p) / synth._builders.STORIES_FILE).is_file() for p in env.split(os.pathsep) if p):
-        return env
-    if (_SHARED_MODELS / synth._builders.STORIES_FILE).is_file():
-        return str(_SHARED_MODELS)
-    return None
-
-
-MODELS_PATH = _models_path()
-needs_stories = pytest.mark.skipif(MODELS_PATH is None, reason="stories260K.gguf not found (LMSEXT_MODELS_PATH or ../shared/models)")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _env(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LMSEXT_CACHE_DIR", str(tmp_path_factory.mktemp("synth-cache")))
-    if MODELS_PATH is not None:
-        mp.setenv("LMSEXT_MODELS_PATH", MODELS_PATH)
-    else:
-        mp.delenv("LMSEXT_MODELS_PATH", raising=False)
+    mp.setenv("LMSEXT_MODELS_PATH", str(tmp_path_factory.mktemp("models")))  # stories260K: the embedded model
     yield
     mp.undo()
 
@@ -112,7 +97,7 @@ def test_weights_from_shape_mismatch_is_clear(tmp_path):
 # ---------------------------------------------------------------- ChatML
 
 
-CHATML_VARIANTS = [pytest.param(True, marks=needs_stories, id="stories"), pytest.param(False, id="random")]
+CHATML_VARIANTS = [pytest.param(True, id="stories"), pytest.param(False, id="random")]
 
 
 @pytest.mark.parametrize("stories", CHATML_VARIANTS)
@@ -135,7 +120,6 @@ def test_chatml_model(stories):
         assert looks_like_story(text), text
 
 
-@needs_stories
 def test_chatml_stories_chat_turn_ends_with_im_end():
     llm = load(synth.chatml_model(), n_ctx=512)
     r = llm.create_chat_completion(messages=[{"role": "user", "content": "Tell me a story."}],

@@ -327,8 +327,9 @@ def test_stop_message_from_the_stream_view_and_errors_in_the_panel():
         panel.send("Hi")
     assert "color:#c62828" in panel.status.value and not panel.busy
     client().llm.unload_all()
-    with pytest.raises(lmsext.ModelNotLoadedError):
+    with pytest.raises(lmsext.LmsextError, match="grammar"):  # no model: Send loads the embedded default first
         panel.send("Hi")
+    assert [m.model_key for m in client().llm.list_loaded()] == ["stories260K"]
     panel.close()
 
 
@@ -501,8 +502,10 @@ def test_interrupting_a_widget_streamed_cell_ends_as_user_stopped(ip, widget_mag
 
 
 def test_lm_panel_shows_the_panels(ip, widget_magics):
-    value, cap = run(ip, "%lm_panel load")
-    assert value is None and "which model?" in cap.outputs[0].data["text/plain"]
+    value, cap = run(ip, "%lm_panel load")  # no model: the embedded default model's panel, saying so
+    assert "embedded default model stories260K" in cap.outputs[0].data["text/plain"]
+    assert isinstance(value, LoadPanel) and value.model_key == "stories260K" and value.identifier is None
+    value.close()
     run(ip, "%lm_load stories260K --context-length 512")
     ip.run_cell("p = %lm_panel predict")
     assert isinstance(ip.user_ns["p"], PredictionPanel)

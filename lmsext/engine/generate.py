@@ -111,6 +111,8 @@ class GenerationRequest:
     cancelled: bool = False
     #: prompt tokens already dropped before the request (whole chat messages, see overflow.fit_chat)
     pre_truncated: int = 0
+    #: tokens that end the generation as the model's end-of-generation tokens do (stop reason ``eosFound``)
+    end_tokens: frozenset[int] = frozenset()
 
 
 def cancel(model: EngineModel, req: GenerationRequest) -> None:
@@ -361,6 +363,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     stop = model.stop_requested
     n_ctx = model.n_ctx
     ctx, vocab = model.ctx, model.vocab
+    end_tokens = req.end_tokens
     threads = model.plan.context_params
     llama_cpp.llama_set_n_threads(ctx, req.n_threads or threads["n_threads"],
                                   req.n_threads or threads["n_threads_batch"])
@@ -393,7 +396,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
                 if stats.t_first_token is None:
                     stats.t_first_token = time.perf_counter()
                 event, found = None, None
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if llama_cpp.llama_vocab_is_eog(vocab, token) or token in end_tokens:
                     stats.stop_reason = "eosFound"
                 else:
                     text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import llama_cpp
 
 from ..config import LoadModelConfig
+from ..models import is_embedded_file
 from ..errors import ModelLoadError, ModelNotLoadedError
 from . import _lib, logs
 from .gguf_info import ModelInfo, read_model_info
@@ -93,6 +94,8 @@ class EngineModel:
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
         self._closing = False
+        #: The file is the embedded default model (its stories end with BOS: see ``LLM``'s story end).
+        self.is_embedded_model = is_embedded_file(path, info.file_size)
         #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
         self.cached_tokens: list[int] = []
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))

@@ -1,8 +1,9 @@
 """Find the GGUF file a model key names: a path, a key in the model folders, or a Hugging Face id.
 
 Search order for a bare name or key: ``$LMSEXT_MODELS_PATH`` (os.pathsep-separated folders), LM
-Studio's model folders (``~/.lmstudio/models``, ``~/.cache/lm-studio/models``), then the Hugging
-Face cache. ``owner/repo`` or ``owner/repo/file.gguf`` not found locally is downloaded with
+Studio's model folders (``~/.lmstudio/models``, ``~/.cache/lm-studio/models``), the Hugging Face
+cache, then the embedded default model (:data:`EMBEDDED_MODEL_KEY`, shipped inside the package;
+a file of the same key in the model folders takes precedence). ``owner/repo`` or ``owner/repo/file.gguf`` not found locally is downloaded with
 ``huggingface_hub`` (a clear error when offline). Nothing outside those folders is ever returned
 for a key (only an explicit path can point elsewhere).
 """
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelNotFoundError
+from ..models import EMBEDDED_MODEL_KEY, embedded_model_path  # the embedded default model (package data)
 
 LMSTUDIO_DIRS = ("~/.lmstudio/models", "~/.cache/lm-studio/models")
 #: Preferred quantizations when a repository holds several GGUF files.
 QUANT_PREFERENCE = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q8_0", "Q6_K", "F16", "BF16", "F32")
-
-
 @dataclass(frozen=True)
 class ModelFile:
     """A GGUF file found in a model folder, with the key it is known by."""
@@ -70,10 +70,14 @@ def _is_part_file(name: str) -> bool:
 
 
 def _folder_files() -> list[ModelFile]:
-    """Walk the model folders: every GGUF in them, keyed by its path relative to its folder (no ``.gguf``)."""
+    """Walk the model folders: every GGUF in them, keyed by its path relative to its folder (no ``.gguf``).
+    Hidden folders are skipped (downloads in progress live in ``.lmsext-downloads``)."""
     found: list[ModelFile] = []
     for folder in model_folders():
         for path in sorted(folder.rglob("*.gguf")):
+            rel_parts = path.relative_to(folder).parts
+            if any(part.startswith(".") for part in rel_parts[:-1]):
+                continue
             if path.is_file() and not _is_part_file(path.name) and "mmproj" not in path.name.lower():
                 rel = path.relative_to(folder).as_posix()
                 found.append(ModelFile(key=rel.removesuffix(".gguf"), path=path, folder=folder,
@@ -81,12 +85,31 @@ def _folder_files() -> list[ModelFile]:
     return found
 
 
+def _with_embedded(found: list[ModelFile]) -> list[ModelFile]:
+    """``found`` plus the embedded default model, unless a file there already has its key."""
+    if any(f.key.lower() == EMBEDDED_MODEL_KEY.lower() for f in found):
+        return found
+    path = embedded_model_path()
+    if not path.is_file():  # pragma: no cover - a broken installation
+        return found
+    return found + [ModelFile(key=EMBEDDED_MODEL_KEY, path=path, folder=path.parent, size=path.stat().st_size)]
+
+
+def is_embedded(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the embedded default model's file."""
+    try:
+        return Path(path).resolve() == embedded_model_path().resolve()
+    except OSError:
+        return False
+
+
 def list_model_files(include_hf_cache: bool = True) -> list[ModelFile]:
-    """Every GGUF file in the model folders (and the Hugging Face cache), keyed as LM Studio does."""
+    """Every GGUF file in the model folders (and the Hugging Face cache), keyed as LM Studio does, and
+    the embedded default model (always listed, under :data:`EMBEDDED_MODEL_KEY`)."""
     found = _folder_files()
     if include_hf_cache:
         found += _hf_cache_files()
-    return found
+    return _with_embedded(found)
 
 
 def _key_for(path: Path, folder_files: list[ModelFile]) -> str:
@@ -158,7 +181,7 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
         raise ModelNotFoundError(f"model key {name!r} may not contain '..'")
     wanted = name.removesuffix(".gguf").lower()
     in_folders = _folder_files()
-    files = in_folders + _hf_cache_files()
+    files = _with_embedded(in_folders + _hf_cache_files())
     exact = [f for f in files if f.key.lower() == wanted]
     if exact:
         return ResolvedModel(_pick(exact, name).path, in_folders)
@@ -177,6 +200,7 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
 
 def download(repo_and_file: str) -> Path:
     """Download ``owner/repo`` (best GGUF in it) or ``owner/repo/file.gguf`` from the Hugging Face hub."""
+    from ..downloads import hf_endpoint  # $HF_ENDPOINT read now, not at huggingface_hub's import
     try:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.utils import HfHubHTTPError
@@ -190,7 +214,7 @@ def download(repo_and_file: str) -> Path:
             if offline:
                 raise ModelNotFoundError(
                     f"model '{repo_and_file}' is not downloaded and HF_HUB_OFFLINE is set; cannot list the repository")
-            ggufs = [f for f in HfApi().list_repo_files(repo_id) if f.lower().endswith(".gguf")]
+            ggufs = [f for f in HfApi(endpoint=hf_endpoint()).list_repo_files(repo_id) if f.lower().endswith(".gguf")]
             if not ggufs:
                 raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no .gguf files")
             filename = _pick([ModelFile(key=f, path=Path(f), folder=Path("."), size=0) for f in ggufs
@@ -201,7 +225,7 @@ def download(repo_and_file: str) -> Path:
             except Exception:
                 raise ModelNotFoundError(f"model '{repo_and_file}' is not in the Hugging Face cache and "
                                          "HF_HUB_OFFLINE is set") from None
-        return Path(hf_hub_download(repo_id, filename))
+        return Path(hf_hub_download(repo_id, filename, endpoint=hf_endpoint()))
     except ModelNotFoundError:
         raise
     except HfHubHTTPError as exc:

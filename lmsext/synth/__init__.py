@@ -1,4 +1,5 @@
-"""Small, valid GGUF models generated at test/notebook/benchmark time (the project ships no model files).
+"""Small, valid GGUF models generated at test/notebook/benchmark time (the project ships one model file:
+the embedded default, ``lmsext/models/stories260K.gguf``; every other test model is generated here).
 
 ``write_model`` writes a llama-architecture GGUF (random weights, or weights and tokenizer derived
 from a real tiny model such as stories260K); ``chatml_model``, ``moe_model`` and ``random_model``

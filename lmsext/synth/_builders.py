@@ -32,12 +32,17 @@ def cache_dir() -> Path:
 
 
 def find_stories(filename: str = STORIES_FILE) -> Path | None:
-    """Path of ``stories260K.gguf`` in one of the ``LMSEXT_MODELS_PATH`` folders (os.pathsep-separated), or None."""
+    """Path of ``stories260K.gguf`` in one of the ``LMSEXT_MODELS_PATH`` folders (os.pathsep-separated), else
+    the embedded default model's file (for the default name); None only for another name not found."""
     for folder in os.environ.get("LMSEXT_MODELS_PATH", "").split(os.pathsep):
         if folder.strip():
             candidate = Path(folder.strip()).expanduser() / filename
             if candidate.is_file():
                 return candidate
+    if filename == STORIES_FILE:
+        from ..models import embedded_model_path
+        embedded = embedded_model_path()
+        return embedded if embedded.is_file() else None
     return None
 
 
@@ -46,7 +51,7 @@ def _source(stories: bool | None) -> Path | None:
         return None
     found = find_stories()
     if found is None and stories:
-        raise FileNotFoundError(f"{STORIES_FILE} not found in LMSEXT_MODELS_PATH")
+        raise FileNotFoundError(f"{STORIES_FILE} not found in LMSEXT_MODELS_PATH nor inside the package")
     return found
 
 

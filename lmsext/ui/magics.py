@@ -3,6 +3,7 @@
 * ``%lm_load MODEL [flags]`` — load (JIT, or ``--new``) and show the load-config summary.
 * ``%%lm_respond`` / ``%%lm_complete`` — stream a chat reply / a raw completion inline.
 * ``%lm_chat show|reset|save``, ``%lm_unload``, ``%lm_ps``, ``%lm_ls``, ``%lm_config``, ``%lm_serve``.
+* ``%lm_get MODEL [--quant Q]`` — download a GGUF model from the Hugging Face hub (``client.llm.download``).
 * ``%lm_panel [load|predict]`` — the slider panels (:mod:`lmsext.widgets`) over the same session defaults.
 
 In a Jupyter kernel the load summary and the stream are widgets (``LMMagics.widgets``), with the
@@ -32,6 +33,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, TraitError, Unicode, o
 from ..chat import Chat
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
+from ..models import EMBEDDED_MODEL_KEY
 from . import display as views
 from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, config_value, flag_values, gpu_value, interpolate,
                          key_values, lookup, parse_args, parse_flags, unescape, value_goes_to_displayhook)
@@ -236,8 +238,9 @@ class LMMagics(Magics):
     @no_var_expand
     @user_errors("%lm_load")
     @magic_arguments()
-    @argument("model", help="model key (stories260K), GGUF path or Hugging Face id owner/repo[/file.gguf]; "
-              "{var} takes it from a variable")
+    @argument("model", nargs="?", help="model key (stories260K), GGUF path or Hugging Face id "
+              "owner/repo[/file.gguf]; {var} takes it from a variable (default: LMMagics.default_model, else the "
+              "embedded default model stories260K)")
     @argument("--identifier", metavar="ID", help="instance identifier (default: the model key, then key:2, …)")
     @argument("--new", action="store_true",
               help="always load a new instance (client.llm.load); default: JIT, reuse a loaded one")
@@ -275,6 +278,10 @@ class LMMagics(Magics):
         Settings merge as: %lm_config load defaults ← --config ← flags.
         """
         args = parse_args(self.lm_load, line)
+        if args.model is None:
+            args.model = self.default_model or EMBEDDED_MODEL_KEY
+            if args.model == EMBEDDED_MODEL_KEY:
+                self.show(views.message_bundle(f"no model given: loading the embedded default model {EMBEDDED_MODEL_KEY}"))
         model = str(lookup(args.model, self._ns, "model")) if args.model.strip().startswith("{") else args.model
         cfg = self.session.load_config
         if args.config is not None:
@@ -577,6 +584,28 @@ class LMMagics(Magics):
                 ("effective for %%lm_respond / %%lm_complete (flags override these)",
                  session_cfg.merged(magic_cfg).to_dict())]
 
+    # -- %lm_get -------------------------------------------------------------------------------
+
+    @line_magic
+    @no_var_expand
+    @user_errors("%lm_get")
+    @magic_arguments()
+    @argument("model", help="Hugging Face repository id (owner/repo), owner/repo/file.gguf, owner/repo@Q4_K_M "
+              "or a huggingface.co URL")
+    @argument("--quant", metavar="Q", help="quantization to pick, e.g. Q4_K_M (default: the smallest of at least "
+              "4 bits)")
+    def lm_get(self, line: str) -> Any:
+        """Download a GGUF model into the model folders (as ``lms get``), with a progress bar; then %lm_load its key.
+
+        ``m = %lm_get …`` keeps the DownloadedModel. Offline, an unknown repository or a file that is not
+        GGUF is ONE red line, and nothing is added to the catalog.
+        """
+        args = parse_args(self.lm_get, line)
+        got = self.client.llm.download(args.model, args.quant,
+                                       say=lambda text: self.show(views.message_bundle(text)))
+        self.show(views.message_bundle(f"%lm_load {got.model_key} loads it"))
+        return self._returned("lm_get", line, got)
+
     # -- %lm_panel -----------------------------------------------------------------------------
 
     @line_magic
@@ -603,8 +632,10 @@ class LMMagics(Magics):
         panels: list[Any] = []
         if args.which in ("load", "both"):
             target = self._panel_model(args.model)
-            if target is None and args.which == "load":
-                raise UsageError("which model? %lm_panel load MODEL (or %lm_load one first)")
+            if target is None and (args.which == "load" or not self.client.llm.list_loaded()):
+                target = EMBEDDED_MODEL_KEY
+                self.show(views.message_bundle(f"no model given: the load panel is for the embedded default "
+                                               f"model {EMBEDDED_MODEL_KEY}"))
             if target is not None:
                 panels.append(widgets.LoadPanel(target))
         if args.which in ("predict", "both"):

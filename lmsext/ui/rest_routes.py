@@ -681,7 +681,10 @@ def _data(obj: dict[str, Any]) -> str:
 async def openapi(request: Request) -> Response:
     """GET /openapi.json."""
     from .. import __version__
-    return JSON(rs.openapi_schema(_state(request).url, __version__))
+    from .rest_downloads import openapi_paths
+    doc = rs.openapi_schema(_state(request).url, __version__)
+    doc["paths"].update(openapi_paths())
+    return JSON(doc)
 
 
 # ------------------------------------------------------------------------------------------ guard
@@ -751,6 +754,8 @@ def build_app(state: ServerState) -> Any:
         Route("/v1/completions", openai_completions, methods=["POST"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
+    from .rest_downloads import routes as download_routes  # POST /api/v1/models/download + its status
+    routes += download_routes(endpoint, read_json, _run, JSON)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.lmsext = state
     return Guard(app, state)

@@ -34,6 +34,7 @@ from ..engine import read_model_info, resolve_model
 from ..engine.gguf_info import format_bytes
 from ..engine.params import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, plan_load
 from ..errors import LmsextError
+from ..models import EMBEDDED_MODEL_KEY
 from ..ui.display import esc
 from ..ui.session import Session, get_session
 from .controls import Binding, parse_seed
@@ -45,9 +46,10 @@ _STYLE = {"description_width": "150px"}
 
 class LoadPanel(w.VBox):
     """Controls for every load setting of ``model`` (a model key, a GGUF path, a DownloadedModel or a
-    loaded :class:`~lmsext.LLM`), a live memory estimate, and a Load button."""
+    loaded :class:`~lmsext.LLM`; default: the embedded default model ``stories260K``), a live memory
+    estimate, and a Load button."""
 
-    def __init__(self, model: Any, *, session: Session | None = None, client: Any = None) -> None:
+    def __init__(self, model: Any = EMBEDDED_MODEL_KEY, *, session: Session | None = None, client: Any = None) -> None:
         from ..client import default_client
         self.client = client or default_client()
         self.session = session or get_session()

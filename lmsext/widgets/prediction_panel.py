@@ -36,6 +36,7 @@ from ..chat import Chat
 from ..config import PredictionConfig
 from ..engine.sampling import DEFAULTS
 from ..errors import LmsextError, ModelNotLoadedError
+from ..models import EMBEDDED_MODEL_KEY
 from ..ui.display import esc
 from ..ui.magic_args import unescape
 from ..ui.session import Session, get_session
@@ -177,11 +178,12 @@ class PredictionPanel(w.VBox):
 
     def _model_changed(self, change: Any = None) -> None:
         try:
-            name = self.llm().identifier
+            name = self.llm().identifier if self.model is not None or self.client.llm.list_loaded() else None
         except LmsextError:
             name = None
         self.model_label.value = (f"model: <b>{esc(name)}</b>" if name
-                                  else "<span style='color:#888'>no model loaded (%lm_load or the load panel)</span>")
+                                  else f"<span style='color:#888'>no model loaded: Send loads the embedded default "
+                                       f"model {EMBEDDED_MODEL_KEY} (or %lm_load one, or use the load panel)</span>")
 
     @property
     def config(self) -> PredictionConfig:
@@ -215,7 +217,7 @@ class PredictionPanel(w.VBox):
         self.chat_label.value = f"conversation{where}: <b>{text}</b>{note}"
 
     def llm(self):
-        """The model Send uses (raises ModelNotLoadedError when there is none)."""
+        """The model Send uses; when none is loaded, the embedded default model (loaded then, saying so)."""
         llms = self.client.llm
         if self.model is not None:
             return self.model if hasattr(self.model, "respond_stream") else llms.get(str(self.model))
