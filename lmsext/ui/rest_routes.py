@@ -13,11 +13,10 @@ prediction fail with 409 (``ModelBusyError``) instead of interleaving.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -26,15 +25,15 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import (ConfigError, ModelBusyError, ModelLoadError, ModelNotFoundError, ModelNotLoadedError,
-                      PredictionError)
+from ..errors import (ConfigError, InsufficientMemoryError, ModelBusyError, ModelLoadError, ModelNotFoundError,
+                      ModelNotLoadedError, PredictionError)
 from . import rest_schema as rs
+from .rest_guard import Guard
 from .rest_jobs import GatedStream, InstanceGates, PredictionJob, job_events, start_job
 from .rest_schema import ApiError, bad_request
 
@@ -44,11 +43,17 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 """Default limit of a request body (413 above it)."""
 QUEUE_TIMEOUT = 30.0
 """Default seconds a prediction waits for its model instance before 429."""
+DEFAULT_MAX_TOKENS = 2048
+"""Default token limit of a prediction whose request sets none (or ``null``)."""
+PREDICTION_TIMEOUT = 300.0
+"""Default wall-clock limit of one prediction, in seconds (then it ends with ``timeLimitReached``)."""
+STALL_TIMEOUT = 30.0
+"""Default seconds a stream may wait for a client that reads nothing before it is cancelled."""
 STORED_RESPONSES = 256
 """How many ``/api/v1/chat`` exchanges are kept for ``previous_response_id``."""
 
 _FINISH = {"eosFound": "stop", "stopStringFound": "stop", "userStopped": "stop", "toolCalls": "tool_calls",
-           "maxPredictedTokensReached": "length", "contextLengthReached": "length"}
+           "maxPredictedTokensReached": "length", "contextLengthReached": "length", "timeLimitReached": "length"}
 
 # ------------------------------------------------------------------------------------------ state
 
@@ -62,6 +67,11 @@ class ServerState:
     loopback: bool = True
     max_body_bytes: int = MAX_BODY_BYTES
     queue_timeout: float | None = QUEUE_TIMEOUT
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+    prediction_timeout: float = PREDICTION_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    allowed_origins: frozenset = frozenset()
+    bound_host: str = ""
     url: str | None = None
     gates: InstanceGates = field(default_factory=InstanceGates)
     responses: "OrderedDict[str, list[dict[str, str]]]" = field(default_factory=OrderedDict)
@@ -71,7 +81,7 @@ class ServerState:
     def cancel_all(self) -> None:
         """Stop every streaming prediction (the server is shutting down)."""
         for job in list(self.jobs):
-            job.cancel()
+            job.cancel("serverStopped")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -91,11 +101,21 @@ def _dumps(obj: Any) -> str:
     return json.dumps(_finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _encode(obj: Any) -> bytes:
+    """UTF-8 JSON of ``obj`` that cannot fail: a lone surrogate is written as its JSON escape (``\\ud800``)."""
+    try:
+        return _dumps(obj).encode("utf-8", "backslashreplace")
+    except Exception:  # noqa: BLE001 - a value json cannot write, a nesting too deep: say so, in JSON
+        log.exception("lmsext REST server: a response could not be encoded")
+        return b'{"error":{"message":"the server could not encode its response","type":"internal_error",' \
+               b'"param":null}}'
+
+
 class JSON(JSONResponse):
-    """JSON response that never fails on NaN/inf (written as null) or odd values."""
+    """JSON response whose encoding never fails (NaN/inf are written as null, odd values as text)."""
 
     def render(self, content: Any) -> bytes:
-        return _dumps(content).encode("utf-8")
+        return _encode(content)
 
 
 def error_response(err: ApiError) -> Response:
@@ -103,27 +123,53 @@ def error_response(err: ApiError) -> Response:
     return JSON(err.body(), status_code=err.status, headers=err.headers)
 
 
+_NOT_FOUND_WHERE = re.compile(r" not found in .*$")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"(),;:]+/)+([^\s/'\"(),;:]+)")
+
+
+def public_message(text: str) -> str:
+    """``text`` without the server's folders: an absolute path becomes its file name, a "not found in <the
+    model folders>" becomes "not found on this server"."""
+    text = _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
+    return _NOT_FOUND_WHERE.sub(" not found on this server (GET /api/v1/models lists its models)", text)
+
+
+def _memory_refusal(exc: InsufficientMemoryError) -> ApiError:
+    need = str(exc).split(" but only ")[0]
+    return ApiError(400, f"{public_message(need)}: more memory than this server can give; lower context_length "
+                    "(or use flash_attention / a quantized KV cache)", type="insufficient_memory", param="config")
+
+
 def to_api_error(exc: BaseException) -> ApiError:
-    """Map an lmsext exception to its HTTP status and error type."""
+    """Map an lmsext exception to its HTTP status and error type (4xx for what the client can change); the
+    message never holds a server path or the list of model folders."""
     if isinstance(exc, ApiError):
         return exc
+    text = public_message(str(exc))
     if isinstance(exc, ConfigError):
-        return bad_request(str(exc), param=exc.key)
-    if isinstance(exc, ModelNotFoundError):
-        return ApiError(404, str(exc), type="model_not_found", param="model")
-    if isinstance(exc, ModelNotLoadedError):
-        return ApiError(404, str(exc), type="model_not_found", param="model")
+        return bad_request(text, param=exc.key)
+    if isinstance(exc, (ModelNotFoundError, ModelNotLoadedError)):
+        return ApiError(404, text, type="model_not_found", param="model")
     if isinstance(exc, ModelBusyError):
-        return ApiError(409, f"{exc} (a notebook cell or another client is generating on it)",
+        return ApiError(409, f"{text} (a notebook cell or another client is generating on it)",
                         type="model_busy", param="model")
+    if isinstance(exc, InsufficientMemoryError):
+        return _memory_refusal(exc)
     if isinstance(exc, ModelLoadError):
-        return ApiError(500, str(exc), type="model_load_error")
+        return ApiError(500, text, type="model_load_error")
     if isinstance(exc, PredictionError):
-        return ApiError(500, str(exc), type="prediction_error")
+        if _PROMPT_TOO_LONG.match(text):  # stopAtLimit: the client's prompt does not fit the context
+            return bad_request(text, param="input")
+        return ApiError(500, text, type="prediction_error")
+    if isinstance(exc, RecursionError):
+        return bad_request("the request nests too deeply (or a schema refers to itself without end)")
     if isinstance(exc, ValueError):
-        return bad_request(str(exc))
+        return bad_request(text)
     log.exception("lmsext REST server: unexpected error", exc_info=exc)
-    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="internal_error")
+    return ApiError(500, f"internal error: {type(exc).__name__}", type="internal_error")
+
+
+_PROMPT_TOO_LONG = re.compile(r"the prompt is \d+ tokens but the context holds \d+")
 
 
 def endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -139,11 +185,7 @@ def endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
 
 
 async def read_json(request: Request, state: ServerState) -> dict[str, Any]:
-    """The request's JSON object: 415 for a non-JSON content type, 413 when too large, 400 when malformed."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";")[0].strip().lower()
-    if media and media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, f"Content-Type must be application/json, not {media!r}", type="invalid_request_error")
+    """The request's JSON object: 413 when too large, 400 when malformed (the Guard already required JSON)."""
     limit = state.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -394,12 +436,15 @@ async def api_chat(request: Request) -> Response:
         raise bad_request("integrations (MCP servers, plugins) are not supported by lmsext", param="integrations")
     rs.unsupported("reasoning", req.reasoning, ("off",), "a reasoning setting other than 'off'")
     history = _chat_messages(state, req)
-    config = rs.prediction_config({k: getattr(req, k) for k in _CHAT_PREDICTION}, _CHAT_RENAMES)
+    values = {k: getattr(req, k) for k in _CHAT_PREDICTION}
+    if values["max_output_tokens"] is None:
+        values["max_output_tokens"] = state.default_max_tokens
+    config = rs.prediction_config(values, _CHAT_RENAMES)
     jit = {"context_length": req.context_length} if req.context_length is not None else None
     llm, loaded_now = await _run(get_model, state.client, req.model, jit)
     job, first = await start_job(state, llm, lambda: llm.respond_stream(history, config))
     if not req.stream:
-        result = await _collect(job, first)
+        result = await _collect(job, first, request)
         response_id = _store(state, history, result.content) if req.store else None
         return JSON(_chat_result(llm, result, loaded_now, response_id))
     return GatedStream(_chat_sse(state, req, llm, loaded_now, history, job, first), job, "text/event-stream")
@@ -570,7 +615,7 @@ def _finish(result: Any) -> str:
     return _FINISH.get(result.stats.stop_reason, "stop")
 
 
-async def _openai_answer(state: ServerState, req: Any, shape: _OpenAIShape,
+async def _openai_answer(request: Request, state: ServerState, req: Any, shape: _OpenAIShape,
                          predict: Callable[[Any], Iterable[Any]]) -> Response:
     """Get (JIT-load) ``req.model``, run ``predict(llm)`` on it and answer, whole or as a stream."""
     llm, _ = await _run(get_model, state.client, req.model, None)
@@ -578,7 +623,7 @@ async def _openai_answer(state: ServerState, req: Any, shape: _OpenAIShape,
     head = {"id": shape.id_prefix + secrets.token_hex(12), "object": shape.object, "created": _created(),
             "model": llm.identifier}
     if not req.stream:
-        result = await _collect(job, first)
+        result = await _collect(job, first, request)
         return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result))],
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     chunk_head = {**head, "object": shape.chunk_object}
@@ -611,8 +656,10 @@ async def openai_chat(request: Request) -> Response:
         raise bad_request("give max_tokens or max_completion_tokens, not both", param="max_completion_tokens")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     messages = _openai_messages(req)
+    if max_tokens is None:
+        max_tokens = state.default_max_tokens
     config = _openai_config(req, max_tokens, _response_format(req.response_format))
-    return await _openai_answer(state, req, _CHAT_SHAPE, lambda llm: llm.respond_stream(messages, config))
+    return await _openai_answer(request, state, req, _CHAT_SHAPE, lambda llm: llm.respond_stream(messages, config))
 
 
 @endpoint
@@ -629,8 +676,9 @@ async def openai_completions(request: Request) -> Response:
         if len(prompt) != 1:
             raise bad_request("prompt as a list must hold exactly one string (no batching)", param="prompt")
         prompt = prompt[0]
-    config = _openai_config(req, req.max_tokens, None)
-    return await _openai_answer(state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
+    max_tokens = state.default_max_tokens if req.max_tokens is None else req.max_tokens
+    config = _openai_config(req, max_tokens, None)
+    return await _openai_answer(request, state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
 
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
@@ -656,17 +704,23 @@ async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callabl
     yield "data: [DONE]\n\n"
 
 
-async def _collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
+async def _collect(job: PredictionJob, first: tuple[str, Any], request: Request) -> Any:
+    """The result of a non-streaming job; the job is cancelled when the client disconnects meanwhile."""
+    watcher = asyncio.ensure_future(job.watch_disconnect(request.receive))
     result, error = None, None
-    async for kind, value in job_events(job, first):
-        if kind == "result":
-            result = value
-        elif kind == "error":
-            error = value
+    try:
+        async for kind, value in job_events(job, first):
+            if kind == "result":
+                result = value
+            elif kind == "error":
+                error = value
+    finally:
+        watcher.cancel()
     if error is not None:
         raise error
     if result is None:
-        raise ApiError(500, "the prediction ended without a result", type="prediction_error")
+        raise ApiError(499 if job.stopped_by == "clientDisconnected" else 503,
+                       f"the prediction was stopped ({job.stopped_by or 'no result'})", type="prediction_stopped")
     failed = _failed(result)
     if failed is not None:
         raise failed
@@ -687,49 +741,6 @@ async def openapi(request: Request) -> Response:
 # ------------------------------------------------------------------------------------------ guard
 
 
-def _host_is_loopback(host_header: str | None) -> bool:
-    if not host_header:
-        return True  # HTTP/1.0 without Host: not a browser
-    host = host_header.strip()
-    if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.split(":")[0]
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Guard:
-    """ASGI middleware: the API key (Bearer) if there is one; without a key (loopback only) requests must be
-    addressed to a loopback Host, so a web page cannot reach the server through DNS rebinding."""
-
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            if self.state.loopback and self.state.api_key is None and not _host_is_loopback(headers.get("host")):
-                await error_response(ApiError(403, "this server only answers requests addressed to localhost "
-                                              "(Host header)", type="forbidden"))(scope, receive, send)
-                return
-            if self.state.api_key is not None:
-                auth = headers.get("authorization", "")
-                scheme, _, token = auth.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                          self.state.api_key.encode()):
-                    err = ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                   type="authentication_error", headers={"WWW-Authenticate": "Bearer"})
-                    await error_response(err)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     messages = {404: f"no such endpoint: {request.method} {request.url.path} (see /openapi.json)",
@@ -740,7 +751,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(state: ServerState) -> Any:
-    """The ASGI app: routes, JSON errors, then the Guard around everything."""
+    """The ASGI app: routes, JSON errors, then the :class:`~.rest_guard.Guard` around everything."""
     routes = [
         Route("/api/v1/models/load", load_model, methods=["POST"]),
         Route("/api/v1/models/unload", unload_model, methods=["POST"]),
@@ -753,4 +764,4 @@ def build_app(state: ServerState) -> Any:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.lmsext = state
-    return Guard(app, state)
+    return Guard(app, state, error_response)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
@@ -45,14 +47,69 @@ def bad_request(message: str, param: str | None = None, type: str = "invalid_req
 
 def _short(value: Any, limit: int = 60) -> str:
     try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        text = ascii(value) if isinstance(value, str) else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MAX_DEPTH = 64
+"""How deeply a request body may nest objects and arrays (a JSON schema inside it included)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _path(link: tuple[Any, ...] | None) -> str:
+    """The client's spelling of a path built as linked ``(parent, key)`` pairs."""
+    parts: list[Any] = []
+    while link is not None:
+        link, key = link
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _surrogate_in(text: str) -> str | None:
+    if text.isascii():
+        return None
+    m = _SURROGATE.search(text)
+    return None if m is None else f"\\u{ord(m.group()):04x}"
+
+
+def check_tree(data: Any, max_depth: int = MAX_DEPTH) -> None:
+    """400 when ``data`` nests deeper than ``max_depth`` or holds a lone surrogate in a key or a string.
+
+    Iterative: it never recurses, whatever the input. A lone surrogate (``"\\ud800"``) is valid JSON
+    but not Unicode: no UTF-8 text can hold it, so it is refused here instead of failing later.
+    """
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
+    while stack:
+        value, depth, link = stack.pop()
+        if isinstance(value, str):
+            bad = _surrogate_in(value)
+            if bad is not None:
+                where = _path(link) or "the request body"
+                raise bad_request(f"{where} holds a lone surrogate ({bad}): not valid Unicode text",
+                                  param=_path(link) or None)
+        elif isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise bad_request(f"the request body nests objects and arrays more than {max_depth} levels deep",
+                                  param=_path(link) or None)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    bad = _surrogate_in(key)
+                    if bad is not None:
+                        where = _path(link) or "the request body"
+                        raise bad_request(f"a field name in {where} holds a lone surrogate ({bad}): not valid "
+                                          "Unicode text", param=_path(link) or None)
+                    stack.append((item, depth + 1, (link, key)))
+            else:
+                stack.extend((item, depth + 1, (link, i)) for i, item in enumerate(value))
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``, or a 400 saying what is wrong with it."""
+    """The JSON object in ``raw``, or a 400 saying what is wrong with it (one line, whatever ``raw`` holds)."""
     if not raw.strip():
         raise bad_request("the request body is empty: send a JSON object", param=None)
     try:
@@ -62,8 +119,14 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise bad_request(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")\
             from None
+    except RecursionError:
+        raise bad_request(f"the request body nests objects and arrays more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # int('9' * 5000): Python's own digit limit for integers
+        digits = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise bad_request(f"the request body holds an integer with more than {digits} digits") from None
     if not isinstance(data, dict):
         raise bad_request(f"the request body must be a JSON object, not {type(data).__name__}")
+    check_tree(data)
     return data
 
 
