@@ -566,9 +566,17 @@ def _openai_config(req: Any, max_tokens: int | None, structured: dict[str, Any] 
     try:
         return rs.prediction_config(values)
     except ApiError as exc:
-        if exc.param == "structured" or (exc.param or "").startswith("structured."):
-            exc.param = "response_format"
-        raise
+        raise _as_response_format(exc) from None
+
+
+def _as_response_format(err: ApiError) -> ApiError:
+    """``err`` about ``structured`` (the Python API's name) told as the OpenAI request's ``response_format``."""
+    if err.param == "structured" or (err.param or "").startswith("structured."):
+        err.param = "response_format"
+        if err.message.startswith("structured"):
+            err.message = "response_format" + err.message[len("structured"):]
+            err.args = (err.message,)
+    return err
 
 
 @dataclass(frozen=True)
@@ -659,7 +667,11 @@ async def openai_chat(request: Request) -> Response:
     if max_tokens is None:
         max_tokens = state.default_max_tokens
     config = _openai_config(req, max_tokens, _response_format(req.response_format))
-    return await _openai_answer(request, state, req, _CHAT_SHAPE, lambda llm: llm.respond_stream(messages, config))
+    try:  # the JSON schema becomes a grammar when the prediction starts: its errors come from there
+        return await _openai_answer(request, state, req, _CHAT_SHAPE,
+                                    lambda llm: llm.respond_stream(messages, config))
+    except ConfigError as exc:
+        raise _as_response_format(to_api_error(exc)) from None
 
 
 @endpoint

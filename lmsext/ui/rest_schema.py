@@ -1,6 +1,6 @@
 """Request bodies of the REST server: validation (400 naming the field), config mapping, OpenAPI schema.
 
-Pure pydantic and ``lmsext.config``: no engine, no web framework. Every request model forbids
+Pure pydantic, ``lmsext.config`` and the engine's limit checks (no model, no web framework). Every request model forbids
 unknown fields and is strictly typed (``"4096"`` is not a number, ``true`` is not an integer);
 ranges and the meaning of each prediction/load setting come from :class:`~lmsext.PredictionConfig`
 and :class:`~lmsext.LoadModelConfig`, so the REST server accepts exactly what the Python API does.
@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import GpuSetting, LoadModelConfig, PredictionConfig
+from ..engine.validate import check_load_limits, check_prediction_limits
 from ..errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ errors
@@ -113,7 +114,7 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise bad_request("the request body is empty: send a JSON object", param=None)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))  # UTF-8 only (json.loads would guess UTF-16/32 from bytes)
     except UnicodeDecodeError:
         raise bad_request("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -393,9 +394,13 @@ def load_config(raw: Any, param: str = "config") -> LoadModelConfig:
                     hint = _suggest(str(sub), list(gpu_names), {})
                     raise bad_request(f"unknown field '{param}.gpu.{sub}'{hint}", param=f"{param}.gpu.{sub}")
     try:
-        return LoadModelConfig.parse(raw)
+        config = LoadModelConfig.parse(raw)
+        check_load_limits(config)
+        return config
     except ConfigError as exc:
         key = f"{param}.{exc.key}" if exc.key else param
+        if exc.allowed and exc.key:
+            raise bad_request(f"{key}={_short(exc.value)}: must be {exc.allowed}", param=key) from None
         raise bad_request(str(exc), param=key) from None
 
 
@@ -408,14 +413,17 @@ def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | No
     back = {v: k for k, v in renames.items()}
     data = {renames.get(k, k): v for k, v in values.items() if v is not None}
     try:
-        return PredictionConfig.parse(data)
+        config = PredictionConfig.parse(data)
+        check_prediction_limits(config)  # here, so that the 400 names the request's field
+        return config
     except ConfigError as exc:
         key = exc.key or ""
         head, dot, rest = key.partition(".")
         field = back.get(head, head)
         param = field + dot + rest if key else None
-        if field != head and exc.allowed:
-            raise bad_request(f"{param}={_short(exc.value)}: must be {exc.allowed}", param=param) from None
+        if exc.allowed and key:
+            allowed = exc.allowed.replace(", or False for no limit", "")  # the Python API's spelling of "no limit"
+            raise bad_request(f"{param}={_short(exc.value)}: must be {allowed}", param=param) from None
         raise bad_request(str(exc), param=param) from None
 
 
