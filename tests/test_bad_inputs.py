@@ -508,6 +508,10 @@ TABLE += [
          method="GET"),
     rest("rest-unknown-path", "POST /v1/embeddings", 404, r"^no such endpoint: POST /v1/embeddings",
          path="/v1/embeddings", body={"model": "victim", "input": "x"}),
+    rest("rest-repeat-penalty-subnormal", '/api/v1/chat "repeat_penalty": 5e-324 with a JSON schema (0 as a C float)',
+         400, r"^repeat_penalty=5e-324: must be a number > 0 \(at least 1\.2e-38, a 32-bit float\)", path=_CHAT,
+         body={"model": "victim", "input": "Hi", "repeat_penalty": 5e-324,
+               "structured": {"type": "json", "jsonSchema": {"type": "array"}}}),
     rest("rest-body-too-large", "a 5 MB prompt (limit 4 MiB)", 413, r"^request body larger than 4194304 bytes$",
          body={"model": "victim", "prompt": "x" * 5_000_000}),
 ]

@@ -36,51 +36,51 @@ json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4)
 
 
 def _either(good: st.SearchStrategy) -> st.SearchStrategy:
-    """Mostly plausible values, sometimes any JSON at all."""
-    return st.one_of(good, good, good, json_value)
+    """Plausible values for a field (the test corrupts one field of a body in four with any JSON at all, so most
+    requests reach the model)."""
+    return good
 
 
 MODEL = _either(st.sampled_from(["victim", "victim", "victim", "stories260K", "nope-model", "", "victim:2",
                                  "../stories260K", "file:///etc/passwd"]))
 TEXT = _either(st.text(max_size=40))
 SAMPLING = {
-    "temperature": _either(st.floats(-1, 3)), "top_p": _either(st.floats(-0.5, 1.5)),
-    "top_k": _either(st.integers(-5, 100)), "min_p": _either(st.floats(-0.5, 1.5)),
-    "repeat_penalty": _either(st.floats(-1, 3)), "seed": _either(st.integers(-5, 2**33)),
+    "temperature": _either(st.floats(0, 2)), "top_p": _either(st.floats(0.01, 1)),
+    "top_k": _either(st.integers(0, 100)), "min_p": _either(st.floats(0, 1)),
+    "repeat_penalty": _either(st.floats(0, 2)), "seed": _either(st.integers(-1, 2**33)),
     "stop": _either(st.lists(st.text(min_size=1, max_size=5), max_size=3) | st.text(max_size=5)),
     "stream": _either(st.booleans()),
 }
-MAX_TOKENS = _either(st.none() | st.integers(-3, 40))
+MAX_TOKENS = _either(st.none() | st.integers(0, 40))
 SCHEMA = _either(st.fixed_dictionaries({"type": st.sampled_from(["object", "string", "integer", "array", "objekt"])},
                                        optional={"properties": st.dictionaries(st.text(max_size=5),
                                                                                st.just({"type": "string"}),
                                                                                max_size=2)}))
 MESSAGE = _either(st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "user", "assistant", "developer", "tool", "robot"])},
-    optional={"content": TEXT | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]),
-                                                                 "text": st.text(max_size=10)}), max_size=2)}))
+    {"role": st.sampled_from(["system", "user", "user", "assistant", "developer", "tool", "robot"]),
+     "content": TEXT | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "text", "image_url"]),
+                                                        "text": st.text(max_size=10)}), max_size=2)}))
 
 BODIES = {
-    "/v1/completions": st.fixed_dictionaries({"model": MODEL}, optional={
-        "prompt": TEXT | st.lists(st.text(max_size=10), max_size=3), "max_tokens": MAX_TOKENS, **SAMPLING,
-        "n": _either(st.integers(0, 3)), "echo": _either(st.booleans()), "logprobs": json_value,
-        "suffix": json_value, "stream_options": _either(st.fixed_dictionaries({"include_usage": st.booleans()})),
-        "frequency_penalty": json_value}),
-    "/v1/chat/completions": st.fixed_dictionaries({"model": MODEL}, optional={
-        "messages": _either(st.lists(MESSAGE, max_size=3)), "max_tokens": MAX_TOKENS,
-        "max_completion_tokens": MAX_TOKENS, **SAMPLING, "tools": json_value, "tool_choice": json_value,
+    "/v1/completions": st.fixed_dictionaries({"model": MODEL, "prompt": _either(
+        TEXT | st.lists(st.text(max_size=10), min_size=1, max_size=1))}, optional={"max_tokens": MAX_TOKENS, **SAMPLING,
+        "n": _either(st.integers(0, 2)), "echo": _either(st.booleans()),
+        "stream_options": _either(st.fixed_dictionaries({"include_usage": st.booleans()}))}),
+    "/v1/chat/completions": st.fixed_dictionaries({"model": MODEL, "messages": _either(
+        st.lists(MESSAGE, min_size=1, max_size=3))}, optional={"max_tokens": MAX_TOKENS,
+        **SAMPLING, "tool_choice": _either(st.sampled_from(["none", "auto", "required"])),
         "response_format": _either(st.fixed_dictionaries(
             {"type": st.sampled_from(["text", "json_object", "json_schema", "xml"])},
             optional={"json_schema": st.fixed_dictionaries({"name": st.just("x"), "schema": SCHEMA})}))}),
-    "/api/v1/chat": st.fixed_dictionaries({"model": MODEL}, optional={
-        "input": TEXT | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["message", "image"]),
-                                                        "content": st.text(max_size=10)}), max_size=2),
-        "system_prompt": TEXT, "max_output_tokens": MAX_TOKENS, **SAMPLING,
+    "/api/v1/chat": st.fixed_dictionaries({"model": MODEL, "input": _either(
+        TEXT | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["message", "message", "image"]),
+                                               "content": st.text(max_size=10)}), min_size=1, max_size=2))},
+                                          optional={"system_prompt": TEXT, "max_output_tokens": MAX_TOKENS, **SAMPLING,
         "context_overflow_policy": _either(st.sampled_from(["stopAtLimit", "truncateMiddle", "rollingWindow", "x"])),
         "structured": _either(st.fixed_dictionaries({"type": st.just("json"), "jsonSchema": SCHEMA})),
         "previous_response_id": _either(st.text(max_size=10)), "store": _either(st.booleans()),
-        "context_length": _either(st.integers(-5, 4096)), "cpu_threads": _either(st.integers(-2, 600)),
-        "reasoning": json_value, "integrations": json_value, "xtc_probability": json_value}),
+        "context_length": _either(st.integers(0, 4096)), "cpu_threads": _either(st.integers(0, 8)),
+        "reasoning": _either(st.sampled_from(["off", "on"])), "xtc_probability": _either(st.floats(0, 1))}),
     "/api/v1/models/load": st.fixed_dictionaries({"model": MODEL}, optional={"config": _either(
         st.fixed_dictionaries({}, optional={
             "context_length": _either(st.integers(-5, 10**9)), "eval_batch_size": _either(st.integers(-5, 10**6)),
@@ -133,8 +133,10 @@ def _send(fuzz, path: str, content: bytes, content_type: str | None = "applicati
 @pytest.mark.parametrize("path", sorted(BODIES))
 def test_fuzz_endpoint_schema(fuzz, path):
     @SETTINGS
-    @given(body=BODIES[path])
-    def run(body):
+    @given(body=BODIES[path], data=st.data())
+    def run(body, data):
+        if body and data.draw(st.sampled_from(["as is", "as is", "as is", "one field corrupted"])) != "as is":
+            body[data.draw(st.sampled_from(sorted(body)))] = data.draw(json_value)
         if path == "/api/v1/models/unload" and body.get("instance_id") == "victim":
             return
         _send(fuzz, path, json.dumps(body).encode())

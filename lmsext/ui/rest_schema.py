@@ -176,7 +176,8 @@ def _walk(model: type[BaseModel], data: Any, loc: tuple[Any, ...], prefix: str
         last = i == len(loc) - 1
         if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
             path, value, depth = f"{path}[{part}]", value[part], depth + 1
-        elif isinstance(part, str) and isinstance(value, dict) and (part in value or last):
+        elif isinstance(part, str) and isinstance(value, dict) and (
+                part in value or (last and _has_field(current, part))):  # a missing field of a model
             path, depth = (f"{path}.{part}" if path else part), depth + 1
             owner = current if isinstance(current, type) else owner
             value = value.get(part)
@@ -185,6 +186,12 @@ def _walk(model: type[BaseModel], data: Any, loc: tuple[Any, ...], prefix: str
         elif isinstance(part, str) and isinstance(current, tuple):  # a union branch: class name or tag
             current = next((m for m in current if part in (m.__name__, _tag(m))), current)
     return path, depth, owner
+
+
+def _has_field(current: Any, name: str) -> bool:
+    """True when the request model(s) ``current`` (a class or a union's tuple) have a field ``name``."""
+    models = current if isinstance(current, tuple) else (current,) if isinstance(current, type) else ()
+    return any(name in m.model_fields for m in models)
 
 
 def _tag(model: type[BaseModel]) -> str | None:
@@ -422,7 +429,7 @@ def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | No
         field = back.get(head, head)
         param = field + dot + rest if key else None
         if exc.allowed and key:
-            allowed = exc.allowed.replace(", or False for no limit", "")  # the Python API's spelling of "no limit"
+            allowed = re.sub(r", or False .*$", "", exc.allowed)  # REST bodies cannot send the Python API's False
             raise bad_request(f"{param}={_short(exc.value)}: must be {allowed}", param=param) from None
         raise bad_request(str(exc), param=param) from None
 
