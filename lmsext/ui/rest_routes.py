@@ -33,6 +33,7 @@ from starlette.routing import Route
 from ..errors import (ConfigError, InsufficientMemoryError, ModelBusyError, ModelLoadError, ModelNotFoundError,
                       ModelNotLoadedError, PredictionError)
 from . import rest_schema as rs
+from .rest_chains import StoredChat, trim_chain
 from .rest_guard import Guard
 from .rest_jobs import GatedStream, InstanceGates, PredictionJob, job_events, start_job
 from .rest_schema import ApiError, bad_request
@@ -74,7 +75,7 @@ class ServerState:
     bound_host: str = ""
     url: str | None = None
     gates: InstanceGates = field(default_factory=InstanceGates)
-    responses: "OrderedDict[str, list[dict[str, str]]]" = field(default_factory=OrderedDict)
+    responses: "OrderedDict[str, StoredChat]" = field(default_factory=OrderedDict)
     jobs: set = field(default_factory=set)
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -372,29 +373,29 @@ _CHAT_PREDICTION = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", 
                     "xtc_threshold", "cpu_threads")
 
 
-def _chat_messages(state: ServerState, req: rs.ChatRequest) -> list[dict[str, str]]:
-    history: list[dict[str, str]] = []
+def _chat_messages(state: ServerState, req: rs.ChatRequest) -> StoredChat:
+    """The conversation of this turn: the stored chain (if any), the system prompt, the new input."""
+    chat = StoredChat([])
     if req.previous_response_id is not None:
         stored = state.responses.get(req.previous_response_id)
         if stored is None:
             raise ApiError(404, f"no stored response '{req.previous_response_id}' (this server keeps the last "
                            f"{STORED_RESPONSES}, and only while it runs)", type="not_found",
                            param="previous_response_id")
-        history = [dict(m) for m in stored]
+        chat = StoredChat([dict(m) for m in stored.messages], stored.tokens)
     if req.system_prompt is not None:
-        history = [m for m in history if m["role"] != "system"]
-        history.insert(0, {"role": "system", "content": req.system_prompt})
-    if isinstance(req.input, str):
-        history.append({"role": "user", "content": req.input})
-    else:
-        if not req.input:
-            raise bad_request("input must not be an empty list", param="input")
-        for i, item in enumerate(req.input):
-            if isinstance(item, rs.InputImage):
-                raise bad_request("image input is not supported by lmsext (text models only)",
-                                  param=f"input[{i}]")
-            history.append({"role": "user", "content": item.content})
-    return history
+        kept = [i for i, m in enumerate(chat.messages) if m["role"] != "system"]
+        chat = StoredChat([{"role": "system", "content": req.system_prompt}] + [chat.messages[i] for i in kept],
+                          [None] + [chat.tokens[i] for i in kept])
+    inputs = [req.input] if isinstance(req.input, str) else req.input
+    if not inputs:
+        raise bad_request("input must not be an empty list", param="input")
+    for i, item in enumerate(inputs):
+        if isinstance(item, rs.InputImage):
+            raise bad_request("image input is not supported by lmsext (text models only)", param=f"input[{i}]")
+        chat.messages.append({"role": "user", "content": item if isinstance(item, str) else item.content})
+        chat.tokens.append(None)
+    return chat
 
 
 def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | None) -> dict[str, Any]:
@@ -412,9 +413,10 @@ def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | Non
     return body
 
 
-def _store(state: ServerState, history: list[dict[str, str]], content: str) -> str:
+def _store(state: ServerState, chat: StoredChat, result: Any) -> str:
     response_id = "resp_" + secrets.token_hex(16)
-    state.responses[response_id] = [*history, {"role": "assistant", "content": content}]
+    state.responses[response_id] = StoredChat([*chat.messages, {"role": "assistant", "content": result.content}],
+                                              [*chat.tokens, result.stats.predicted_tokens_count])
     while len(state.responses) > STORED_RESPONSES:
         state.responses.popitem(last=False)
     return response_id
@@ -435,19 +437,27 @@ async def api_chat(request: Request) -> Response:
     if req.integrations:
         raise bad_request("integrations (MCP servers, plugins) are not supported by lmsext", param="integrations")
     rs.unsupported("reasoning", req.reasoning, ("off",), "a reasoning setting other than 'off'")
-    history = _chat_messages(state, req)
+    chat = _chat_messages(state, req)
     values = {k: getattr(req, k) for k in _CHAT_PREDICTION}
     if values["max_output_tokens"] is None:
         values["max_output_tokens"] = state.default_max_tokens
     config = rs.prediction_config(values, _CHAT_RENAMES)
     jit = {"context_length": req.context_length} if req.context_length is not None else None
     llm, loaded_now = await _run(get_model, state.client, req.model, jit)
-    job, first = await start_job(state, llm, lambda: llm.respond_stream(history, config))
+    policy = config.context_overflow_policy or "truncateMiddle"
+
+    def make_stream() -> Any:  # in the job's thread, once the instance is ours
+        nonlocal chat
+        if req.previous_response_id is not None:
+            chat = trim_chain(llm, chat, policy)
+        return llm.respond_stream(chat.messages, config)
+
+    job, first = await start_job(state, llm, make_stream)
     if not req.stream:
         result = await _collect(job, first, request)
-        response_id = _store(state, history, result.content) if req.store else None
+        response_id = _store(state, chat, result) if req.store else None
         return JSON(_chat_result(llm, result, loaded_now, response_id))
-    return GatedStream(_chat_sse(state, req, llm, loaded_now, history, job, first), job, "text/event-stream")
+    return GatedStream(_chat_sse(state, req, llm, loaded_now, chat, job, first), job, "text/event-stream")
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -455,7 +465,7 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 
 async def _chat_sse(state: ServerState, req: rs.ChatRequest, llm: Any, loaded_now: bool,
-                    history: list[dict[str, str]], job: PredictionJob, first: tuple[str, Any]
+                    chat: StoredChat, job: PredictionJob, first: tuple[str, Any]
                     ) -> AsyncIterator[str]:
     ident = llm.identifier
     yield _sse("chat.start", {"type": "chat.start", "model_instance_id": ident})
@@ -478,7 +488,7 @@ async def _chat_sse(state: ServerState, req: rs.ChatRequest, llm: Any, loaded_no
             failed = _failed(value)
             if failed is not None:
                 yield _sse("error", {"type": "error", "error": {"type": failed.type, "message": failed.message}})
-            response_id = _store(state, history, value.content) if req.store and failed is None else None
+            response_id = _store(state, chat, value) if req.store and failed is None else None
             yield _sse("chat.end", {"type": "chat.end",
                                     "result": _chat_result(llm, value, loaded_now, response_id)})
         elif kind == "error":
