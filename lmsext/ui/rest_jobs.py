@@ -87,7 +87,7 @@ class PredictionJob:
         self._finished = False
         self._timer: asyncio.TimerHandle | None = None
         self.stopped_by: str | None = None
-        """``timeLimitReached``, ``clientStalled``, ``clientDisconnected`` or ``serverStopped``."""
+        """``timeLimitReached``, ``clientStalled``, ``clientDisconnected``, ``modelUnloaded`` or ``serverStopped``."""
 
     def start(self) -> None:
         """Start the worker thread (the caller holds the instance gate; the job releases it)."""

@@ -334,7 +334,15 @@ async def unload_model(request: Request) -> Response:
         names = ", ".join(m.identifier for m in loaded) or "none"
         raise ApiError(404, f"no loaded model instance '{req.instance_id}' (loaded: {names})",
                        type="model_not_found", param="instance_id")
-    await _run(state.client.llm.unload, llm)
+    # the instance's REST prediction (if any) is stopped and over before the model is freed: no C call of it
+    # (a tokenization of a 4 MB prompt cannot be interrupted) runs on freed memory
+    for job in [j for j in state.jobs if j.instance_id == llm.identifier]:
+        job.cancel("modelUnloaded")
+    await state.gates.acquire(llm.identifier, state.queue_timeout)
+    try:
+        await _run(state.client.llm.unload, llm)
+    finally:
+        state.gates.release(llm.identifier)
     return JSON({"instance_id": llm.identifier})
 
 
@@ -741,6 +749,9 @@ async def _collect(job: PredictionJob, first: tuple[str, Any], request: Request)
     if error is not None:
         raise error
     if result is None:
+        if job.stopped_by == "modelUnloaded":
+            raise ApiError(409, f"model instance '{job.instance_id}' was unloaded during the prediction",
+                           type="model_unloaded", param="model")
         raise ApiError(499 if job.stopped_by == "clientDisconnected" else 503,
                        f"the prediction was stopped ({job.stopped_by or 'no result'})", type="prediction_stopped")
     failed = _failed(result)
