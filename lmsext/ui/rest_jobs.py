@@ -86,13 +86,17 @@ class PredictionJob:
         self._stream: Any = None
         self._finished = False
         self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Future | None = None
         self.stopped_by: str | None = None
         """``timeLimitReached``, ``clientStalled``, ``clientDisconnected``, ``modelUnloaded`` or ``serverStopped``."""
 
-    def start(self) -> None:
-        """Start the worker thread (the caller holds the instance gate; the job releases it)."""
+    def start(self, receive: Any = None) -> None:
+        """Start the worker thread (the caller holds the instance gate; the job releases it); with the request's
+        ``receive``, the job is cancelled as soon as its client disconnects, prompt processing included."""
         self.state.jobs.add(self)
         self._timer = self._loop.call_later(self.state.prediction_timeout, self.cancel, "timeLimitReached")
+        if receive is not None:
+            self._watcher = asyncio.ensure_future(self.watch_disconnect(receive))
         threading.Thread(target=self._work, name=f"lmsext-rest-{self.instance_id}", daemon=True).start()
 
     def _put(self, item: tuple[str, Any]) -> None:
@@ -149,6 +153,8 @@ class PredictionJob:
     def _release(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.state.jobs.discard(self)
         self.state.gates.release(self.instance_id)
 
@@ -179,7 +185,7 @@ class PredictionJob:
 
 
 class GatedStream(StreamingResponse):
-    """A streaming response that cancels its job when the client goes or the response ends for any reason."""
+    """A streaming response that cancels its job when the response ends for any reason."""
 
     def __init__(self, content: AsyncIterator[str], job: PredictionJob, media_type: str) -> None:
         super().__init__(content, media_type=media_type,
@@ -187,17 +193,16 @@ class GatedStream(StreamingResponse):
         self.job = job
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
-        watcher = asyncio.ensure_future(self.job.watch_disconnect(receive))
         try:
             await super().__call__(scope, receive, send)
         finally:
-            watcher.cancel()
             self.job.cancel()
 
 
-async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
+async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any], request: Request
                     ) -> tuple[PredictionJob, tuple[str, Any]]:
-    """Wait for the instance, start the prediction and return its first event.
+    """Wait for the instance, start the prediction (cancelled when ``request``'s client goes) and return its
+    first event.
 
     Errors before the first token (busy, bad grammar, engine failure) raise here, so they become
     proper HTTP status codes instead of a broken stream.
@@ -208,7 +213,7 @@ async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
     except BaseException:
         state.gates.release(llm.identifier)
         raise
-    job.start()
+    job.start(request.receive)
     try:
         first = await job.next_event()
     except BaseException:

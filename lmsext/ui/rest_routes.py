@@ -460,9 +460,9 @@ async def api_chat(request: Request) -> Response:
             chat = trim_chain(llm, chat, policy)
         return llm.respond_stream(chat.messages, config)
 
-    job, first = await start_job(state, llm, make_stream)
+    job, first = await start_job(state, llm, make_stream, request)
     if not req.stream:
-        result = await _collect(job, first, request)
+        result = await _collect(job, first)
         response_id = _store(state, chat, result) if req.store else None
         return JSON(_chat_result(llm, result, loaded_now, response_id))
     return GatedStream(_chat_sse(state, req, llm, loaded_now, chat, job, first), job, "text/event-stream")
@@ -645,11 +645,11 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
                          predict: Callable[[Any], Iterable[Any]]) -> Response:
     """Get (JIT-load) ``req.model``, run ``predict(llm)`` on it and answer, whole or as a stream."""
     llm, _ = await _run(get_model, state.client, req.model, None)
-    job, first = await start_job(state, llm, lambda: predict(llm))
+    job, first = await start_job(state, llm, lambda: predict(llm), request)
     head = {"id": shape.id_prefix + secrets.token_hex(12), "object": shape.object, "created": _created(),
             "model": llm.identifier}
     if not req.stream:
-        result = await _collect(job, first, request)
+        result = await _collect(job, first)
         return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result))],
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     chunk_head = {**head, "object": shape.chunk_object}
@@ -734,18 +734,14 @@ async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callabl
     yield "data: [DONE]\n\n"
 
 
-async def _collect(job: PredictionJob, first: tuple[str, Any], request: Request) -> Any:
-    """The result of a non-streaming job; the job is cancelled when the client disconnects meanwhile."""
-    watcher = asyncio.ensure_future(job.watch_disconnect(request.receive))
+async def _collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
+    """The result of a non-streaming job (the job itself stops when its client disconnects)."""
     result, error = None, None
-    try:
-        async for kind, value in job_events(job, first):
-            if kind == "result":
-                result = value
-            elif kind == "error":
-                error = value
-    finally:
-        watcher.cancel()
+    async for kind, value in job_events(job, first):
+        if kind == "result":
+            result = value
+        elif kind == "error":
+            error = value
     if error is not None:
         raise error
     if result is None:

@@ -521,8 +521,10 @@ def _op(summary: str, request: str | None, responses: dict[str, str], stream: bo
 
 
 _COMMON = {"400": "Bad JSON, an unknown field or a bad value (error.param names it)",
-           "401": "Missing or wrong API key", "413": "Request body too large"}
-_PREDICT = {**_COMMON, "404": "Unknown model", "409": "The model is busy with a notebook prediction",
+           "401": "Missing or wrong API key", "403": "Host not a loopback name, or Origin not allowed",
+           "413": "Request body too large", "415": "Content-Type is not application/json"}
+_PREDICT = {**_COMMON, "404": "Unknown model",
+            "409": "The model is busy with a notebook prediction, or was unloaded during this one",
             "429": "The model stayed busy longer than the queue timeout",
             "500": "The engine failed"}
 
