@@ -192,3 +192,30 @@ def test_a_symlink_to_a_secret_never_leaks(module_client, victim, tmp_path, monk
             seen.append(r.status_code)
             assert "root" not in r.text and str(tmp_path) not in r.text, r.text
         assert seen[0] == seen[1] == 500 and seen[2] == seen[3] == 200
+
+
+NASTY = [
+    ("/v1/completions", b'{"model": "\\ud800", "prompt": "x"}'),
+    ("/v1/completions", b'{"model": "victim", "prompt": "x", "\\udfff": 1}'),
+    ("/v1/completions", b'{"model": "victim", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    ("/v1/completions", b'{"model": "victim", "prompt": "x", "seed": ' + b"9" * 5000 + b"}"),
+    ("/v1/chat/completions", b'{"model": "victim", "messages": [{"role": "user", "content": "Hi"}], '
+                             b'"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": '
+                             b'{"$ref": "#"}}}}'),
+    ("/api/v1/chat", b'{"model": "victim", "input": "Hi", "structured": {"type": "json", "jsonSchema": '
+                     + b'{"type": "array", "items": ' * 2000 + b"{}" + b"}" * 2000 + b"}}"),
+    ("/api/v1/models/load", b'{"model": "\\udc80/x"}'),
+]
+
+
+def test_nasty_bodies_leave_no_traceback_in_any_log(handle, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    for path, raw in NASTY:
+        r = httpx.post(handle.url + path, content=raw, headers={"Content-Type": "application/json"}, timeout=60)
+        assert r.status_code == 400, (path, r.text)
+        message = r.json()["error"]["message"]
+        assert "\n" not in message and "Recursion" not in message and "set_int_max_str_digits" not in message
+    bad = [rec for rec in caplog.records if rec.levelno >= logging.WARNING or rec.exc_info]
+    assert not bad, [rec.getMessage() for rec in bad]
+    assert _post(handle, **{"Content-Type": "application/json"}).status_code == 200
