@@ -41,7 +41,7 @@ def _either(good: st.SearchStrategy) -> st.SearchStrategy:
     return good
 
 
-MODEL = _either(st.sampled_from(["victim", "victim", "victim", "stories260K", "nope-model", "", "victim:2",
+MODEL = _either(st.sampled_from(["victim"] * 6 + ["stories260K", "nope-model", "", "victim:2",
                                  "../stories260K", "file:///etc/passwd"]))
 TEXT = _either(st.text(max_size=40))
 SAMPLING = {
@@ -57,14 +57,14 @@ SCHEMA = _either(st.fixed_dictionaries({"type": st.sampled_from(["object", "stri
                                                                                st.just({"type": "string"}),
                                                                                max_size=2)}))
 MESSAGE = _either(st.fixed_dictionaries(
-    {"role": st.sampled_from(["system", "user", "user", "assistant", "developer", "tool", "robot"]),
+    {"role": st.sampled_from(["system", "user", "user", "user", "assistant", "developer", "tool", "robot"]),
      "content": TEXT | st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "text", "image_url"]),
                                                         "text": st.text(max_size=10)}), max_size=2)}))
 
 BODIES = {
     "/v1/completions": st.fixed_dictionaries({"model": MODEL, "prompt": _either(
         TEXT | st.lists(st.text(max_size=10), min_size=1, max_size=1))}, optional={"max_tokens": MAX_TOKENS, **SAMPLING,
-        "n": _either(st.integers(0, 2)), "echo": _either(st.booleans()),
+        "n": _either(st.sampled_from([1, 1, 1, 2])), "echo": _either(st.sampled_from([False, False, True])),
         "stream_options": _either(st.fixed_dictionaries({"include_usage": st.booleans()}))}),
     "/v1/chat/completions": st.fixed_dictionaries({"model": MODEL, "messages": _either(
         st.lists(MESSAGE, min_size=1, max_size=3))}, optional={"max_tokens": MAX_TOKENS,
@@ -80,7 +80,7 @@ BODIES = {
         "structured": _either(st.fixed_dictionaries({"type": st.just("json"), "jsonSchema": SCHEMA})),
         "previous_response_id": _either(st.text(max_size=10)), "store": _either(st.booleans()),
         "context_length": _either(st.integers(0, 4096)), "cpu_threads": _either(st.integers(0, 8)),
-        "reasoning": _either(st.sampled_from(["off", "on"])), "xtc_probability": _either(st.floats(0, 1))}),
+        "reasoning": _either(st.sampled_from(["off", "off", "on"])), "xtc_probability": _either(st.floats(0, 1))}),
     "/api/v1/models/load": st.fixed_dictionaries({"model": MODEL}, optional={"config": _either(
         st.fixed_dictionaries({}, optional={
             "context_length": _either(st.integers(-5, 10**9)), "eval_batch_size": _either(st.integers(-5, 10**6)),
