@@ -1,9 +1,11 @@
-"""The bad-input table: every row is one distinct bad input to the Python API, the magics or the widgets.
+"""The bad-input table: every row is one distinct bad input to the Python API, the magics, the widgets or the
+REST server.
 
 For each row: the error is ONE line that names the problem (a magic shows it as one red line), the
 model loaded before ("victim", stories260K) is still loaded and gives the same temperature-0 reply,
-and the process — the kernel — is alive (crash-prone inputs such as corrupt GGUF files are also
-loaded in child processes by tests/test_gguf_fuzz.py). docs/bad-inputs.md lists the table; a test
+and the process — the kernel — is alive (crash-prone inputs such as corrupt GGUF files are also loaded
+in child processes by tests/test_gguf_fuzz.py). A REST row gets the status expected and one JSON error
+line holding no server path and no byte of a file, and the server still runs. docs/bad-inputs.md lists the table; a test
 checks that every row is there. ``python tests/test_bad_inputs.py`` prints the table in Markdown
 with the messages lmsext really gives.
 """
@@ -11,6 +13,7 @@ with the messages lmsext really gives.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import sys
@@ -132,7 +135,7 @@ TABLE: list[Bad] = [
     api("empty-file", "load('empty.gguf')  # 0 bytes", lambda c: c.client.llm.load(str(c.files.empty)),
         ModelLoadError, r"empty\.gguf is empty or truncated \(0 bytes\)"),
     api("text-file", "load('notes.gguf')  # a text file", lambda c: c.client.llm.load(str(c.files.text)),
-        ModelLoadError, r"notes\.gguf is not a GGUF file \(starts with b'hell'"),
+        ModelLoadError, r"notes\.gguf is not a GGUF file \(it does not start with b'GGUF'\)$"),
     api("truncated-gguf", "load('truncated.gguf')  # first 5,000 bytes of stories260K",
         lambda c: c.client.llm.load(str(c.files.truncated)), ModelLoadError,
         r"truncated\.gguf is not a valid GGUF file: .* file ends at 5,000 \(truncated or corrupt\)"),
@@ -348,6 +351,172 @@ TABLE: list[Bad] = [
 ]
 
 
+# ---- REST (the server of lmsext.ui.server; each row is one HTTP request to a server sharing the victim's client)
+#      ``error`` is the HTTP status; the body is one JSON error whose message matches ``match``.
+
+
+def rest(id: str, what: str, status: int, match: str, method: str = "POST", path: str = "/v1/completions",
+         body: Any = None, raw: bytes | None = None, headers: dict[str, str] | None = None) -> Bad:
+    """A REST row: ``body`` is sent as JSON (``raw`` as is) with ``Content-Type: application/json`` unless
+    ``headers`` say otherwise."""
+    def run(server: Any) -> Any:
+        content = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        sent = {k: v for k, v in sent.items() if v is not None}
+        return server.http.request(method, path, content=content, headers=sent)
+    return Bad(id, "rest", what, run, status, match)
+
+
+def _deep(n: int) -> bytes:
+    return b'{"model": "victim", "prompt": ' + b"[" * n + b"]" * n + b"}"
+
+
+def _deep_schema(n: int) -> bytes:
+    schema = '{"type": "array", "items": ' * n + '{"type": "string"}' + "}" * n
+    return ('{"model": "victim", "messages": [{"role": "user", "content": "Hi"}], "response_format": '
+            '{"type": "json_schema", "json_schema": {"name": "x", "schema": ' + schema + "}}}").encode()
+
+
+_CHAT = "/api/v1/chat"
+_OAI_CHAT = "/v1/chat/completions"
+_HI = [{"role": "user", "content": "Hi"}]
+
+TABLE += [
+    rest("rest-no-content-type", "POST /v1/completions, JSON body without Content-Type", 415,
+         r"^Content-Type must be application/json \(got none\)$", body={"model": "victim", "prompt": "Once"},
+         headers={"Content-Type": None}),
+    rest("rest-text-plain", "POST /v1/completions, Content-Type: text/plain (a no-cors page)", 415,
+         r"^Content-Type must be application/json \(got 'text/plain'\)$", body={"model": "victim", "prompt": "Once"},
+         headers={"Content-Type": "text/plain"}),
+    rest("rest-form-urlencoded", "POST /api/v1/models/unload as an HTML form", 415,
+         r"Content-Type must be application/json \(got 'application/x-www-form-urlencoded'\)",
+         path="/api/v1/models/unload", raw=b"instance_id=victim",
+         headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    rest("rest-foreign-origin", "POST /api/v1/models/unload with Origin: https://evil.example", 403,
+         r"^requests from web pages at 'https://evil\.example' are not allowed", path="/api/v1/models/unload",
+         body={"instance_id": "victim"}, headers={"Origin": "https://evil.example"}),
+    rest("rest-null-origin", "POST /v1/completions with Origin: null (a sandboxed frame)", 403,
+         r"requests from web pages at 'null' are not allowed", body={"model": "victim", "prompt": "Once"},
+         headers={"Origin": "null"}),
+    rest("rest-origin-lookalike", "Origin: http://localhost.evil.example", 403, r"are not allowed",
+         method="GET", path="/v1/models", headers={"Origin": "http://localhost.evil.example"}),
+    rest("rest-host-ipv6-suffix", "Host: [::1]evil.com", 403, r"only answers requests addressed to localhost",
+         method="GET", path="/v1/models", headers={"Host": "[::1]evil.com"}),
+    rest("rest-host-foreign", "Host: evil.example:1234 (DNS rebinding)", 403,
+         r"only answers requests addressed to localhost", method="GET", path="/v1/models",
+         headers={"Host": "evil.example:1234"}),
+    rest("rest-host-userinfo", "Host: localhost@evil.example", 403, r"only answers requests addressed to localhost",
+         method="GET", path="/v1/models", headers={"Host": "localhost@evil.example"}),
+    rest("rest-surrogate-model", r'{"model": "\ud800", "prompt": "Once"}', 400,
+         r"^model holds a lone surrogate \(\\ud800\): not valid Unicode text$",
+         raw=b'{"model": "\\ud800", "prompt": "Once"}'),
+    rest("rest-surrogate-key", r'{"model": "victim", "\udfff": 1}', 400,
+         r"^a field name in the request body holds a lone surrogate \(\\udfff\)",
+         raw=b'{"model": "victim", "prompt": "Once", "\\udfff": 1}'),
+    rest("rest-surrogate-message", r'messages[0].content = "Hi \udc00"', 400,
+         r"^messages\[0\]\.content holds a lone surrogate \(\\udc00\)", path=_OAI_CHAT,
+         raw=b'{"model": "victim", "messages": [{"role": "user", "content": "Hi \\udc00"}]}'),
+    rest("rest-surrogate-stop", r'"stop": ["\ud83d"] (half an emoji)', 400, r"^stop\[0\] holds a lone surrogate",
+         raw=b'{"model": "victim", "prompt": "Once", "stop": ["\\ud83d"]}'),
+    rest("rest-deep-body", "a 100,000-deep JSON array as the prompt", 400,
+         r"^the request body nests objects and arrays more than 64 levels deep$", raw=_deep(100_000)),
+    rest("rest-deep-body-65", "a 65-deep JSON array as the prompt", 400,
+         r"nests objects and arrays more than 64 levels deep", raw=_deep(65)),
+    rest("rest-deep-schema", "response_format json_schema nested 2,000 levels", 400,
+         r"nests objects and arrays more than 64 levels deep", path=_OAI_CHAT, raw=_deep_schema(2000)),
+    rest("rest-self-referencing-schema", 'response_format json_schema {"$ref": "#"}', 400,
+         r"^response_format: the JSON schema cannot be turned into a grammar: Unsupported ref #$",
+         path=_OAI_CHAT, body={"model": "victim", "messages": _HI, "response_format": {
+             "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}),
+    rest("rest-huge-integer", '"seed": <5,000 digits>', 400, r"^the request body holds an integer with more than "
+         r"\d+ digits$", raw=b'{"model": "victim", "prompt": "Once", "seed": ' + b"9" * 5000 + b"}"),
+    rest("rest-seed-2-to-70", '"seed": 2**70', 400, r"^seed=1180591620717411303424: must be",
+         body={"model": "victim", "prompt": "Once", "seed": 2**70}),
+    rest("rest-float-overflow", '"temperature": 1e999 (inf)', 400, r"temperature",
+         raw=b'{"model": "victim", "prompt": "Once", "temperature": 1e999}'),
+    rest("rest-temperature-nan", '"temperature": NaN', 400, r"temperature",
+         raw=b'{"model": "victim", "prompt": "Once", "temperature": NaN}'),
+    rest("rest-file-url-key", '{"model": "file:///etc/passwd"}', 404,
+         r"^model 'file:///etc/passwd' not found on this server", path="/api/v1/models/load",
+         body={"model": "file:///etc/passwd"}),
+    rest("rest-percent-dotdot-key", '{"model": "%2e%2e/%2e%2e/etc/passwd"}', 404,
+         r"^model '%2e%2e/%2e%2e/etc/passwd' not found on this server", path="/api/v1/models/load",
+         body={"model": "%2e%2e/%2e%2e/etc/passwd"}),
+    rest("rest-key-by-file-stem", '{"model": "anything/passwd"} (a passwd.gguf is in a model folder)', 404,
+         r"^model 'anything/passwd' not found on this server", path="/api/v1/models/load",
+         body={"model": "anything/passwd"}),
+    rest("rest-passwd-symlink", '{"model": "passwd"} (passwd.gguf -> /etc/passwd in a model folder)', 500,
+         r"^passwd\.gguf is not a GGUF file \(it does not start with b'GGUF'\)$", path="/api/v1/models/load",
+         body={"model": "passwd"}),
+    rest("rest-unknown-model-no-folders", '{"model": "nope-model"} (the 404 lists no folder)', 404,
+         r"^model 'nope-model' not found on this server \(GET /api/v1/models lists its models\)$",
+         body={"model": "nope-model", "prompt": "Once"}),
+    rest("rest-memory-refusal", '{"model": "stories260K", "config": {"context_length": 30000000}}', 400,
+         r"^not loading stories260K\.gguf: it needs about .* more memory than this server can give",
+         path="/api/v1/models/load", body={"model": "stories260K", "config": {"context_length": 30_000_000}}),
+    rest("rest-prompt-too-long-stop-at-limit", "/api/v1/chat: a 3,000-word input, context 512, stopAtLimit", 400,
+         r"^the prompt is \d+ tokens but the context holds 512", path=_CHAT,
+         body={"model": "victim", "input": "word " * 3000, "context_overflow_policy": "stopAtLimit"}),
+    rest("rest-empty-body", "POST /v1/completions with an empty body", 400, r"^the request body is empty",
+         raw=b""),
+    rest("rest-body-not-object", "body: [1, 2]", 400, r"^the request body must be a JSON object, not list$",
+         raw=b"[1, 2]"),
+    rest("rest-body-not-json", "body: {", 400, r"^the request body is not valid JSON: ", raw=b"{"),
+    rest("rest-body-not-utf8", r"body: b'\xff\xfe'", 400, r"^the request body is not UTF-8 text$",
+         raw=b"\xff\xfe"),
+    rest("rest-chat-max-tokens-spelling", '/api/v1/chat {"max_tokens": 5}', 400,
+         r"^unknown field 'max_tokens' — use 'max_output_tokens'$", path=_CHAT,
+         body={"model": "victim", "input": "Hi", "max_tokens": 5}),
+    rest("rest-temperature-string", '"temperature": "0.5"', 400, r"^temperature=\"0\.5\"",
+         body={"model": "victim", "prompt": "Once", "temperature": "0.5"}),
+    rest("rest-max-tokens-zero", '"max_tokens": 0', 400, r"^max_tokens=0: must be an integer >= 1$",
+         body={"model": "victim", "prompt": "Once", "max_tokens": 0}),
+    rest("rest-max-tokens-2-to-40", '"max_tokens": 2**40', 400, r"^max_tokens=1099511627776: must be at most 2,147,483,647$",
+         body={"model": "victim", "prompt": "Once", "max_tokens": 2**40}),
+    rest("rest-stream-not-bool", '"stream": "yes"', 400, r"^stream=\"yes\"",
+         body={"model": "victim", "prompt": "Once", "stream": "yes"}),
+    rest("rest-messages-empty", '/v1/chat/completions {"messages": []}', 400, r"^messages=\[\]", path=_OAI_CHAT,
+         body={"model": "victim", "messages": []}),
+    rest("rest-role-tool", '{"role": "tool"} message', 400, r"role 'tool' is not supported", path=_OAI_CHAT,
+         body={"model": "victim", "messages": [{"role": "tool", "content": "x"}]}),
+    rest("rest-image-input", '/api/v1/chat input [{"type": "image"}]', 400, r"image input is not supported",
+         path=_CHAT, body={"model": "victim", "input": [{"type": "image", "data_url": "data:,"}]}),
+    rest("rest-previous-response-unknown", '"previous_response_id": "resp_nope"', 404,
+         r"^no stored response 'resp_nope'", path=_CHAT,
+         body={"model": "victim", "input": "Hi", "previous_response_id": "resp_nope"}),
+    rest("rest-unload-unknown", '/api/v1/models/unload {"instance_id": "nope"}', 404,
+         r"^no loaded model instance 'nope'", path="/api/v1/models/unload", body={"instance_id": "nope"}),
+    rest("rest-n-2", '"n": 2', 400, r"^n=2: n other than 1 is not supported", body={"model": "victim",
+         "prompt": "Once", "n": 2}),
+    rest("rest-prompt-list-of-two", '"prompt": ["a", "b"]', 400, r"exactly one string",
+         body={"model": "victim", "prompt": ["a", "b"]}),
+    rest("rest-load-camel-case", '/api/v1/models/load config {"contextLength": 512}', 400,
+         r"use 'context_length'", path="/api/v1/models/load",
+         body={"model": "stories260K", "config": {"contextLength": 512}}),
+    rest("rest-response-format-unknown", 'response_format {"type": "xml"}', 400, r"^response_format\.type='xml'",
+         path=_OAI_CHAT, body={"model": "victim", "messages": _HI, "response_format": {"type": "xml"}}),
+    rest("rest-structured-bad-type", '/api/v1/chat structured jsonSchema {"type": "objekt"}', 400, r"objekt",
+         path=_CHAT, body={"model": "victim", "input": "Hi",
+                           "structured": {"type": "json", "jsonSchema": {"type": "objekt"}}}),
+    rest("rest-stop-not-strings", '"stop": [1, 2]', 400, r"^stop", body={"model": "victim", "prompt": "Once",
+                                                                        "stop": [1, 2]}),
+    rest("rest-cpu-threads-huge", '/api/v1/chat "cpu_threads": 100000', 400, r"^cpu_threads=100000: must be at most 512$", path=_CHAT,
+         body={"model": "victim", "input": "Hi", "cpu_threads": 100_000}),
+    rest("rest-jit-context-zero", '/api/v1/chat "context_length": 0', 400, r"^context_length=0", path=_CHAT,
+         body={"model": "stories260K", "input": "Hi", "context_length": 0}),
+    rest("rest-wrong-method", "GET /v1/completions", 405, r"^method GET is not allowed on /v1/completions$",
+         method="GET"),
+    rest("rest-unknown-path", "POST /v1/embeddings", 404, r"^no such endpoint: POST /v1/embeddings",
+         path="/v1/embeddings", body={"model": "victim", "input": "x"}),
+    rest("rest-repeat-penalty-subnormal", '/api/v1/chat "repeat_penalty": 5e-324 with a JSON schema (0 as a C float)',
+         400, r"^repeat_penalty=5e-324: must be a number > 0 \(at least 1\.2e-38, a 32-bit float\)", path=_CHAT,
+         body={"model": "victim", "input": "Hi", "repeat_penalty": 5e-324,
+               "structured": {"type": "json", "jsonSchema": {"type": "array"}}}),
+    rest("rest-body-too-large", "a 5 MB prompt (limit 4 MiB)", 413, r"^request body larger than 4194304 bytes$",
+         body={"model": "victim", "prompt": "x" * 5_000_000}),
+]
+
+
 # ------------------------------------------------------------------------------ fixtures
 
 
@@ -433,10 +602,11 @@ def test_the_table_has_at_least_fifty_distinct_bad_inputs():
     ids = [row.id for row in TABLE]
     assert len(ids) == len(set(ids)) and len(set(row.what for row in TABLE)) == len(TABLE)
     assert len(TABLE) >= 50
-    assert {row.surface for row in TABLE} == {"api", "magic", "widget"}
+    assert {row.surface for row in TABLE} == {"api", "magic", "widget", "rest"}
+    assert len([row for row in TABLE if row.surface == "rest"]) >= 35
 
 
-@pytest.mark.parametrize("row", [r for r in TABLE if r.surface != "magic"], ids=lambda r: r.id)
+@pytest.mark.parametrize("row", [r for r in TABLE if r.surface in ("api", "widget")], ids=lambda r: r.id)
 def test_bad_input_gets_one_clear_line_and_changes_nothing(row, ctx):
     if row.surface == "widget":
         pytest.importorskip("lmsext.widgets.prediction_panel")
@@ -469,6 +639,41 @@ def test_bad_magic_input_is_one_red_line_and_changes_nothing(row, ctx, ip):
     _still_fine(ctx)
 
 
+@pytest.fixture(scope="module")
+def rest_server(ctx, tmp_path_factory):
+    """A REST server on loopback sharing the victim's client; a model folder holds passwd.gguf -> /etc/passwd."""
+    pytest.importorskip("httpx")
+    import httpx
+
+    from lmsext.ui import server as rest_module
+    folder = tmp_path_factory.mktemp("rest-models")
+    (folder / "passwd.gguf").symlink_to("/etc/passwd")
+    old = os.environ.get("LMSEXT_MODELS_PATH", "")
+    os.environ["LMSEXT_MODELS_PATH"] = os.pathsep.join([old, str(folder)]) if old else str(folder)
+    handle = rest_module.serve(port=0, client=ctx.client)
+    try:
+        with httpx.Client(base_url=handle.url, timeout=60) as http:
+            yield SimpleNamespace(handle=handle, http=http, folder=folder)
+    finally:
+        handle.stop()
+        os.environ["LMSEXT_MODELS_PATH"] = old
+
+
+@pytest.mark.parametrize("row", [r for r in TABLE if r.surface == "rest"], ids=lambda r: r.id)
+def test_bad_rest_input_is_one_json_line_and_changes_nothing(row, ctx, rest_server):
+    response = row.run(rest_server)
+    assert response.status_code == row.error, response.text
+    error = response.json()["error"]
+    message = error["message"]
+    _one_line(message)
+    assert re.search(row.match, message), message
+    leaks = [str(rest_server.folder), os.path.dirname(str(ctx.victim.load_result.path)), "root:", "/etc/passwd:",
+             "set_int_max_str_digits", "available"]
+    assert not [leak for leak in leaks if leak in response.text], response.text
+    assert rest_server.handle.running
+    _still_fine(ctx)
+
+
 def test_docs_list_every_row():
     doc = DOC.read_text(encoding="utf-8")
     missing = [row.id for row in TABLE if f"`{row.id}`" not in doc]
@@ -480,7 +685,8 @@ def markdown_table(messages: dict[str, str]) -> str:
     out = ["| # | id | surface | input | error |", "|---|---|---|---|---|"]
     for i, row in enumerate(TABLE, 1):
         kind = "no error: defined replacement" if row.error is None else (
-            "red line" if row.surface == "magic" else getattr(row.error, "__name__", "error"))
+            "red line" if row.surface == "magic" else f"HTTP {row.error}" if row.surface == "rest"
+            else getattr(row.error, "__name__", "error"))
         msg = re.sub(r"/tmp/\S*/", "/tmp/…/", messages.get(row.id, "")).replace("|", "\\|")
         what = row.what.replace("|", "\\|").replace("\n", " ⏎ ")
         out.append(f"| {i} | `{row.id}` | {row.surface} | `{what}` | {kind}: {msg} |")
@@ -491,7 +697,7 @@ if __name__ == "__main__":  # print the table with real messages (for docs/bad-i
     print("run: python -m pytest tests/test_bad_inputs.py -q -s -k print_table", file=sys.stderr)
 
 
-def test_print_table(ctx, ip, capsys, request):
+def test_print_table(ctx, ip, rest_server, capsys, request):
     """docs/bad-inputs.md lists every row; with ``-s`` and LMSEXT_PRINT_TABLE=1 also prints the Markdown table
     with the real messages (to refresh the doc)."""
     doc = (REPO / "docs" / "bad-inputs.md").read_text()
@@ -501,7 +707,9 @@ def test_print_table(ctx, ip, capsys, request):
     messages: dict[str, str] = {}
     for row in TABLE:
         try:
-            if row.surface == "magic":
+            if row.surface == "rest":
+                messages[row.id] = row.run(rest_server).json()["error"]["message"]
+            elif row.surface == "magic":
                 _, cap = _run_magic(ip, row.run)
                 messages[row.id] = re.sub(r"\x1b\[\d+m", "", next(
                     o.data["text/plain"] for o in cap.outputs if o.data.get("text/html", "").startswith(RED)))

@@ -10,8 +10,8 @@ from .constants import CONTEXT_OVERFLOW_POLICIES, MAX_LOG_PROBS, MAX_SEED
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
-from .value_types import (FalseOnly, NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveInt, ProbabilityMassFloat,
-                          SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
+from .value_types import (FalseOnly, NonEmptyStr, NonNegativeInt, PositiveFloat32, PositiveInt,
+                          ProbabilityMassFloat, SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
 
 _STOP_ALLOWED = "a non-empty string or a list of non-empty strings"
 _EXTRA_SPELLINGS = {
@@ -48,8 +48,8 @@ class PredictionConfig(SettingsModel):
         STRUCTURED_ALLOWED, "Constrain the output to a JSON schema or a GBNF grammar.")
     top_k_sampling: NonNegativeInt | None = setting(
         "an integer >= 0 (0 turns it off)", "Sample only from the k most likely tokens.")
-    repeat_penalty: PositiveFloat | FalseOnly | None = setting(
-        "a number > 0, or False to turn it off", "Penalty for repeating recent tokens (1 = none).")
+    repeat_penalty: PositiveFloat32 | FalseOnly | None = setting(
+        "a number > 0 (at least 1.2e-38, a 32-bit float), or False to turn it off", "Penalty for repeating recent tokens (1 = none).")
     min_p_sampling: UnitFloat | FalseOnly | None = setting(
         "a number from 0 to 1, or False to turn it off", "Drop tokens less likely than min_p times the best.")
     top_p_sampling: ProbabilityMassFloat | FalseOnly | None = setting(

@@ -39,6 +39,13 @@ NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 PositiveFloat = Annotated[StrictFloat, Field(gt=0, allow_inf_nan=False)]
 """A finite number > 0."""
 
+FLOAT32_TINY = 1.1754943508222875e-38
+"""The smallest normal 32-bit float: a C ``float`` field rounds a smaller positive number to 0 (or a subnormal)."""
+
+PositiveFloat32 = Annotated[StrictFloat, Field(ge=FLOAT32_TINY, allow_inf_nan=False)]
+"""A finite number > 0 that stays > 0 as a C ``float`` (a repeat penalty of 5e-324 became 0 there: NaN logits,
+and llama.cpp's grammar sampler aborted the process)."""
+
 UnitFloat = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
 """A number from 0 to 1."""
 

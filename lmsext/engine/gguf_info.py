@@ -90,7 +90,8 @@ def check_magic(path: Path) -> None:
     if len(magic) < 4:
         raise ModelLoadError(f"{path} is empty or truncated ({os.path.getsize(path)} bytes): not a GGUF file")
     if magic != GGUF_MAGIC:
-        raise ModelLoadError(f"{path} is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+        # the message quotes none of its bytes: the file may be a secret (a symlink to /etc/passwd)
+        raise ModelLoadError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
 
 
 #: Parsed files, most recently used last: (path, size, mtime, inode) → (header digest, header bytes, info).

@@ -185,7 +185,9 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
     exact = [f for f in files if f.key.lower() == wanted]
     if exact:
         return ResolvedModel(_pick(exact, name).path, in_folders)
-    by_stem = [f for f in files if f.path.stem.lower() == Path(wanted).name]
+    # a file-name match is for bare names; a key with '/' is a catalog key (never a URL or a path) without paths
+    by_stem = [f for f in files if f.path.stem.lower() == Path(wanted).name] if allow_paths or "/" not in wanted \
+        else []
     if by_stem:
         return ResolvedModel(_pick(by_stem, name).path, in_folders)
     by_dir = [f for f in files if f.key.lower().startswith(wanted + "/")]

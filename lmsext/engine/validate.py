@@ -219,7 +219,7 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
         raise _Bad(f"is only {size} bytes: a GGUF header alone takes {HEADER_SIZE}")
     magic = bytes(buf[0:4])
     if magic != GGUF_MAGIC:
-        raise _Bad(f"is not a GGUF file (starts with {magic!r}, expected b'GGUF')")
+        raise _Bad("is not a GGUF file (it does not start with b'GGUF')")  # no bytes of it: it may be a secret
     cur.pos = 4
     version = cur.u32("the version")
     if version not in SUPPORTED_VERSIONS:

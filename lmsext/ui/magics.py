@@ -694,8 +694,10 @@ class LMMagics(Magics):
             return self._returned("lm_serve", line, current)
         try:
             handle = server.serve(host=args.host, port=args.port, api_key=args.api_key, client=self.client)
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        except OSError as exc:  # serve() already names the address (said once, not twice)
+            reason = str(exc.strerror or exc)
+            raise UsageError(reason if reason.startswith("cannot listen on ")
+                             else f"cannot listen on {args.host}:{args.port}: {reason}") from None
         except ImportError as exc:
             raise UsageError(str(exc)) from None
         self.show(views.message_bundle(f"serving LM Studio's REST API at {handle.url}"

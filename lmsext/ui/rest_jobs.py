@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from .rest_schema import ApiError
@@ -56,11 +58,20 @@ class InstanceGates:
 
 
 
+QUEUE_EVENTS = 64
+"""Fragments a job may have handed to the event loop that the response has not taken yet."""
+_POLL = 0.1
+"""Seconds between a blocked worker's looks at its cancel flag, and between disconnect checks."""
+
+
 class PredictionJob:
     """A prediction stream driven by its own thread, its events handed to the event loop.
 
     Owns the instance gate from :meth:`start` on and releases it when the engine work is over,
-    whatever happens to the HTTP request.
+    whatever happens to the HTTP request. Every job is bounded: ``state.prediction_timeout`` seconds
+    of wall clock, at most :data:`QUEUE_EVENTS` fragments waiting for the response (a client that
+    stops reading for ``state.stall_timeout`` seconds cancels it), and :meth:`cancel` when the client
+    goes away. :attr:`stopped_by` says which limit ended it (None: the prediction ended by itself).
     """
 
     def __init__(self, state: ServerState, instance_id: str, make_stream: Callable[[], Any]) -> None:
@@ -69,14 +80,23 @@ class PredictionJob:
         self._make_stream = make_stream
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
+        self._room = threading.Semaphore(QUEUE_EVENTS)
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._stream: Any = None
         self._finished = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._watcher: asyncio.Future | None = None
+        self.stopped_by: str | None = None
+        """``timeLimitReached``, ``clientStalled``, ``clientDisconnected``, ``modelUnloaded`` or ``serverStopped``."""
 
-    def start(self) -> None:
-        """Start the worker thread (the caller holds the instance gate; the job releases it)."""
+    def start(self, receive: Any = None) -> None:
+        """Start the worker thread (the caller holds the instance gate; the job releases it); with the request's
+        ``receive``, the job is cancelled as soon as its client disconnects, prompt processing included."""
         self.state.jobs.add(self)
+        self._timer = self._loop.call_later(self.state.prediction_timeout, self.cancel, "timeLimitReached")
+        if receive is not None:
+            self._watcher = asyncio.ensure_future(self.watch_disconnect(receive))
         threading.Thread(target=self._work, name=f"lmsext-rest-{self.instance_id}", daemon=True).start()
 
     def _put(self, item: tuple[str, Any]) -> None:
@@ -84,6 +104,18 @@ class PredictionJob:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # the loop is closed: the server stopped
             pass
+
+    def _put_fragment(self, fragment: Any) -> bool:
+        """Hand a fragment over once there is room; False (the job is cancelled) when the client stalls."""
+        deadline = time.monotonic() + self.state.stall_timeout
+        while not self._room.acquire(timeout=_POLL):
+            if self._cancel.is_set():
+                return False
+            if time.monotonic() > deadline:
+                self.cancel("clientStalled")
+                return False
+        self._put(("fragment", fragment))
+        return True
 
     def _work(self) -> None:
         stream = None
@@ -94,11 +126,13 @@ class PredictionJob:
             if self._cancel.is_set():
                 stream.cancel()
             for fragment in stream:
-                if self._cancel.is_set():
+                if self._cancel.is_set() or not self._put_fragment(fragment):
                     break
-                self._put(("fragment", fragment))
-            if not self._cancel.is_set():
-                self._put(("result", stream.result()))
+            if self.stopped_by == "timeLimitReached" or not self._cancel.is_set():
+                result = stream.result()
+                if self.stopped_by == "timeLimitReached" and result.stats.stop_reason == "userStopped":
+                    result.stats.stop_reason = "timeLimitReached"
+                self._put(("result", result))
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop
             self._put(("error", exc))
         finally:
@@ -117,19 +151,37 @@ class PredictionJob:
                 pass
 
     def _release(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
         self.state.jobs.discard(self)
         self.state.gates.release(self.instance_id)
 
-    def cancel(self) -> None:
-        """Stop the prediction (client gone or server stopping); safe from any thread."""
-        self._cancel.set()
+    def cancel(self, reason: str = "clientDisconnected") -> None:
+        """Stop the prediction (client gone, a limit reached, server stopping); safe from any thread."""
         with self._lock:
+            if self.stopped_by is None and not self._finished:
+                self.stopped_by = reason
+            self._cancel.set()
             if self._stream is not None and not self._finished:
                 self._stream.cancel()
 
     async def next_event(self) -> tuple[str, Any]:
         """The next ``(kind, value)``: fragment, result, error, end."""
-        return await self._queue.get()
+        item = await self._queue.get()
+        if item[0] == "fragment":
+            self._room.release()
+        return item
+
+    async def watch_disconnect(self, receive: Any) -> None:
+        """Cancel the job when the client disconnects (run as a task beside the response)."""
+        request = Request({"type": "http"}, receive)
+        while not self._finished:
+            if await request.is_disconnected():
+                self.cancel("clientDisconnected")
+                return
+            await asyncio.sleep(_POLL)
 
 
 class GatedStream(StreamingResponse):
@@ -147,9 +199,10 @@ class GatedStream(StreamingResponse):
             self.job.cancel()
 
 
-async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
+async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any], request: Request
                     ) -> tuple[PredictionJob, tuple[str, Any]]:
-    """Wait for the instance, start the prediction and return its first event.
+    """Wait for the instance, start the prediction (cancelled when ``request``'s client goes) and return its
+    first event.
 
     Errors before the first token (busy, bad grammar, engine failure) raise here, so they become
     proper HTTP status codes instead of a broken stream.
@@ -160,7 +213,7 @@ async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
     except BaseException:
         state.gates.release(llm.identifier)
         raise
-    job.start()
+    job.start(request.receive)
     try:
         first = await job.next_event()
     except BaseException:

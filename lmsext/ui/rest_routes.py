@@ -13,11 +13,10 @@ prediction fail with 409 (``ModelBusyError``) instead of interleaving.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import json
 import logging
 import math
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -26,15 +25,16 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import (ConfigError, ModelBusyError, ModelLoadError, ModelNotFoundError, ModelNotLoadedError,
-                      PredictionError)
+from ..errors import (ConfigError, InsufficientMemoryError, ModelBusyError, ModelLoadError, ModelNotFoundError,
+                      ModelNotLoadedError, PredictionError)
 from . import rest_schema as rs
+from .rest_chains import StoredChat, trim_chain
+from .rest_guard import Guard
 from .rest_jobs import GatedStream, InstanceGates, PredictionJob, job_events, start_job
 from .rest_schema import ApiError, bad_request
 
@@ -44,11 +44,17 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 """Default limit of a request body (413 above it)."""
 QUEUE_TIMEOUT = 30.0
 """Default seconds a prediction waits for its model instance before 429."""
+DEFAULT_MAX_TOKENS = 2048
+"""Default token limit of a prediction whose request sets none (or ``null``)."""
+PREDICTION_TIMEOUT = 300.0
+"""Default wall-clock limit of one prediction, in seconds (then it ends with ``timeLimitReached``)."""
+STALL_TIMEOUT = 30.0
+"""Default seconds a stream may wait for a client that reads nothing before it is cancelled."""
 STORED_RESPONSES = 256
 """How many ``/api/v1/chat`` exchanges are kept for ``previous_response_id``."""
 
 _FINISH = {"eosFound": "stop", "stopStringFound": "stop", "userStopped": "stop", "toolCalls": "tool_calls",
-           "maxPredictedTokensReached": "length", "contextLengthReached": "length"}
+           "maxPredictedTokensReached": "length", "contextLengthReached": "length", "timeLimitReached": "length"}
 
 # ------------------------------------------------------------------------------------------ state
 
@@ -62,16 +68,21 @@ class ServerState:
     loopback: bool = True
     max_body_bytes: int = MAX_BODY_BYTES
     queue_timeout: float | None = QUEUE_TIMEOUT
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+    prediction_timeout: float = PREDICTION_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    allowed_origins: frozenset = frozenset()
+    bound_host: str = ""
     url: str | None = None
     gates: InstanceGates = field(default_factory=InstanceGates)
-    responses: "OrderedDict[str, list[dict[str, str]]]" = field(default_factory=OrderedDict)
+    responses: "OrderedDict[str, StoredChat]" = field(default_factory=OrderedDict)
     jobs: set = field(default_factory=set)
     loop: asyncio.AbstractEventLoop | None = None
 
     def cancel_all(self) -> None:
         """Stop every streaming prediction (the server is shutting down)."""
         for job in list(self.jobs):
-            job.cancel()
+            job.cancel("serverStopped")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -91,11 +102,21 @@ def _dumps(obj: Any) -> str:
     return json.dumps(_finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def _encode(obj: Any) -> bytes:
+    """UTF-8 JSON of ``obj`` that cannot fail: a lone surrogate is written as its JSON escape (``\\ud800``)."""
+    try:
+        return _dumps(obj).encode("utf-8", "backslashreplace")
+    except Exception:  # noqa: BLE001 - a value json cannot write, a nesting too deep: say so, in JSON
+        log.exception("lmsext REST server: a response could not be encoded")
+        return b'{"error":{"message":"the server could not encode its response","type":"internal_error",' \
+               b'"param":null}}'
+
+
 class JSON(JSONResponse):
-    """JSON response that never fails on NaN/inf (written as null) or odd values."""
+    """JSON response whose encoding never fails (NaN/inf are written as null, odd values as text)."""
 
     def render(self, content: Any) -> bytes:
-        return _dumps(content).encode("utf-8")
+        return _encode(content)
 
 
 def error_response(err: ApiError) -> Response:
@@ -103,27 +124,53 @@ def error_response(err: ApiError) -> Response:
     return JSON(err.body(), status_code=err.status, headers=err.headers)
 
 
+_NOT_FOUND_WHERE = re.compile(r" not found in .*$")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"(),;:]+/)+([^\s/'\"(),;:]+)")
+
+
+def public_message(text: str) -> str:
+    """``text`` without the server's folders: an absolute path becomes its file name, a "not found in <the
+    model folders>" becomes "not found on this server"."""
+    text = _ABSOLUTE_PATH.sub(lambda m: m.group(1), text)
+    return _NOT_FOUND_WHERE.sub(" not found on this server (GET /api/v1/models lists its models)", text)
+
+
+def _memory_refusal(exc: InsufficientMemoryError) -> ApiError:
+    need = str(exc).split(" but only ")[0]
+    return ApiError(400, f"{public_message(need)}: more memory than this server can give; lower context_length "
+                    "(or use flash_attention / a quantized KV cache)", type="insufficient_memory", param="config")
+
+
 def to_api_error(exc: BaseException) -> ApiError:
-    """Map an lmsext exception to its HTTP status and error type."""
+    """Map an lmsext exception to its HTTP status and error type (4xx for what the client can change); the
+    message never holds a server path or the list of model folders."""
     if isinstance(exc, ApiError):
         return exc
+    text = public_message(str(exc))
     if isinstance(exc, ConfigError):
-        return bad_request(str(exc), param=exc.key)
-    if isinstance(exc, ModelNotFoundError):
-        return ApiError(404, str(exc), type="model_not_found", param="model")
-    if isinstance(exc, ModelNotLoadedError):
-        return ApiError(404, str(exc), type="model_not_found", param="model")
+        return bad_request(text, param=exc.key)
+    if isinstance(exc, (ModelNotFoundError, ModelNotLoadedError)):
+        return ApiError(404, text, type="model_not_found", param="model")
     if isinstance(exc, ModelBusyError):
-        return ApiError(409, f"{exc} (a notebook cell or another client is generating on it)",
+        return ApiError(409, f"{text} (a notebook cell or another client is generating on it)",
                         type="model_busy", param="model")
+    if isinstance(exc, InsufficientMemoryError):
+        return _memory_refusal(exc)
     if isinstance(exc, ModelLoadError):
-        return ApiError(500, str(exc), type="model_load_error")
+        return ApiError(500, text, type="model_load_error")
     if isinstance(exc, PredictionError):
-        return ApiError(500, str(exc), type="prediction_error")
+        if _PROMPT_TOO_LONG.match(text):  # stopAtLimit: the client's prompt does not fit the context
+            return bad_request(text, param="input")
+        return ApiError(500, text, type="prediction_error")
+    if isinstance(exc, RecursionError):
+        return bad_request("the request nests too deeply (or a schema refers to itself without end)")
     if isinstance(exc, ValueError):
-        return bad_request(str(exc))
+        return bad_request(text)
     log.exception("lmsext REST server: unexpected error", exc_info=exc)
-    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="internal_error")
+    return ApiError(500, f"internal error: {type(exc).__name__}", type="internal_error")
+
+
+_PROMPT_TOO_LONG = re.compile(r"the prompt is \d+ tokens but the context holds \d+")
 
 
 def endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -139,11 +186,7 @@ def endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
 
 
 async def read_json(request: Request, state: ServerState) -> dict[str, Any]:
-    """The request's JSON object: 415 for a non-JSON content type, 413 when too large, 400 when malformed."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";")[0].strip().lower()
-    if media and media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, f"Content-Type must be application/json, not {media!r}", type="invalid_request_error")
+    """The request's JSON object: 413 when too large, 400 when malformed (the Guard already required JSON)."""
     limit = state.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -291,7 +334,15 @@ async def unload_model(request: Request) -> Response:
         names = ", ".join(m.identifier for m in loaded) or "none"
         raise ApiError(404, f"no loaded model instance '{req.instance_id}' (loaded: {names})",
                        type="model_not_found", param="instance_id")
-    await _run(state.client.llm.unload, llm)
+    # the instance's REST prediction (if any) is stopped and over before the model is freed: no C call of it
+    # (a tokenization of a 4 MB prompt cannot be interrupted) runs on freed memory
+    for job in [j for j in state.jobs if j.instance_id == llm.identifier]:
+        job.cancel("modelUnloaded")
+    await state.gates.acquire(llm.identifier, state.queue_timeout)
+    try:
+        await _run(state.client.llm.unload, llm)
+    finally:
+        state.gates.release(llm.identifier)
     return JSON({"instance_id": llm.identifier})
 
 
@@ -330,29 +381,29 @@ _CHAT_PREDICTION = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", 
                     "xtc_threshold", "cpu_threads")
 
 
-def _chat_messages(state: ServerState, req: rs.ChatRequest) -> list[dict[str, str]]:
-    history: list[dict[str, str]] = []
+def _chat_messages(state: ServerState, req: rs.ChatRequest) -> StoredChat:
+    """The conversation of this turn: the stored chain (if any), the system prompt, the new input."""
+    chat = StoredChat([])
     if req.previous_response_id is not None:
         stored = state.responses.get(req.previous_response_id)
         if stored is None:
             raise ApiError(404, f"no stored response '{req.previous_response_id}' (this server keeps the last "
                            f"{STORED_RESPONSES}, and only while it runs)", type="not_found",
                            param="previous_response_id")
-        history = [dict(m) for m in stored]
+        chat = StoredChat([dict(m) for m in stored.messages], stored.tokens)
     if req.system_prompt is not None:
-        history = [m for m in history if m["role"] != "system"]
-        history.insert(0, {"role": "system", "content": req.system_prompt})
-    if isinstance(req.input, str):
-        history.append({"role": "user", "content": req.input})
-    else:
-        if not req.input:
-            raise bad_request("input must not be an empty list", param="input")
-        for i, item in enumerate(req.input):
-            if isinstance(item, rs.InputImage):
-                raise bad_request("image input is not supported by lmsext (text models only)",
-                                  param=f"input[{i}]")
-            history.append({"role": "user", "content": item.content})
-    return history
+        kept = [i for i, m in enumerate(chat.messages) if m["role"] != "system"]
+        chat = StoredChat([{"role": "system", "content": req.system_prompt}] + [chat.messages[i] for i in kept],
+                          [None] + [chat.tokens[i] for i in kept])
+    inputs = [req.input] if isinstance(req.input, str) else req.input
+    if not inputs:
+        raise bad_request("input must not be an empty list", param="input")
+    for i, item in enumerate(inputs):
+        if isinstance(item, rs.InputImage):
+            raise bad_request("image input is not supported by lmsext (text models only)", param=f"input[{i}]")
+        chat.messages.append({"role": "user", "content": item if isinstance(item, str) else item.content})
+        chat.tokens.append(None)
+    return chat
 
 
 def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | None) -> dict[str, Any]:
@@ -370,9 +421,10 @@ def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | Non
     return body
 
 
-def _store(state: ServerState, history: list[dict[str, str]], content: str) -> str:
+def _store(state: ServerState, chat: StoredChat, result: Any) -> str:
     response_id = "resp_" + secrets.token_hex(16)
-    state.responses[response_id] = [*history, {"role": "assistant", "content": content}]
+    state.responses[response_id] = StoredChat([*chat.messages, {"role": "assistant", "content": result.content}],
+                                              [*chat.tokens, result.stats.predicted_tokens_count])
     while len(state.responses) > STORED_RESPONSES:
         state.responses.popitem(last=False)
     return response_id
@@ -393,16 +445,27 @@ async def api_chat(request: Request) -> Response:
     if req.integrations:
         raise bad_request("integrations (MCP servers, plugins) are not supported by lmsext", param="integrations")
     rs.unsupported("reasoning", req.reasoning, ("off",), "a reasoning setting other than 'off'")
-    history = _chat_messages(state, req)
-    config = rs.prediction_config({k: getattr(req, k) for k in _CHAT_PREDICTION}, _CHAT_RENAMES)
+    chat = _chat_messages(state, req)
+    values = {k: getattr(req, k) for k in _CHAT_PREDICTION}
+    if values["max_output_tokens"] is None:
+        values["max_output_tokens"] = state.default_max_tokens
+    config = rs.prediction_config(values, _CHAT_RENAMES)
     jit = {"context_length": req.context_length} if req.context_length is not None else None
     llm, loaded_now = await _run(get_model, state.client, req.model, jit)
-    job, first = await start_job(state, llm, lambda: llm.respond_stream(history, config))
+    policy = config.context_overflow_policy or "truncateMiddle"
+
+    def make_stream() -> Any:  # in the job's thread, once the instance is ours
+        nonlocal chat
+        if req.previous_response_id is not None:
+            chat = trim_chain(llm, chat, policy)
+        return llm.respond_stream(chat.messages, config)
+
+    job, first = await start_job(state, llm, make_stream, request)
     if not req.stream:
         result = await _collect(job, first)
-        response_id = _store(state, history, result.content) if req.store else None
+        response_id = _store(state, chat, result) if req.store else None
         return JSON(_chat_result(llm, result, loaded_now, response_id))
-    return GatedStream(_chat_sse(state, req, llm, loaded_now, history, job, first), job, "text/event-stream")
+    return GatedStream(_chat_sse(state, req, llm, loaded_now, chat, job, first), job, "text/event-stream")
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -410,7 +473,7 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 
 
 async def _chat_sse(state: ServerState, req: rs.ChatRequest, llm: Any, loaded_now: bool,
-                    history: list[dict[str, str]], job: PredictionJob, first: tuple[str, Any]
+                    chat: StoredChat, job: PredictionJob, first: tuple[str, Any]
                     ) -> AsyncIterator[str]:
     ident = llm.identifier
     yield _sse("chat.start", {"type": "chat.start", "model_instance_id": ident})
@@ -433,7 +496,7 @@ async def _chat_sse(state: ServerState, req: rs.ChatRequest, llm: Any, loaded_no
             failed = _failed(value)
             if failed is not None:
                 yield _sse("error", {"type": "error", "error": {"type": failed.type, "message": failed.message}})
-            response_id = _store(state, history, value.content) if req.store and failed is None else None
+            response_id = _store(state, chat, value) if req.store and failed is None else None
             yield _sse("chat.end", {"type": "chat.end",
                                     "result": _chat_result(llm, value, loaded_now, response_id)})
         elif kind == "error":
@@ -521,9 +584,17 @@ def _openai_config(req: Any, max_tokens: int | None, structured: dict[str, Any] 
     try:
         return rs.prediction_config(values)
     except ApiError as exc:
-        if exc.param == "structured" or (exc.param or "").startswith("structured."):
-            exc.param = "response_format"
-        raise
+        raise _as_response_format(exc) from None
+
+
+def _as_response_format(err: ApiError) -> ApiError:
+    """``err`` about ``structured`` (the Python API's name) told as the OpenAI request's ``response_format``."""
+    if err.param == "structured" or (err.param or "").startswith("structured."):
+        err.param = "response_format"
+        if err.message.startswith("structured"):
+            err.message = "response_format" + err.message[len("structured"):]
+            err.args = (err.message,)
+    return err
 
 
 @dataclass(frozen=True)
@@ -570,11 +641,11 @@ def _finish(result: Any) -> str:
     return _FINISH.get(result.stats.stop_reason, "stop")
 
 
-async def _openai_answer(state: ServerState, req: Any, shape: _OpenAIShape,
+async def _openai_answer(request: Request, state: ServerState, req: Any, shape: _OpenAIShape,
                          predict: Callable[[Any], Iterable[Any]]) -> Response:
     """Get (JIT-load) ``req.model``, run ``predict(llm)`` on it and answer, whole or as a stream."""
     llm, _ = await _run(get_model, state.client, req.model, None)
-    job, first = await start_job(state, llm, lambda: predict(llm))
+    job, first = await start_job(state, llm, lambda: predict(llm), request)
     head = {"id": shape.id_prefix + secrets.token_hex(12), "object": shape.object, "created": _created(),
             "model": llm.identifier}
     if not req.stream:
@@ -611,8 +682,14 @@ async def openai_chat(request: Request) -> Response:
         raise bad_request("give max_tokens or max_completion_tokens, not both", param="max_completion_tokens")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     messages = _openai_messages(req)
+    if max_tokens is None:
+        max_tokens = state.default_max_tokens
     config = _openai_config(req, max_tokens, _response_format(req.response_format))
-    return await _openai_answer(state, req, _CHAT_SHAPE, lambda llm: llm.respond_stream(messages, config))
+    try:  # the JSON schema becomes a grammar when the prediction starts: its errors come from there
+        return await _openai_answer(request, state, req, _CHAT_SHAPE,
+                                    lambda llm: llm.respond_stream(messages, config))
+    except ConfigError as exc:
+        raise _as_response_format(to_api_error(exc)) from None
 
 
 @endpoint
@@ -629,8 +706,9 @@ async def openai_completions(request: Request) -> Response:
         if len(prompt) != 1:
             raise bad_request("prompt as a list must hold exactly one string (no batching)", param="prompt")
         prompt = prompt[0]
-    config = _openai_config(req, req.max_tokens, None)
-    return await _openai_answer(state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
+    max_tokens = state.default_max_tokens if req.max_tokens is None else req.max_tokens
+    config = _openai_config(req, max_tokens, None)
+    return await _openai_answer(request, state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
 
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
@@ -657,6 +735,7 @@ async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callabl
 
 
 async def _collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
+    """The result of a non-streaming job (the job itself stops when its client disconnects)."""
     result, error = None, None
     async for kind, value in job_events(job, first):
         if kind == "result":
@@ -666,7 +745,11 @@ async def _collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
     if error is not None:
         raise error
     if result is None:
-        raise ApiError(500, "the prediction ended without a result", type="prediction_error")
+        if job.stopped_by == "modelUnloaded":
+            raise ApiError(409, f"model instance '{job.instance_id}' was unloaded during the prediction",
+                           type="model_unloaded", param="model")
+        raise ApiError(499 if job.stopped_by == "clientDisconnected" else 503,
+                       f"the prediction was stopped ({job.stopped_by or 'no result'})", type="prediction_stopped")
     failed = _failed(result)
     if failed is not None:
         raise failed
@@ -690,49 +773,6 @@ async def openapi(request: Request) -> Response:
 # ------------------------------------------------------------------------------------------ guard
 
 
-def _host_is_loopback(host_header: str | None) -> bool:
-    if not host_header:
-        return True  # HTTP/1.0 without Host: not a browser
-    host = host_header.strip()
-    if host.startswith("["):
-        host = host[1:host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.split(":")[0]
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Guard:
-    """ASGI middleware: the API key (Bearer) if there is one; without a key (loopback only) requests must be
-    addressed to a loopback Host, so a web page cannot reach the server through DNS rebinding."""
-
-    def __init__(self, app: Any, state: ServerState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            headers = Headers(scope=scope)
-            if self.state.loopback and self.state.api_key is None and not _host_is_loopback(headers.get("host")):
-                await error_response(ApiError(403, "this server only answers requests addressed to localhost "
-                                              "(Host header)", type="forbidden"))(scope, receive, send)
-                return
-            if self.state.api_key is not None:
-                auth = headers.get("authorization", "")
-                scheme, _, token = auth.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                          self.state.api_key.encode()):
-                    err = ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                   type="authentication_error", headers={"WWW-Authenticate": "Bearer"})
-                    await error_response(err)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     messages = {404: f"no such endpoint: {request.method} {request.url.path} (see /openapi.json)",
@@ -743,7 +783,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(state: ServerState) -> Any:
-    """The ASGI app: routes, JSON errors, then the Guard around everything."""
+    """The ASGI app: routes, JSON errors, then the :class:`~.rest_guard.Guard` around everything."""
     routes = [
         Route("/api/v1/models/load", load_model, methods=["POST"]),
         Route("/api/v1/models/unload", unload_model, methods=["POST"]),
@@ -758,4 +798,4 @@ def build_app(state: ServerState) -> Any:
     routes += download_routes(endpoint, read_json, _run, JSON)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.lmsext = state
-    return Guard(app, state)
+    return Guard(app, state, error_response)

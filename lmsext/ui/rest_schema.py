@@ -1,6 +1,6 @@
 """Request bodies of the REST server: validation (400 naming the field), config mapping, OpenAPI schema.
 
-Pure pydantic and ``lmsext.config``: no engine, no web framework. Every request model forbids
+Pure pydantic, ``lmsext.config`` and the engine's limit checks (no model, no web framework). Every request model forbids
 unknown fields and is strictly typed (``"4096"`` is not a number, ``true`` is not an integer);
 ranges and the meaning of each prediction/load setting come from :class:`~lmsext.PredictionConfig`
 and :class:`~lmsext.LoadModelConfig`, so the REST server accepts exactly what the Python API does.
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import GpuSetting, LoadModelConfig, PredictionConfig
+from ..engine.validate import check_load_limits, check_prediction_limits
 from ..errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ errors
@@ -45,25 +48,86 @@ def bad_request(message: str, param: str | None = None, type: str = "invalid_req
 
 def _short(value: Any, limit: int = 60) -> str:
     try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError, RecursionError):
+        text = ascii(value) if isinstance(value, str) else f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+MAX_DEPTH = 64
+"""How deeply a request body may nest objects and arrays (a JSON schema inside it included)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _path(link: tuple[Any, ...] | None) -> str:
+    """The client's spelling of a path built as linked ``(parent, key)`` pairs."""
+    parts: list[Any] = []
+    while link is not None:
+        link, key = link
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _surrogate_in(text: str) -> str | None:
+    if text.isascii():
+        return None
+    m = _SURROGATE.search(text)
+    return None if m is None else f"\\u{ord(m.group()):04x}"
+
+
+def check_tree(data: Any, max_depth: int = MAX_DEPTH) -> None:
+    """400 when ``data`` nests deeper than ``max_depth`` or holds a lone surrogate in a key or a string.
+
+    Iterative: it never recurses, whatever the input. A lone surrogate (``"\\ud800"``) is valid JSON
+    but not Unicode: no UTF-8 text can hold it, so it is refused here instead of failing later.
+    """
+    stack: list[tuple[Any, int, Any]] = [(data, 1, None)]
+    while stack:
+        value, depth, link = stack.pop()
+        if isinstance(value, str):
+            bad = _surrogate_in(value)
+            if bad is not None:
+                where = _path(link) or "the request body"
+                raise bad_request(f"{where} holds a lone surrogate ({bad}): not valid Unicode text",
+                                  param=_path(link) or None)
+        elif isinstance(value, (dict, list)):
+            if depth > max_depth:
+                raise bad_request(f"the request body nests objects and arrays more than {max_depth} levels deep",
+                                  param=_path(link) or None)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    bad = _surrogate_in(key)
+                    if bad is not None:
+                        where = _path(link) or "the request body"
+                        raise bad_request(f"a field name in {where} holds a lone surrogate ({bad}): not valid "
+                                          "Unicode text", param=_path(link) or None)
+                    stack.append((item, depth + 1, (link, key)))
+            else:
+                stack.extend((item, depth + 1, (link, i)) for i, item in enumerate(value))
+
+
 def parse_json_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object in ``raw``, or a 400 saying what is wrong with it."""
+    """The JSON object in ``raw``, or a 400 saying what is wrong with it (one line, whatever ``raw`` holds)."""
     if not raw.strip():
         raise bad_request("the request body is empty: send a JSON object", param=None)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))  # UTF-8 only (json.loads would guess UTF-16/32 from bytes)
     except UnicodeDecodeError:
         raise bad_request("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise bad_request(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")\
             from None
+    except RecursionError:
+        raise bad_request(f"the request body nests objects and arrays more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # int('9' * 5000): Python's own digit limit for integers
+        digits = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise bad_request(f"the request body holds an integer with more than {digits} digits") from None
     if not isinstance(data, dict):
         raise bad_request(f"the request body must be a JSON object, not {type(data).__name__}")
+    check_tree(data)
     return data
 
 
@@ -112,7 +176,8 @@ def _walk(model: type[BaseModel], data: Any, loc: tuple[Any, ...], prefix: str
         last = i == len(loc) - 1
         if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
             path, value, depth = f"{path}[{part}]", value[part], depth + 1
-        elif isinstance(part, str) and isinstance(value, dict) and (part in value or last):
+        elif isinstance(part, str) and isinstance(value, dict) and (
+                part in value or (last and _has_field(current, part))):  # a missing field of a model
             path, depth = (f"{path}.{part}" if path else part), depth + 1
             owner = current if isinstance(current, type) else owner
             value = value.get(part)
@@ -121,6 +186,12 @@ def _walk(model: type[BaseModel], data: Any, loc: tuple[Any, ...], prefix: str
         elif isinstance(part, str) and isinstance(current, tuple):  # a union branch: class name or tag
             current = next((m for m in current if part in (m.__name__, _tag(m))), current)
     return path, depth, owner
+
+
+def _has_field(current: Any, name: str) -> bool:
+    """True when the request model(s) ``current`` (a class or a union's tuple) have a field ``name``."""
+    models = current if isinstance(current, tuple) else (current,) if isinstance(current, type) else ()
+    return any(name in m.model_fields for m in models)
 
 
 def _tag(model: type[BaseModel]) -> str | None:
@@ -330,9 +401,13 @@ def load_config(raw: Any, param: str = "config") -> LoadModelConfig:
                     hint = _suggest(str(sub), list(gpu_names), {})
                     raise bad_request(f"unknown field '{param}.gpu.{sub}'{hint}", param=f"{param}.gpu.{sub}")
     try:
-        return LoadModelConfig.parse(raw)
+        config = LoadModelConfig.parse(raw)
+        check_load_limits(config)
+        return config
     except ConfigError as exc:
         key = f"{param}.{exc.key}" if exc.key else param
+        if exc.allowed and exc.key:
+            raise bad_request(f"{key}={_short(exc.value)}: must be {exc.allowed}", param=key) from None
         raise bad_request(str(exc), param=key) from None
 
 
@@ -345,14 +420,17 @@ def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | No
     back = {v: k for k, v in renames.items()}
     data = {renames.get(k, k): v for k, v in values.items() if v is not None}
     try:
-        return PredictionConfig.parse(data)
+        config = PredictionConfig.parse(data)
+        check_prediction_limits(config)  # here, so that the 400 names the request's field
+        return config
     except ConfigError as exc:
         key = exc.key or ""
         head, dot, rest = key.partition(".")
         field = back.get(head, head)
         param = field + dot + rest if key else None
-        if field != head and exc.allowed:
-            raise bad_request(f"{param}={_short(exc.value)}: must be {exc.allowed}", param=param) from None
+        if exc.allowed and key:
+            allowed = re.sub(r", or False .*$", "", exc.allowed)  # REST bodies cannot send the Python API's False
+            raise bad_request(f"{param}={_short(exc.value)}: must be {allowed}", param=param) from None
         raise bad_request(str(exc), param=param) from None
 
 
@@ -443,8 +521,10 @@ def _op(summary: str, request: str | None, responses: dict[str, str], stream: bo
 
 
 _COMMON = {"400": "Bad JSON, an unknown field or a bad value (error.param names it)",
-           "401": "Missing or wrong API key", "413": "Request body too large"}
-_PREDICT = {**_COMMON, "404": "Unknown model", "409": "The model is busy with a notebook prediction",
+           "401": "Missing or wrong API key", "403": "Host not a loopback name, or Origin not allowed",
+           "413": "Request body too large", "415": "Content-Type is not application/json"}
+_PREDICT = {**_COMMON, "404": "Unknown model",
+            "409": "The model is busy with a notebook prediction, or was unloaded during this one",
             "429": "The model stayed busy longer than the queue timeout",
             "500": "The engine failed"}
 

@@ -17,11 +17,13 @@ request validation and the OpenAPI schema in :mod:`.rest_schema`.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import ConfigError
 
@@ -141,8 +143,38 @@ class ServerHandle:
         return f"<lmsext REST server {self.url} ({state}{key})>"
 
 
+def _seconds(name: str, value: Any, default: float, minimum_inclusive: bool) -> float:
+    """A finite number of seconds (``>= 0`` or ``> 0``), or a one-line ConfigError naming ``name``."""
+    if value is None:
+        return default
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) \
+        and (value >= 0 if minimum_inclusive else value > 0)
+    if not ok:
+        bound = ">= 0" if minimum_inclusive else "> 0"
+        raise ConfigError(f"{name}={value!r}: must be a finite number of seconds {bound}", key=name, value=value)
+    return float(value)
+
+
+def _check_api_key(api_key: Any) -> str | None:
+    """The key, stripped; a one-line ConfigError when no client could send it in an HTTP header."""
+    if api_key is None:
+        return None
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ConfigError("api_key must be a non-empty string (or None on loopback)", key="api_key")
+    key = api_key.strip()
+    if not _TOKEN.fullmatch(key):
+        raise ConfigError("api_key may hold only printable ASCII without spaces or line breaks (clients send it in "
+                          "the 'Authorization: Bearer <key>' header)", key="api_key")
+    return key
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | None = None, client: Any = None, *,
-          max_body_bytes: int | None = None, queue_timeout: float | None = None) -> ServerHandle:
+          max_body_bytes: int | None = None, queue_timeout: float | None = None,
+          default_max_tokens: int | None = None, prediction_timeout: float | None = None,
+          stall_timeout: float | None = None, allowed_origins: Iterable[str] | None = None) -> ServerHandle:
     """Start the REST server in a background thread and return its handle.
 
     ``port=0`` picks a free port (see ``.url``). A non-loopback ``host`` requires ``api_key``;
@@ -150,12 +182,15 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
     kernel's shared :func:`~lmsext.default_client`. A server already running in this process is
     stopped first. ``max_body_bytes`` (default 4 MiB) bounds request bodies (413 above);
     ``queue_timeout`` (default 30 s) is how long a prediction waits for a busy model instance
-    before 429.
+    before 429. Every prediction is bounded: ``default_max_tokens`` (2048) when the request sets no
+    token limit, ``prediction_timeout`` (300 s) of wall clock, and ``stall_timeout`` (30 s) for a
+    streaming client that stops reading. ``allowed_origins`` adds web origins (``"https://host:port"``)
+    to the loopback ones and the Jupyter server's, whose pages may call the server.
     """
     global _current
     try:
         import uvicorn  # noqa: F401
-        from . import rest_routes
+        from . import rest_guard, rest_routes
     except ImportError as exc:  # pragma: no cover - declared dependencies
         raise ImportError(f"the REST server needs starlette and uvicorn ({exc}); pip install starlette uvicorn") \
             from None
@@ -164,17 +199,24 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port={port!r}: must be an integer from 0 to 65535 (0 = a free port)", key="port",
                           value=port)
-    if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-        raise ConfigError("api_key must be a non-empty string (or None on loopback)", key="api_key")
+    api_key = _check_api_key(api_key)
     if max_body_bytes is None:
         max_body_bytes = rest_routes.MAX_BODY_BYTES
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
         raise ConfigError(f"max_body_bytes={max_body_bytes!r}: must be an integer >= 1", key="max_body_bytes")
-    if queue_timeout is None:
-        queue_timeout = rest_routes.QUEUE_TIMEOUT
-    if isinstance(queue_timeout, bool) or not isinstance(queue_timeout, (int, float)) or queue_timeout < 0:
-        raise ConfigError(f"queue_timeout={queue_timeout!r}: must be a number of seconds >= 0",
-                          key="queue_timeout")
+    if default_max_tokens is None:
+        default_max_tokens = rest_routes.DEFAULT_MAX_TOKENS
+    if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
+            or not 1 <= default_max_tokens <= 2**31 - 1:
+        raise ConfigError(f"default_max_tokens={default_max_tokens!r}: must be an integer from 1 to 2,147,483,647",
+                          key="default_max_tokens")
+    queue_timeout = _seconds("queue_timeout", queue_timeout, rest_routes.QUEUE_TIMEOUT, True)
+    prediction_timeout = _seconds("prediction_timeout", prediction_timeout, rest_routes.PREDICTION_TIMEOUT, False)
+    stall_timeout = _seconds("stall_timeout", stall_timeout, rest_routes.STALL_TIMEOUT, False)
+    try:
+        origins = rest_guard.check_allowed_origins(allowed_origins)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="allowed_origins") from None
     host = host.strip()
     if client is None:
         from ..client import default_client
@@ -191,9 +233,12 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
             raise ConfigError(f"host={host!r} is reachable from other machines: pass an api_key (clients then send "
                               "'Authorization: Bearer <key>'), or bind 127.0.0.1", key="api_key")
         actual_port = sock.getsockname()[1]
-        state = rest_routes.ServerState(client=client, api_key=api_key.strip() if api_key else None,
-                                        loopback=loopback, max_body_bytes=max_body_bytes,
-                                        queue_timeout=float(queue_timeout))
+        state = rest_routes.ServerState(client=client, api_key=api_key, loopback=loopback,
+                                        max_body_bytes=max_body_bytes, queue_timeout=queue_timeout,
+                                        default_max_tokens=default_max_tokens,
+                                        prediction_timeout=prediction_timeout, stall_timeout=stall_timeout,
+                                        allowed_origins=origins | rest_guard.jupyter_origins(),
+                                        bound_host=address if loopback else "")
         handle = _start(host, actual_port, sock, state, rest_routes.build_app(state))
         _current = handle
         return handle
