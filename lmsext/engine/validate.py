@@ -471,9 +471,24 @@ def _check_limits(config: Any, limits: tuple[tuple[str, str, int], ...]) -> None
                               allowed=f"at most {limit:,}")
 
 
+#: Stop strings: matching costs O(1) per character whatever their number (textstream.StopStringMatcher),
+#: but its automaton holds one node per character of them: these bound its memory (~100 MB).
+MAX_STOP_STRINGS = 100_000
+MAX_STOP_STRING_CHARS = 1_000_000
+
+
 def check_prediction_limits(config: Any) -> None:
     """Refuse prediction settings beyond what llama.cpp can take (the config checks the lower bounds)."""
     _check_limits(config, _PREDICTION_LIMITS)
+    for name, label in (("stop_strings", "stopStrings"), ("tool_call_stop_strings", "toolCallStopStrings")):
+        stops = getattr(config, name, None) or []
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ConfigError(f"{label}: {len(stops):,} stop strings; at most {MAX_STOP_STRINGS:,}", key=name,
+                              allowed=f"at most {MAX_STOP_STRINGS:,} stop strings")
+        chars = sum(map(len, stops))
+        if chars > MAX_STOP_STRING_CHARS:
+            raise ConfigError(f"{label}: {chars:,} characters in all; at most {MAX_STOP_STRING_CHARS:,}", key=name,
+                              allowed=f"at most {MAX_STOP_STRING_CHARS:,} characters")
 
 
 def check_load_limits(config: Any) -> None:
