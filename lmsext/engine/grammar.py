@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -202,13 +203,29 @@ def to_gbnf(spec: StructuredSpec) -> str | None:
     try:
         return json_schema_to_gbnf(spec.json_schema)
     except Exception as exc:  # the converter raises ValueError/KeyError/… on schemas it can't express
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        detail = _converter_detail(exc)
         raise ConfigError(f"structured: the JSON schema cannot be turned into a grammar: {detail}",
                           key="structured", value=spec.json_schema) from None
 
 
 @functools.lru_cache(maxsize=256)
+def _converter_detail(exc: BaseException) -> str:
+    """The converter's reason in the schema's own terms: its internal document name (``stdin#/$defs/x``:
+    the schema is ``#``) and the schema dump it appends to a failed ``$ref`` are left out."""
+    if isinstance(exc, RecursionError):
+        return "the schema nests or refers to itself too deeply"
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    detail = detail.replace("stdin#", "#")
+    ref = re.match(r"Error resolving ref (\S+): (\S+) not in ", detail)
+    if ref:
+        return f"$ref {ref.group(1)!r} points to nothing: the schema has no {ref.group(2)!r}"
+    ref = re.match(r"Unsupported ref (\S+)", detail)
+    if ref:
+        return (f"$ref {ref.group(1)!r} is not supported: use a local reference such as '#/$defs/NAME' "
+                "(no self-reference to the root, no URLs)")
+    return detail if len(detail) <= 200 else detail[:197] + "..."
+
+
 def check_grammar(grammar: str, vocab_model_path: str) -> None:
     """Parse ``grammar`` in a child process; raise :class:`ConfigError` if llama.cpp rejects or dies on it.
 

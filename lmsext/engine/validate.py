@@ -35,6 +35,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from ..config.error_messages import short_repr
 from ..errors import ConfigError, ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
@@ -494,6 +495,30 @@ def check_prediction_limits(config: Any) -> None:
 def check_load_limits(config: Any) -> None:
     """Refuse load settings beyond what llama.cpp can take (the config checks the lower bounds)."""
     _check_limits(config, _LOAD_LIMITS)
+    _check_gpu_indexes(getattr(config, "gpu", None))
+
+
+def _check_gpu_indexes(gpu: Any) -> None:
+    """``gpu.mainGpu`` and ``gpu.disabledGpus`` are device indexes: below llama.cpp's device limit (its C
+    arrays hold ``llama_max_devices()``; 2**31 wrapped negative in the C int, 2**70 became 0) and, when
+    the build has GPUs, below the number present. A CPU-only build ignores them (with a load note)."""
+    if gpu is None:
+        return
+    import llama_cpp
+
+    from . import _lib
+    limit = max(int(llama_cpp.llama_max_devices()), 1)
+    present = _lib.gpu_count()
+    main = getattr(gpu, "main_gpu", None)
+    indexes = ([("gpu.mainGpu", main)] if main is not None else []) + [
+        (f"gpu.disabledGpus[{i}]", d) for i, d in enumerate(getattr(gpu, "disabled_gpus", None) or [])]
+    for label, value in indexes:
+        if value >= limit:
+            raise ConfigError(f"{label}={short_repr(value)}: must be a GPU index from 0 to {limit - 1} "
+                              f"(llama.cpp addresses at most {limit} devices)", key=label, value=value)
+        if present and value >= present:
+            raise ConfigError(f"{label}={value}: this machine has {present} GPU(s): 0 to {present - 1}",
+                              key=label, value=value)
 
 
 # ------------------------------------------------------------------------------ entry point

@@ -9,11 +9,13 @@ import ast
 import json
 import re
 import string
+import sys
 from typing import Any, Mapping
 
 from IPython.core.error import UsageError
 from IPython.utils.process import arg_split
 
+from ..config.nesting import MAX_NESTING
 from ..errors import ConfigError
 
 #: ``%lm_load`` flag (argparse dest) → LoadModelConfig key.
@@ -45,6 +47,7 @@ PREDICTION_FLAGS = {
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
+_OPENERS = "[{("
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 
@@ -121,18 +124,41 @@ def config_value(text: str, namespace: Mapping[str, Any]) -> Any:
     """``--config``: a JSON object, or ``{var}`` naming a dict (or config object) in the notebook."""
     if _VAR_REF.match(text.strip()):
         return lookup(text, namespace, "--config")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--config: not a JSON object ({exc.msg} at column {exc.colno}) and not a "
-                         "{variable} reference") from None
+    value = parse_json(text, "--config")
     if not isinstance(value, dict):
         raise UsageError(f"--config: must be a JSON object, got {type(value).__name__}")
     return value
 
 
+def parse_json(text: str, what: str) -> Any:
+    """``json.loads(text)``; every failure (syntax, nesting too deep, a number too long) is one UsageError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what}: not a JSON object ({exc.msg} at column {exc.colno}) and not a "
+                         "{variable} reference") from None
+    except RecursionError:
+        raise UsageError(f"{what}: nested too deeply (at most {MAX_NESTING} levels)") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit for str -> int
+        raise UsageError(f"{what}: {_number_problem(exc)}") from None
+
+
+def _number_problem(exc: ValueError) -> str:
+    """``Exceeds the limit (4300 digits) … use sys.set_int_max_str_digits()`` → a line without the advice."""
+    digits = re.search(r"limit \((\d+) digits\)", str(exc))
+    if digits:
+        return f"a number has more than {int(digits.group(1)):,} digits"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class _NamespaceFormatter(string.Formatter):
-    """``str.format`` over the user namespace that says which name is missing."""
+    """``str.format`` over the user namespace that says which name is missing (``field``: the one in hand)."""
+
+    field = ""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        self.field = field_name
+        return super().get_field(field_name, args, kwargs)
 
     def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
         if isinstance(key, int):
@@ -145,12 +171,28 @@ class _NamespaceFormatter(string.Formatter):
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace ``{var}`` (also ``{obj.attr}``, ``{d[k]}``, ``{x:.2f}``) from ``namespace``; ``{{`` → ``{``."""
+    formatter = _NamespaceFormatter()
     try:
-        return _NamespaceFormatter().vformat(text, (), namespace)
+        return formatter.vformat(text, (), namespace)
     except UsageError:
         raise
-    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise UsageError(f"cannot fill in {{variables}} in the text: {exc} (write {{{{ and }}}} for literal braces)") from None
+    except RecursionError:
+        raise UsageError("cannot fill in {variables} in the text: nested too deeply") from None
+    except Exception as exc:  # the variable's own __format__/__str__/__getattr__ may raise anything
+        where = f"{{{formatter.field}}}: " if formatter.field else ""
+        raise UsageError(f"cannot fill in {{variables}} in the text: {where}{_exception_line(exc)} "
+                         "(write {{ and }} for literal braces)") from None
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, whatever the exception's ``__str__`` does."""
+    try:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    except Exception:
+        text = ""
+    if isinstance(exc, ValueError) and "sys.set_int_max_str_digits" in text:
+        return _number_problem(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def literal(text: str) -> Any:
@@ -161,8 +203,14 @@ def literal(text: str) -> Any:
         pass
     try:
         return json.loads(text)
-    except ValueError:
-        return text
+    except (ValueError, RecursionError):
+        pass
+    if re.fullmatch(r"[+-]?\d+", text):  # only a number beyond Python's digit limit gets here
+        raise UsageError(f"a number of {len(text.lstrip('+-')):,} digits (at most {sys.get_int_max_str_digits():,})")
+    if text[:1] in _OPENERS or text[:1] in "'\"":
+        raise UsageError(f"{text[:40]!r}: not a valid value (an unclosed bracket or quote?); "
+                         "quote text that starts with one")
+    return text
 
 
 def key_values(text: str) -> dict[str, Any]:
@@ -200,13 +248,47 @@ def key_values(text: str) -> dict[str, Any]:
             rest = text[start:].lstrip()
             word = rest.split(None, 1)[0] if rest.strip() else ""
             end = start + (len(text[start:]) - len(rest)) + len(word)
-            value = literal(word) if word else None
+            try:
+                value = literal(word) if word else None
+            except UsageError as exc:
+                raise UsageError(f"{key}={exc}") from None
             if not word:
                 raise UsageError(f"{key}= needs a value (write {key}=None to unset it)")
         if key in out:
             raise UsageError(f"{key} is given twice")
         out[key] = value
         pos = end
+
+
+#: Names IPython itself keeps in the user namespace (input/output history, the shell).
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_i", "_ii", "_iii",
+                           "_ih", "_oh", "_dh", "_sh", "_exit_code"})
+_HISTORY_NAME = re.compile(r"^_(i|ii|iii)?\d+$")
+
+
+def check_variable_name(name: Any, what: str) -> str:
+    """``name`` if a magic may store a value under it in the user namespace; else one UsageError.
+
+    Refused: what is not an identifier, Python keywords, dunder names (``__builtins__``, ``__name__``),
+    the names of Python's builtins (``print``, ``list``) and the names IPython keeps there (``In``,
+    ``Out``, ``_``, ``_i3``, ``get_ipython``, ``exit``): overwriting them breaks every later cell.
+    """
+    import builtins
+    import keyword
+    text = name if isinstance(name, str) else repr(name)
+    shown = repr(text[:40] + ("…" if len(text) > 40 else ""))
+    if not isinstance(name, str) or not name.isidentifier():
+        raise UsageError(f"{what} {shown}: must be a variable name")
+    if name in IPYTHON_NAMES or _HISTORY_NAME.match(name):
+        raise UsageError(f"{what} {shown}: IPython keeps its history or the shell under that name; "
+                         "choose another variable name")
+    if keyword.iskeyword(name):
+        raise UsageError(f"{what} {shown}: is a Python keyword; choose another variable name")
+    if name.startswith("__") and name.endswith("__"):
+        raise UsageError(f"{what} {shown}: dunder names are Python's own; choose another variable name")
+    if hasattr(builtins, name):
+        raise UsageError(f"{what} {shown}: would hide Python's builtin {name}; choose another variable name")
+    return name
 
 
 def value_goes_to_displayhook(code: str | None, mode: str, magic_name: str, line: str) -> bool:
@@ -238,6 +320,6 @@ def value_goes_to_displayhook(code: str | None, mode: str, magic_name: str, line
     return False
 
 
-__all__ = ["LOAD_FLAGS", "PREDICTION_FLAGS", "config_value", "flag_values", "gpu_value", "interpolate",
+__all__ = ["IPYTHON_NAMES", "LOAD_FLAGS", "PREDICTION_FLAGS", "check_variable_name", "config_value", "flag_values", "gpu_value", "interpolate",
            "key_values", "literal", "lookup", "parse_args", "parse_flags", "reword_flag_error", "unescape",
            "value_goes_to_displayhook"]

@@ -33,8 +33,9 @@ from ..chat import Chat
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
 from . import display as views
-from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, config_value, flag_values, gpu_value, interpolate,
-                         key_values, lookup, parse_args, parse_flags, unescape, value_goes_to_displayhook)
+from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, check_variable_name, config_value, flag_values, gpu_value,
+                         interpolate, key_values, lookup, parse_args, parse_flags, unescape,
+                         value_goes_to_displayhook)
 from .session import SECTIONS, Session, get_session
 from .streaming import StreamView, run_stream
 
@@ -717,8 +718,8 @@ def _same_model(llm: Any, name: str) -> bool:
 
 
 def _check_out(out: str | None) -> None:
-    if out is not None and not out.isidentifier():
-        raise UsageError(f"--out {out!r}: must be a variable name")
+    if out is not None:
+        check_variable_name(out, "--out")
 
 
 # ------------------------------------------------------------------------------ extension
