@@ -158,3 +158,49 @@ def test_ctrl_c_during_a_load_aborts_it_and_leaves_nothing_half_loaded(stories_p
     assert r["last_fraction"] < 1.0, r  # llama.cpp stopped loading tensors: the load was aborted, not finished
     assert r["loaded"] == ["victim"] and r["victim_ok"] and r["again_ok"], r
     assert "Exception ignored" not in err and "KeyboardInterrupt" not in err, err[-2000:]
+
+
+STORM_CHILD = textwrap.dedent(r"""
+    import json, sys, threading, time
+    import lmsext
+    from lmsext.errors import ModelBusyError, ModelNotLoadedError
+    client = lmsext.Client()
+    GREEDY = {"temperature": 0, "maxTokens": 8}
+    victim = client.llm.load(sys.argv[1], config={"contextLength": 256}, identifier="victim")
+    reference = victim.complete("Once upon a time", config=GREEDY).content
+    target = client.llm.load(sys.argv[1], config={"contextLength": 256}, identifier="target")
+    PROMPT = "the cat sat on the mat . " * 12_000  # 300 KB
+    outcomes = []
+
+    def storm():
+        for _ in range(10):
+            try:
+                target.complete(PROMPT, config={"maxTokens": 2})
+                outcomes.append("done")
+            except ModelBusyError:
+                outcomes.append("busy")
+            except ModelNotLoadedError:
+                outcomes.append("not loaded")
+
+    threads = [threading.Thread(target=storm) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    target.unload()
+    for t in threads:
+        t.join(300)
+    after = victim.complete("Once upon a time", config=GREEDY).content
+    print("RESULT " + json.dumps({"outcomes": sorted(set(outcomes)), "n": len(outcomes),
+                                  "alive": any(t.is_alive() for t in threads), "victim_ok": after == reference,
+                                  "loaded": [m.identifier for m in client.llm.list_loaded()]}), flush=True)
+""")
+
+
+def test_a_storm_of_long_prompts_on_four_threads_then_an_unload(stories_path):
+    """4 threads × 10 completions of a 300 KB prompt (tokenizing concurrently with a running prediction),
+    then an unload in the middle: every call ends in a result or a one-line error; the process lives."""
+    proc = _run_child(STORM_CHILD, str(stories_path))
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    r = _result(proc.stdout)
+    assert r["n"] == 40 and not r["alive"] and set(r["outcomes"]) <= {"done", "busy", "not loaded"}, r
+    assert "not loaded" in r["outcomes"] and r["victim_ok"] and r["loaded"] == ["victim"], r
