@@ -204,3 +204,14 @@ def test_a_storm_of_long_prompts_on_four_threads_then_an_unload(stories_path):
     r = _result(proc.stdout)
     assert r["n"] == 40 and not r["alive"] and set(r["outcomes"]) <= {"done", "busy", "not loaded"}, r
     assert "not loaded" in r["outcomes"] and r["victim_ok"] and r["loaded"] == ["victim"], r
+
+
+def test_unload_from_the_predictions_own_callback_stops_it_and_frees_after_it(client, stories_path):
+    """``unload()`` inside ``on_prediction_fragment`` (the prediction's own thread) does not wait for a
+    prediction that cannot end while it waits: the prediction stops at once and frees the model as it ends."""
+    m = client.llm.load(str(stories_path), config={"contextLength": 256})
+    engine = m.engine
+    r = m.complete("Once upon a time", config={"maxTokens": 100},
+                   on_prediction_fragment=lambda f: m.loaded and m.unload())
+    assert r.stats.stop_reason == "userStopped" and r.stats.predicted_tokens_count < 100
+    assert engine._model is None and not m.loaded and client.llm.list_loaded() == []

@@ -114,6 +114,7 @@ class EngineModel:
         #: how many callers are inside a C call with these handles (see the module docstring)
         self._users = 0
         self._life = threading.Condition()
+        self._prediction_thread: int | None = None  # the thread of the running prediction, if any
         #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
         self.cached_tokens: list[int] = []
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -268,12 +269,14 @@ class EngineModel:
             with self._life:
                 self._enter()
                 self.stop_requested.clear()
+                self._prediction_thread = threading.get_ident()
         except BaseException:
             self.lock.release()
             raise
 
     def release(self) -> None:
         """End a prediction begun with :meth:`acquire_prediction` (frees the model if it was unloaded meanwhile)."""
+        self._prediction_thread = None
         try:
             self._leave()
         finally:
@@ -294,6 +297,8 @@ class EngineModel:
             if self._users == 0:
                 self._free()
                 return
+            if self._prediction_thread == threading.get_ident():
+                return  # called from the prediction's own thread (a fragment callback): it frees when it ends
             self._life.wait_for(lambda: self._model is None, timeout=wait)
 
     def _free(self) -> None:
