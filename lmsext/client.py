@@ -55,10 +55,19 @@ def check_identifier(identifier: Any) -> str:
     return identifier
 
 
+#: Longest model key, path or identifier looked up (Linux's PATH_MAX): longer names are no file, and the OS
+#: answers ``OSError: File name too long`` instead of "not found".
+MAX_NAME_LENGTH = 4096
+
+
 def _check_name(name: Any) -> None:
-    """A model key, path or identifier must be text (a list would fail deep inside as 'unhashable')."""
+    """A model key, path or identifier must be text (a list would fail deep inside as 'unhashable') of at
+    most :data:`MAX_NAME_LENGTH` characters."""
     if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
         raise ModelNotFoundError(f"model must be a non-empty name, key or path, not {short_repr(name)}")
+    if len(str(name)) > MAX_NAME_LENGTH:
+        raise ModelNotFoundError(f"model {short_repr(str(name), 40)}: {len(str(name)):,} characters; a model key, "
+                                 f"path or identifier has at most {MAX_NAME_LENGTH:,}")
 
 
 class LLMNamespace:
@@ -96,6 +105,7 @@ class LLMNamespace:
                  allow_paths: bool = True) -> MemoryEstimate:
         """Predict the memory loading ``model_key`` with ``config`` would take — weights, KV cache,
         compute buffers — and what is available, without loading anything."""
+        _check_name(model_key)
         cfg = LoadModelConfig.parse(config)
         check_load_limits(cfg)
         path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
@@ -125,6 +135,7 @@ class LLMNamespace:
         if identifier is not None:
             check_identifier(identifier)
         if resolved is None:
+            _check_name(model_key)
             resolved = resolve_model_and_key(model_key, allow_download=allow_download, allow_paths=allow_paths)
         path, key = resolved.path, resolved.key
         info = read_model_info(path)

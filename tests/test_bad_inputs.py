@@ -196,6 +196,21 @@ class _FormatRaises:
         raise RuntimeError("no text for you\nsecond line")
 
 
+class _AttributeRaises:
+    """A notebook variable whose attributes raise something other than AttributeError."""
+
+    @property
+    def schema(self) -> dict:
+        raise RuntimeError("no schema here")
+
+
+def _unload_in_callback(ctx: Any) -> None:
+    other = ctx.client.llm.load("stories260K", config={"contextLength": 256}, identifier="bad-inputs-temp")
+    r = other.complete("Once upon a time", config={"maxTokens": 50},
+                       on_prediction_fragment=lambda f: other.loaded and other.unload())
+    assert r.stats.stop_reason == "userStopped" and not other.loaded
+
+
 def _issue13_magic(id: str, what: str, line: str, match: str) -> Bad:
     """A magic row whose line is too long to show as is (``what`` describes it)."""
     return Bad(id, "magic", what, line, LmsextError, match)
@@ -476,6 +491,11 @@ TABLE: list[Bad] = [
         "no error: it finishes or raises ModelNotLoadedError; the model is freed after it"),
     api("load-interrupted-in-callback", "load(…, on_load_progress=<raises KeyboardInterrupt>)  # was swallowed",
         _load_interrupted, KeyboardInterrupt, r"^the load of stories260K\.gguf was interrupted: nothing was loaded$"),
+    api("model-key-100-kb", 'client.llm.load("x" * 100_000)  # was OSError: File name too long',
+        lambda c: c.client.llm.load("x" * 100_000), ModelNotFoundError,
+        r"^model 'x+\.\.\.: 100,000 characters; a model key, path or identifier has at most 4,096$"),
+    api("unload-in-fragment-callback", "complete(…, on_prediction_fragment=lambda f: model.unload())",
+        _unload_in_callback, None, "no error: the prediction stops (userStopped) and frees the model as it ends"),
     # ---- magics (one red line; the session is unchanged)
     magic("magic-unknown-model", "%lm_load nope-model", r"%lm_load: model 'nope-model' not found"),
     magic("magic-empty-file", "%lm_load {empty_path}", r"%lm_load: .*empty\.gguf is empty or truncated"),
@@ -499,8 +519,8 @@ TABLE: list[Bad] = [
           r"contextOverflowPolicy='rolling': must be one of"),
     magic("magic-unload-unknown", "%lm_unload nope", r"%lm_unload: no loaded model 'nope'"),
     # ---- issue 13: magics (nesting, huge numbers, names IPython depends on, {var} formatting, malformed values)
-    _issue13_magic("magic-config-100000-brackets", "%lm_load stories260K --new --config '[[[…'  # 100,000 brackets",
-                   "%lm_load stories260K --new --config '" + "[" * 100_000 + "'",
+    _issue13_magic("magic-config-50000-brackets", "%lm_load stories260K --new --config '[[[…'  # 50,000 brackets",
+                   "%lm_load stories260K --new --config '" + "[" * 50_000 + "'",
                    r"%lm_load: --config: nested too deeply \(at most 100 levels\)"),
     _issue13_magic("magic-config-500-objects", "%lm_load stories260K --new --config '{\"gpu\": {\"a\": {…'  # 500 levels",
                    "%lm_load stories260K --new --config '{{\"gpu\": " + "{{\"a\": " * 500 + "1" + "}}" * 501 + "'",
@@ -538,6 +558,18 @@ TABLE: list[Bad] = [
           r"%%lm_respond: structured\.properties\.again: contains itself"),
     magic("magic-structured-2000-levels", "%%lm_respond --structured deep_schema\nHi",
           r"%%lm_respond: structured\.items\.items\.items…: nested more than 100 levels deep"),
+    _issue13_magic("magic-line-2-mb", "%%lm_respond --stop xxx…  # a 2,000,000-character line (took a minute)",
+                   "%%lm_respond --max-tokens 2 --stop " + "x" * 2_000_000 + "\nHi",
+                   r"%%lm_respond: the magic's line is 2,000,022 characters; at most 100,000"),
+    _issue13_magic("magic-lm-config-10000-pairs", "%lm_config predict a=1 a=1 …  # 10,000 pairs (took minutes)",
+                   "%lm_config predict " + "a=1 " * 10_000, r"%lm_config: a is given twice"),
+    _issue13_magic("magic-context-length-5000-digits", "%lm_load stories260K --new --context-length 1000…  # 5,000 digits",
+                   "%lm_load stories260K --new --context-length 1" + "0" * 5000,
+                   r"%lm_load: argument --context-length: invalid int value: '1000+…"),
+    magic("magic-attribute-raises", "%%lm_respond --structured raising.schema\nHi",
+          r"%%lm_respond: --structured 'raising\.schema': reading \.schema failed: RuntimeError: no schema here"),
+    magic("magic-load-variable-not-a-name", "%lm_load {{big_number}}",
+          r"%lm_load: model '\{big_number\}': the variable holds int, not a model key or path"),
     # ---- widgets
     widget("panel-seed-not-a-number", 'PredictionPanel: type "abc" in the seed box', _panel_bad_seed, LmsextError,
            r"seed 'abc': must be an integer"),
@@ -603,7 +635,8 @@ def ip(ctx, shell):
         m.widgets = "off"
     shell.user_ns.update(empty_path=str(ctx.files.empty), notanarch_path=str(ctx.files.notanarch),
                          bad_schema={"type": "json", "jsonSchema": {"type": "objekt"}},
-                         bad_format=_FormatRaises(), self_schema=_self_containing_schema(), deep_schema=_nested(2000))
+                         bad_format=_FormatRaises(), self_schema=_self_containing_schema(), deep_schema=_nested(2000),
+                         raising=_AttributeRaises(), big_number=10**5000)
     yield shell
     for name, value in old.items():
         setattr(m, name, value)

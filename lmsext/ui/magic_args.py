@@ -47,13 +47,19 @@ PREDICTION_FLAGS = {
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
+#: Longest magic line parse_args splits (IPython's arg_split, like shlex, is quadratic in the line's length).
+MAX_LINE_CHARS = 100_000
 _OPENERS = "[{("
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 
 def parse_args(magic: Any, line: str):
     """Parse a magic's line with its ``magic_arguments`` parser, splitting like a POSIX shell (quotes
-    group and are removed: ``--system "Be terse"``); every problem becomes a UsageError."""
+    group and are removed: ``--system "Be terse"``); every problem becomes a UsageError. Lines longer
+    than :data:`MAX_LINE_CHARS` are refused (splitting costs quadratic time: 2 MB took a minute)."""
+    if len(line) > MAX_LINE_CHARS:
+        raise UsageError(f"the magic's line is {len(line):,} characters; at most {MAX_LINE_CHARS:,} (keep long "
+                         "values in a notebook variable)")
     try:
         argv = arg_split(line, posix=True, strict=True)
     except ValueError as exc:  # unbalanced quotes
@@ -117,6 +123,8 @@ def lookup(name: str, namespace: Mapping[str, Any], what: str) -> Any:
             value = getattr(value, attr)
         except AttributeError:
             raise UsageError(f"{what} {name!r}: {type(value).__name__} has no attribute {attr!r}") from None
+        except Exception as exc:  # a property or __getattr__ of the user's object that raises
+            raise UsageError(f"{what} {name!r}: reading .{attr} failed: {_exception_line(exc)}") from None
     return value
 
 
@@ -216,8 +224,9 @@ def literal(text: str) -> Any:
 def key_values(text: str) -> dict[str, Any]:
     """Parse ``temperature=0.3 maxTokens=40 stop=["a b", "c"]`` into a dict.
 
-    Each value is the longest stretch up to a whitespace boundary that is a Python literal (so lists
-    and quoted strings may contain spaces), else the next word as a string.
+    Each value runs to the first whitespace outside quotes and brackets (so lists and quoted strings may
+    contain spaces) and is a Python literal, else JSON (true/false/null), else the word as a string.
+    One pass over the line: a 40 KB line of ``a=1 a=1 …`` used to try every longer stretch for every key.
     """
     out: dict[str, Any] = {}
     pos, n = 0, len(text)
@@ -229,35 +238,48 @@ def key_values(text: str) -> dict[str, Any]:
         m = _KEY.match(text, pos)
         if not m:
             word = text[pos:].split(None, 1)[0]
-            raise UsageError(f"expected key=value, got {word!r}")
+            raise UsageError(f"expected key=value, got {word[:40]!r}")
         key, start = m.group(1), m.end()
-        ends = [i for i in range(start + 1, n) if text[i].isspace() and not text[i - 1].isspace()] + [n]
-        value: Any = None
-        end = None
-        for candidate in reversed(ends):
-            chunk = text[start:candidate].strip()
-            if not chunk:
-                continue
+        while start < n and text[start].isspace():
+            start += 1
+        end = _value_end(text, start)
+        chunk = text[start:end]
+        if not chunk:
+            raise UsageError(f"{key}= needs a value (write {key}=None to unset it)")
+        try:
+            value = ast.literal_eval(chunk)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             try:
-                value = ast.literal_eval(chunk)
-                end = candidate
-                break
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                continue
-        if end is None:
-            rest = text[start:].lstrip()
-            word = rest.split(None, 1)[0] if rest.strip() else ""
-            end = start + (len(text[start:]) - len(rest)) + len(word)
-            try:
-                value = literal(word) if word else None
+                value = literal(chunk)
             except UsageError as exc:
                 raise UsageError(f"{key}={exc}") from None
-            if not word:
-                raise UsageError(f"{key}= needs a value (write {key}=None to unset it)")
         if key in out:
             raise UsageError(f"{key} is given twice")
         out[key] = value
         pos = end
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where a ``key=value`` value that starts at ``start`` ends: the first whitespace outside quotes and
+    brackets (an unclosed bracket or quote runs to the end of the line)."""
+    depth, quote, i, n = 0, "", start, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch.isspace() and depth <= 0:
+            break
+        i += 1
+    return i
 
 
 #: Names IPython itself keeps in the user namespace (input/output history, the shell).

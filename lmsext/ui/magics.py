@@ -40,6 +40,8 @@ from .session import SECTIONS, Session, get_session
 from .streaming import StreamView, run_stream
 
 _UNSET = object()
+#: Longest error line a magic shows (argparse echoes a 5,000-digit value whole).
+MAX_ERROR_CHARS = 400
 MODELS_PATH_ENV = "LMSEXT_MODELS_PATH"
 NO_MODEL = "no model is loaded: run %lm_load MODEL first (or set %config LMMagics.default_model = 'KEY')"
 
@@ -199,7 +201,10 @@ class LMMagics(Magics):
         display(data, raw=True)
 
     def show_error(self, message: str) -> None:
-        """ONE red line."""
+        """ONE red line (at most :data:`MAX_ERROR_CHARS` characters: a huge echoed value is cut)."""
+        message = " ".join(message.split())
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS - 1] + "…"
         display(views.error_bundle(message), raw=True)
 
     @property
@@ -276,7 +281,13 @@ class LMMagics(Magics):
         Settings merge as: %lm_config load defaults ← --config ← flags.
         """
         args = parse_args(self.lm_load, line)
-        model = str(lookup(args.model, self._ns, "model")) if args.model.strip().startswith("{") else args.model
+        model = args.model
+        if model.strip().startswith("{"):
+            model = lookup(args.model, self._ns, "model")
+            if not isinstance(model, (str, os.PathLike)):
+                raise UsageError(f"model {args.model!r}: the variable holds {type(model).__name__}, not a model "
+                                 "key or path")
+            model = str(model)
         cfg = self.session.load_config
         if args.config is not None:
             try:
