@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import LoadModelConfig
+from .config.constants import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
+from .config.error_messages import short_repr
 from .engine import EngineModel, LOAD_SETTINGS, list_model_files, plan_load, read_model_info, resolve_model
 from .engine.estimate import MemoryEstimate, check_fits, estimate_memory
 from .engine.resolve import EMBEDDED_MODEL_KEY, ResolvedModel, resolve_model_and_key
 from .engine.validate import check_load_limits
 from .engine.gguf_info import ModelInfo
-from .errors import ConfigError, ModelNotLoadedError
+from .errors import ConfigError, ModelNotFoundError, ModelNotLoadedError
 from .llm import LLM
 from .results import LoadResult
 
@@ -40,6 +44,35 @@ class DownloadedModel:
         return self.info.architecture if self.info else None
 
 
+def check_identifier(identifier: Any) -> str:
+    """``identifier`` if it is a valid instance identifier (:data:`~lmsext.config.constants.IDENTIFIER_PATTERN`),
+    else one ConfigError."""
+    if not isinstance(identifier, str) or not identifier.strip():
+        raise ConfigError(f"identifier={short_repr(identifier)}: must be a non-empty string", key="identifier")
+    if len(identifier) > MAX_IDENTIFIER_LENGTH:
+        raise ConfigError(f"identifier: {len(identifier):,} characters; at most {MAX_IDENTIFIER_LENGTH}",
+                          key="identifier", allowed=f"at most {MAX_IDENTIFIER_LENGTH} characters")
+    if not re.fullmatch(IDENTIFIER_PATTERN, identifier):
+        raise ConfigError(f"identifier={short_repr(identifier)}: no spaces or control characters allowed",
+                          key="identifier", allowed="1 to 256 characters, no whitespace or control characters")
+    return identifier
+
+
+#: Longest model key, path or identifier looked up (Linux's PATH_MAX): longer names are no file, and the OS
+#: answers ``OSError: File name too long`` instead of "not found".
+MAX_NAME_LENGTH = 4096
+
+
+def _check_name(name: Any) -> None:
+    """A model key, path or identifier must be text (a list would fail deep inside as 'unhashable') of at
+    most :data:`MAX_NAME_LENGTH` characters."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ModelNotFoundError(f"model must be a non-empty name, key or path, not {short_repr(name)}")
+    if len(str(name)) > MAX_NAME_LENGTH:
+        raise ModelNotFoundError(f"model {short_repr(str(name), 40)}: {len(str(name)):,} characters; a model key, "
+                                 f"path or identifier has at most {MAX_NAME_LENGTH:,}")
+
+
 class LLMNamespace:
     """``client.llm``: load, find and unload LLM instances."""
 
@@ -64,6 +97,7 @@ class LLMNamespace:
                 return self._load(EMBEDDED_MODEL_KEY, None, config=config, identifier=None,
                                   on_load_progress=on_load_progress, allow_download=False, allow_paths=False,
                                   force=force, note=DEFAULT_MODEL_NOTE)
+            _check_name(model_key)
             existing, resolved = self._lookup(model_key, allow_paths=allow_paths)
             if existing is not None:
                 if config is not None:
@@ -78,6 +112,7 @@ class LLMNamespace:
                  allow_paths: bool = True) -> MemoryEstimate:
         """Predict the memory loading ``model_key`` with ``config`` would take — weights, KV cache,
         compute buffers — and what is available, without loading anything."""
+        _check_name(model_key)
         cfg = LoadModelConfig.parse(config)
         check_load_limits(cfg)
         path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
@@ -104,9 +139,10 @@ class LLMNamespace:
         one load lists the model folders once, for the file and its key alike."""
         cfg = LoadModelConfig.parse(config)
         check_load_limits(cfg)
-        if identifier is not None and (not isinstance(identifier, str) or not identifier.strip()):
-            raise ConfigError(f"identifier={identifier!r}: must be a non-empty string", key="identifier")
+        if identifier is not None:
+            check_identifier(identifier)
         if resolved is None:
+            _check_name(model_key)
             resolved = resolve_model_and_key(model_key, allow_download=allow_download, allow_paths=allow_paths)
         path, key = resolved.path, resolved.key
         info = read_model_info(path)
@@ -163,11 +199,12 @@ class LLMNamespace:
 
     def get(self, identifier: str) -> LLM:
         """The loaded instance called ``identifier`` (or with that model key)."""
+        _check_name(identifier)
         with self._lock:
             found = self._find(identifier) if identifier not in self._instances else self._instances[identifier]
             if found is None:
                 loaded = ", ".join(self._instances) or "none"
-                raise ModelNotLoadedError(f"no loaded model '{identifier}' (loaded: {loaded})")
+                raise ModelNotLoadedError(f"no loaded model {short_repr(str(identifier))} (loaded: {loaded})")
             return found
 
     def unload(self, identifier: "str | LLM") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .chat import Chat, clean_text
@@ -98,9 +99,8 @@ class LLM:
         pconfig = PredictionConfig.parse(config)
         if isinstance(prompt, str):
             tokens = engine.tokenize(prompt)
-        elif isinstance(prompt, (list, tuple)) and prompt and all(
-                isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            tokens = list(prompt)
+        elif _token_ids(prompt):
+            tokens = [int(t) for t in prompt]
         else:
             tokens = engine.render_prompt(Chat.from_history(prompt).messages)[0]
         grammar = to_gbnf(pconfig.structured) if pconfig.structured is not None else None
@@ -236,6 +236,14 @@ class LLM:
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "unloaded"
         return f"<LLM {self.identifier!r} ({self.model_key}, {state})>"
+
+
+def _token_ids(prompt: Any) -> bool:
+    """True for a non-empty list, tuple or 1-D NumPy array of integers (NumPy integers count; bools do not)."""
+    if type(prompt).__name__ == "ndarray" and getattr(prompt, "ndim", 0) == 1:
+        return prompt.size > 0 and prompt.dtype.kind in "iu"
+    return isinstance(prompt, (list, tuple)) and bool(prompt) and all(
+        isinstance(t, numbers.Integral) and not isinstance(t, bool) and type(t).__name__ != "bool_" for t in prompt)
 
 
 def _parse_structured(content: str, structured) -> tuple[Any, str | None]:

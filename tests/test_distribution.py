@@ -228,3 +228,11 @@ def test_summary_text(model):
     data = d.to_dict()
     assert len(data["candidates"]) == 3 and data["settings"]["seed"] == 1
     assert [s["name"] for s in data["stages"]] == ["penalties", "top-k", "top-p", "min-p", "temp"]
+
+
+def test_numpy_token_ids_are_token_ids(module_model):
+    """A NumPy array or a list of NumPy integers is a token-id prompt (it was taken for a chat history)."""
+    ids = module_model.tokenize("Once upon a time")
+    expected = module_model.next_token_distribution(ids).most_likely
+    assert module_model.next_token_distribution(np.array(ids, dtype=np.int32)).most_likely == expected
+    assert module_model.next_token_distribution([np.int64(t) for t in ids]).most_likely == expected

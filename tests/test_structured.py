@@ -353,3 +353,38 @@ def test_a_child_past_the_time_limit_is_killed_and_reaped(monkeypatch):
     assert status is None
     with pytest.raises(ChildProcessError):  # already reaped: no zombie left behind
         os.waitpid(int(out.split()[0]), os.WNOHANG)
+
+
+# ------------------------------------------------------------------------------ recursive schemas (issue 13)
+
+
+class TreeNode(BaseModel):
+    """A recursive model: its JSON schema refers to itself through ``#/$defs/TreeNode``."""
+
+    name: str
+    children: list[TreeNode]
+
+
+def test_a_recursive_pydantic_model_becomes_a_recursive_grammar(oracle):
+    """The converter used to fail on it with ``KeyError: '#/$defs/TreeNode'`` (refs inside a ref's target
+    were never resolved); the grammar now accepts trees of any depth and nothing else."""
+    grammar = json_schema_to_gbnf(TreeNode.model_json_schema())
+    deep = {"name": "a", "children": []}
+    for i in range(6):
+        deep = {"name": f"n{i}", "children": [deep, {"name": "leaf", "children": []}]}
+    good = [json.dumps(deep), '{"name": "x", "children": []}']
+    bad = ['{"name": "x", "children": [{"name": 1, "children": []}]}', '{"name": "x"}',
+           '{"name": "x", "children": [{"children": []}]}']
+    assert oracle.accepts(grammar, good + bad) == [True] * len(good) + [False] * len(bad)
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"type": "object", "properties": {"a": {"$ref": "#"}}}, r"\$ref '#' is not supported"),
+    ({"$ref": "#/$defs/missing"}, r"\$ref '#/\$defs/missing' points to nothing"),
+    ({"$ref": "https://example.com/schema.json"}, r"\$ref 'https://example\.com/schema\.json' is not supported"),
+])
+def test_unusable_refs_are_one_line_in_the_schemas_terms(schema, message):
+    spec = PredictionConfig.parse({"structured": {"type": "json", "jsonSchema": schema}}).structured
+    with pytest.raises(ConfigError, match=message) as info:
+        to_gbnf(spec)
+    assert "stdin" not in str(info.value) and "\n" not in str(info.value)

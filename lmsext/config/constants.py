@@ -19,3 +19,10 @@ MAX_SEED: int = 2**32 - 1
 
 MAX_LOG_PROBS: int = 20
 """Largest accepted ``logProbs`` (top alternatives reported per generated token)."""
+
+IDENTIFIER_PATTERN: str = r"[^\s\x00-\x1f\x7f]{1,256}"
+"""What an instance identifier (``identifier=``, ``%lm_load --identifier``) may be: 1 to 256 characters,
+no whitespace or control characters (it appears in URLs, magic lines and messages)."""
+
+MAX_IDENTIFIER_LENGTH: int = 256
+"""Longest accepted instance identifier (see :data:`IDENTIFIER_PATTERN`)."""

@@ -16,8 +16,11 @@ def short_repr(value: object, limit: int = REPR_LIMIT) -> str:
     """``repr(value)`` on one line, cut to ``limit`` characters."""
     try:
         text = repr(value)
-    except Exception:  # a broken __repr__ must not hide the real problem
-        text = f"<{type(value).__name__}>"
+    except Exception:  # a broken __repr__ (or an int beyond Python's digit limit) must not hide the real problem
+        if isinstance(value, int):
+            text = f"<an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits>"
+        else:
+            text = f"<{type(value).__name__}>"
     text = re.sub(r"\s*\n\s*", " ", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .constants import CONTEXT_OVERFLOW_POLICIES, MAX_LOG_PROBS, MAX_SEED
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
-from .value_types import (FalseOnly, NonEmptyStr, NonNegativeInt, PositiveFloat32, PositiveInt,
+from .value_types import (FalseOnly, Int, NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveFloat32, PositiveInt,
                           ProbabilityMassFloat, SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
 
 _STOP_ALLOWED = "a non-empty string or a list of non-empty strings"
@@ -62,7 +62,7 @@ class PredictionConfig(SettingsModel):
     draft_model: NonEmptyStr | None = setting(
         "a non-empty model key or path", "Small model proposing tokens for speculative decoding.")
     seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the sampler.")
-    log_probs: Annotated[StrictInt, Field(ge=0, le=MAX_LOG_PROBS)] | None = setting(
+    log_probs: Annotated[Int, Field(ge=0, le=MAX_LOG_PROBS)] | None = setting(
         f"an integer from 0 to {MAX_LOG_PROBS} (top alternatives per token)",
         "How many top alternatives to report with each generated token.")
 

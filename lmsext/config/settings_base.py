@@ -16,6 +16,7 @@ from typing_extensions import Self
 from lmsext.errors import ConfigError
 
 from .error_messages import bad_value, embedded_config_error, short_repr
+from .nesting import check_nesting
 from .spelling import STYLES, alias_generator, closest, in_style, snake_to_camel, style_of
 
 _SETTING_CLASSES: dict[str, type[SettingsModel]] = {}
@@ -235,7 +236,10 @@ class SettingsModel(ValidatedModel):
         elif isinstance(obj, cls):
             base = obj
         else:
+            check_nesting(obj, f"{cls.setting_kind} settings")  # before anything recurses into it
             base = cls.model_validate(dict(obj) if isinstance(obj, Mapping) else obj)
+        if kwargs:
+            check_nesting(kwargs, f"{cls.setting_kind} settings")
         return base.merged(kwargs) if kwargs else base
 
     def merged(self, other: Any) -> Self:

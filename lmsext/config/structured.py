@@ -17,6 +17,7 @@ from lmsext.errors import ConfigError
 
 from .constants import JSON_SCHEMA_TYPES
 from .error_messages import bad_value, short_repr
+from .nesting import check_nesting
 from .settings_base import ValidatedModel, check_style
 from .spelling import closest, in_style, style_of
 from .value_types import quoted
@@ -199,6 +200,7 @@ def _from_openai_form(obj: Mapping[Any, Any], key: str) -> dict[str, Any]:
 
 def check_json_schema(schema: Any, key: str = "structured") -> dict[str, Any]:
     """A deep copy of ``schema`` once it is a JSON-serialisable dict with valid ``type`` and dict ``properties``."""
+    check_nesting(schema, key)
     _check_subschema(schema, key)
     try:
         json.dumps(schema)

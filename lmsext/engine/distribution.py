@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import llama_cpp
 import numpy as np
 
-from ..errors import ModelBusyError, PredictionError
+from ..errors import PredictionError
 from .generate import _Decoder, _SigintGuard, fit_prompt
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
@@ -245,12 +245,9 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
     bad = [t for t in tokens if not 0 <= t < n_vocab]
     if bad:
         raise PredictionError(f"token id {bad[0]} is outside the vocabulary (0..{n_vocab - 1})")
-    if not model.lock.acquire(blocking=False):
-        raise ModelBusyError(f"model {model.path.name} is busy with another prediction; wait for it or stop it")
+    model.acquire_prediction()  # a user of the handles until release(): an unload cannot free them meanwhile
     try:
-        model.check_open()
         stop = model.stop_requested
-        stop.clear()
         prompt, removed = fit_prompt(tokens, model.n_ctx, 1, overflow_policy, 1)
         ctx = model.ctx
         threads = model.plan.context_params

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,14 +23,10 @@ from typing import Iterator, Sequence
 import llama_cpp
 import numpy as np
 
-try:  # the C functions; signal.signal/getsignal add enum conversions (µs per call)
-    from _signal import getsignal as _get_handler, signal as _set_handler
-except ImportError:  # pragma: no cover - not CPython
-    _get_handler, _set_handler = signal.getsignal, signal.signal
-
-from ..errors import ModelBusyError, PredictionError
+from ..errors import PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
+from .sigint import SigintGuard as _SigintGuard
 from .textstream import StopStringMatcher, Utf8Assembler
 
 
@@ -152,81 +147,6 @@ def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_he
     return kept, len(tokens) - len(kept)
 
 
-class _SigintGuard:
-    """While entered on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt.
-
-    Entered around each unit of engine work; a Ctrl-C that arrives while it is not entered behaves
-    normally. The guard *is* the SIGINT handler, installed once per generation rather than per unit
-    (``signal.signal`` costs ~4 µs: four calls per token were ~8 % of a token on stories260K). Between
-    units it passes the signal on to the handler it replaced, so consumer code between tokens gets
-    ordinary Ctrl-C behaviour. Each entry checks with one C call that the handler is still this
-    guard (code between tokens — ipykernel between cells, the user — may have replaced it) and
-    reinstalls it if not. :meth:`close` puts the previous handler back if this guard is still the
-    one installed; a closed guard left installed (or chained) only ever passes signals on.
-    """
-
-    def __init__(self, flag: threading.Event) -> None:
-        self.flag = flag
-        self.inside = False
-        self.closed = False
-        self.previous: object = None
-        self._main = threading.main_thread().ident
-        self.active = threading.get_ident() == self._main
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.inside:
-            self.flag.set()
-            return
-        previous = _live_handler(self.previous)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not set from Python: Python's default
-            raise KeyboardInterrupt
-
-    def __enter__(self) -> "_SigintGuard":
-        if self.active and threading.get_ident() == self._main:  # resumed elsewhere: not ours to take
-            current = _get_handler(signal.SIGINT)
-            if current is not self and not self._reaches_me(current):
-                try:
-                    _set_handler(signal.SIGINT, self)
-                except (ValueError, TypeError):  # not the main interpreter after all
-                    self.active = False
-                    return self
-                self.previous = current
-            self.inside = True
-        return self
-
-    def _reaches_me(self, handler: object) -> bool:
-        """True if ``handler`` is a guard that passes signals on to this one (another generation
-        interleaved with this one installed itself over it): no reinstall, no cycle."""
-        while isinstance(handler, _SigintGuard):
-            if handler is self:
-                return True
-            handler = handler.previous
-        return False
-
-    def __exit__(self, *exc) -> None:
-        self.inside = False
-
-    def close(self) -> None:
-        """Uninstall: the handler this guard replaced is back (if nothing replaced the guard since)."""
-        self.inside = False
-        self.closed = True
-        if self.active and _get_handler(signal.SIGINT) is self:
-            previous = _live_handler(self.previous)
-            try:
-                _set_handler(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-            except (ValueError, TypeError):  # finalized on another thread: stays installed, passes signals on
-                pass
-
-
-def _live_handler(handler: object) -> object:
-    """``handler``, skipping closed guards (whose own predecessors take their place)."""
-    while isinstance(handler, _SigintGuard) and handler.closed:
-        handler = handler.previous
-    return handler
-
-
 class _Decoder:
     """llama_decode wrappers that keep ``model.cached_tokens`` equal to what the KV cache holds."""
 
@@ -335,17 +255,15 @@ def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]
     """Run one generation on ``model``; yields token events and fills ``req.stats``.
 
     Holds ``model.lock`` for its whole run: a second generation on the same model raises
-    :class:`ModelBusyError` instead of interleaving with this one.
+    :class:`ModelBusyError` instead of interleaving with this one. It is a user of the model's handles
+    (``acquire_prediction``/``release``) from its first C call to its last: an unload meanwhile stops it
+    and the model is freed when it ends (see ``engine/model.py``).
     """
     stats = req.stats
     stats.t_start = time.perf_counter()
     stats.seed = req.sampling.seed
-    model.check_open()
-    if not model.lock.acquire(blocking=False):
-        raise ModelBusyError(f"model {model.path.name} is busy with another prediction; wait for it or stop it")
+    model.acquire_prediction()  # ModelBusyError / ModelNotLoadedError; a user of the handles until release()
     try:
-        model.check_open()
-        model.stop_requested.clear()
         req.started = True
         if req.cancelled:  # cancelled before it started (see cancel())
             model.stop_requested.set()
@@ -359,7 +277,8 @@ def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]
 
 
 def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> Iterator[TokenEvent]:
-    # The model cannot be freed while we hold its lock, so the raw pointers stay valid for the run.
+    # We are a user of the model (acquire_prediction): it cannot be freed before release(), so the raw
+    # pointers and every sampler made from them stay valid for the run.
     stop = model.stop_requested
     n_ctx = model.n_ctx
     ctx, vocab = model.ctx, model.vocab

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,7 +168,41 @@ _BEFORE_TYPE = ("$ref", "oneOf", "anyOf", "const", "enum")  # keywords the conve
 
 
 class _BoundedConverter(SchemaConverter):
-    """llama-cpp-python's converter, plus integer ranges for ``"type": "integer"`` with bounds."""
+    """llama-cpp-python's converter, plus integer ranges for ``"type": "integer"`` with bounds and local
+    ``$ref`` resolution that works for recursive schemas."""
+
+    def resolve_refs(self, schema: Any, url: str) -> Any:
+        """Register every local ``$ref`` (``#/$defs/Node``) under its own spelling, wherever it is.
+
+        The base class renames refs to ``<url>#/…`` and does not look inside a node that has a ``$ref``
+        nor inside the targets, so a recursive schema (a pydantic model with a ``list[Node]`` field)
+        failed with ``KeyError: '#/$defs/Node'``. Remote refs are never fetched. The schema's nesting is
+        bounded before it gets here (config.nesting), so the walk is too.
+        """
+        stack = [schema]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+                continue
+            if not isinstance(node, dict):
+                continue
+            ref = node.get("$ref")
+            if ref is not None and ref not in self._refs:
+                if not isinstance(ref, str) or not ref.startswith("#/"):
+                    raise ValueError(f"Unsupported ref {ref}")
+                target: Any = schema
+                for sel in ref[2:].split("/"):
+                    sel = sel.replace("~1", "/").replace("~0", "~")  # JSON pointer escapes
+                    if isinstance(target, dict) and sel in target:
+                        target = target[sel]
+                    elif isinstance(target, list) and sel.isdigit() and int(sel) < len(target):
+                        target = target[int(sel)]
+                    else:
+                        raise ValueError(f"Error resolving ref {ref}: {sel} not in the schema")
+                self._refs[ref] = target
+            stack.extend(node.values())
+        return schema
 
     def visit(self, schema: Any, name: str) -> str:
         if isinstance(schema, Mapping) and any(k in schema for k in BOUND_WORDS) and not any(
@@ -186,7 +221,7 @@ class _BoundedConverter(SchemaConverter):
 def json_schema_to_gbnf(schema: Mapping[str, Any]) -> str:
     """The GBNF grammar for a JSON schema (integer bounds enforced)."""
     converter = _BoundedConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-    resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
+    resolved = converter.resolve_refs(json.loads(json.dumps(schema)), "")
     converter.visit(resolved, "")
     return converter.format_grammar()
 
@@ -202,13 +237,29 @@ def to_gbnf(spec: StructuredSpec) -> str | None:
     try:
         return json_schema_to_gbnf(spec.json_schema)
     except Exception as exc:  # the converter raises ValueError/KeyError/… on schemas it can't express
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        detail = _converter_detail(exc)
         raise ConfigError(f"structured: the JSON schema cannot be turned into a grammar: {detail}",
                           key="structured", value=spec.json_schema) from None
 
 
 @functools.lru_cache(maxsize=256)
+def _converter_detail(exc: BaseException) -> str:
+    """The converter's reason in the schema's own terms: its internal document name (``stdin#/$defs/x``:
+    the schema is ``#``) and the schema dump it appends to a failed ``$ref`` are left out."""
+    if isinstance(exc, RecursionError):
+        return "the schema nests or refers to itself too deeply"
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    detail = detail.replace("stdin#", "#")
+    ref = re.match(r"Error resolving ref (\S+): (\S+) not in ", detail)
+    if ref:
+        return f"$ref {ref.group(1)!r} points to nothing: the schema has no {ref.group(2)!r}"
+    ref = re.match(r"Unsupported ref (\S+)", detail)
+    if ref:
+        return (f"$ref {ref.group(1)!r} is not supported: use a local reference such as '#/$defs/NAME' "
+                "(no self-reference to the root, no URLs)")
+    return detail if len(detail) <= 200 else detail[:197] + "..."
+
+
 def check_grammar(grammar: str, vocab_model_path: str) -> None:
     """Parse ``grammar`` in a child process; raise :class:`ConfigError` if llama.cpp rejects or dies on it.
 

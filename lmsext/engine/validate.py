@@ -35,6 +35,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from ..config.error_messages import short_repr
 from ..errors import ConfigError, ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
@@ -471,14 +472,53 @@ def _check_limits(config: Any, limits: tuple[tuple[str, str, int], ...]) -> None
                               allowed=f"at most {limit:,}")
 
 
+#: Stop strings: matching costs O(1) per character whatever their number (textstream.StopStringMatcher),
+#: but its automaton holds one node per character of them: these bound its memory (~100 MB).
+MAX_STOP_STRINGS = 100_000
+MAX_STOP_STRING_CHARS = 1_000_000
+
+
 def check_prediction_limits(config: Any) -> None:
     """Refuse prediction settings beyond what llama.cpp can take (the config checks the lower bounds)."""
     _check_limits(config, _PREDICTION_LIMITS)
+    for name, label in (("stop_strings", "stopStrings"), ("tool_call_stop_strings", "toolCallStopStrings")):
+        stops = getattr(config, name, None) or []
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ConfigError(f"{label}: {len(stops):,} stop strings; at most {MAX_STOP_STRINGS:,}", key=name,
+                              allowed=f"at most {MAX_STOP_STRINGS:,} stop strings")
+        chars = sum(map(len, stops))
+        if chars > MAX_STOP_STRING_CHARS:
+            raise ConfigError(f"{label}: {chars:,} characters in all; at most {MAX_STOP_STRING_CHARS:,}", key=name,
+                              allowed=f"at most {MAX_STOP_STRING_CHARS:,} characters")
 
 
 def check_load_limits(config: Any) -> None:
     """Refuse load settings beyond what llama.cpp can take (the config checks the lower bounds)."""
     _check_limits(config, _LOAD_LIMITS)
+    _check_gpu_indexes(getattr(config, "gpu", None))
+
+
+def _check_gpu_indexes(gpu: Any) -> None:
+    """``gpu.mainGpu`` and ``gpu.disabledGpus`` are device indexes: below llama.cpp's device limit (its C
+    arrays hold ``llama_max_devices()``; 2**31 wrapped negative in the C int, 2**70 became 0) and, when
+    the build has GPUs, below the number present. A CPU-only build ignores them (with a load note)."""
+    if gpu is None:
+        return
+    import llama_cpp
+
+    from . import _lib
+    limit = max(int(llama_cpp.llama_max_devices()), 1)
+    present = _lib.gpu_count()
+    main = getattr(gpu, "main_gpu", None)
+    indexes = ([("gpu.mainGpu", main)] if main is not None else []) + [
+        (f"gpu.disabledGpus[{i}]", d) for i, d in enumerate(getattr(gpu, "disabled_gpus", None) or [])]
+    for label, value in indexes:
+        if value >= limit:
+            raise ConfigError(f"{label}={short_repr(value)}: must be a GPU index from 0 to {limit - 1} "
+                              f"(llama.cpp addresses at most {limit} devices)", key=label, value=value)
+        if present and value >= present:
+            raise ConfigError(f"{label}={value}: this machine has {present} GPU(s): 0 to {present - 1}",
+                              key=label, value=value)
 
 
 # ------------------------------------------------------------------------------ entry point

@@ -9,11 +9,13 @@ import ast
 import json
 import re
 import string
+import sys
 from typing import Any, Mapping
 
 from IPython.core.error import UsageError
 from IPython.utils.process import arg_split
 
+from ..config.nesting import MAX_NESTING
 from ..errors import ConfigError
 
 #: ``%lm_load`` flag (argparse dest) → LoadModelConfig key.
@@ -45,12 +47,19 @@ PREDICTION_FLAGS = {
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
+#: Longest magic line parse_args splits (IPython's arg_split, like shlex, is quadratic in the line's length).
+MAX_LINE_CHARS = 100_000
+_OPENERS = "[{("
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 
 def parse_args(magic: Any, line: str):
     """Parse a magic's line with its ``magic_arguments`` parser, splitting like a POSIX shell (quotes
-    group and are removed: ``--system "Be terse"``); every problem becomes a UsageError."""
+    group and are removed: ``--system "Be terse"``); every problem becomes a UsageError. Lines longer
+    than :data:`MAX_LINE_CHARS` are refused (splitting costs quadratic time: 2 MB took a minute)."""
+    if len(line) > MAX_LINE_CHARS:
+        raise UsageError(f"the magic's line is {len(line):,} characters; at most {MAX_LINE_CHARS:,} (keep long "
+                         "values in a notebook variable)")
     try:
         argv = arg_split(line, posix=True, strict=True)
     except ValueError as exc:  # unbalanced quotes
@@ -114,6 +123,8 @@ def lookup(name: str, namespace: Mapping[str, Any], what: str) -> Any:
             value = getattr(value, attr)
         except AttributeError:
             raise UsageError(f"{what} {name!r}: {type(value).__name__} has no attribute {attr!r}") from None
+        except Exception as exc:  # a property or __getattr__ of the user's object that raises
+            raise UsageError(f"{what} {name!r}: reading .{attr} failed: {_exception_line(exc)}") from None
     return value
 
 
@@ -121,18 +132,41 @@ def config_value(text: str, namespace: Mapping[str, Any]) -> Any:
     """``--config``: a JSON object, or ``{var}`` naming a dict (or config object) in the notebook."""
     if _VAR_REF.match(text.strip()):
         return lookup(text, namespace, "--config")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--config: not a JSON object ({exc.msg} at column {exc.colno}) and not a "
-                         "{variable} reference") from None
+    value = parse_json(text, "--config")
     if not isinstance(value, dict):
         raise UsageError(f"--config: must be a JSON object, got {type(value).__name__}")
     return value
 
 
+def parse_json(text: str, what: str) -> Any:
+    """``json.loads(text)``; every failure (syntax, nesting too deep, a number too long) is one UsageError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what}: not a JSON object ({exc.msg} at column {exc.colno}) and not a "
+                         "{variable} reference") from None
+    except RecursionError:
+        raise UsageError(f"{what}: nested too deeply (at most {MAX_NESTING} levels)") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit for str -> int
+        raise UsageError(f"{what}: {_number_problem(exc)}") from None
+
+
+def _number_problem(exc: ValueError) -> str:
+    """``Exceeds the limit (4300 digits) … use sys.set_int_max_str_digits()`` → a line without the advice."""
+    digits = re.search(r"limit \((\d+) digits\)", str(exc))
+    if digits:
+        return f"a number has more than {int(digits.group(1)):,} digits"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class _NamespaceFormatter(string.Formatter):
-    """``str.format`` over the user namespace that says which name is missing."""
+    """``str.format`` over the user namespace that says which name is missing (``field``: the one in hand)."""
+
+    field = ""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        self.field = field_name
+        return super().get_field(field_name, args, kwargs)
 
     def get_value(self, key: Any, args: Any, kwargs: Any) -> Any:
         if isinstance(key, int):
@@ -145,12 +179,28 @@ class _NamespaceFormatter(string.Formatter):
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace ``{var}`` (also ``{obj.attr}``, ``{d[k]}``, ``{x:.2f}``) from ``namespace``; ``{{`` → ``{``."""
+    formatter = _NamespaceFormatter()
     try:
-        return _NamespaceFormatter().vformat(text, (), namespace)
+        return formatter.vformat(text, (), namespace)
     except UsageError:
         raise
-    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
-        raise UsageError(f"cannot fill in {{variables}} in the text: {exc} (write {{{{ and }}}} for literal braces)") from None
+    except RecursionError:
+        raise UsageError("cannot fill in {variables} in the text: nested too deeply") from None
+    except Exception as exc:  # the variable's own __format__/__str__/__getattr__ may raise anything
+        where = f"{{{formatter.field}}}: " if formatter.field else ""
+        raise UsageError(f"cannot fill in {{variables}} in the text: {where}{_exception_line(exc)} "
+                         "(write {{ and }} for literal braces)") from None
+
+
+def _exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, whatever the exception's ``__str__`` does."""
+    try:
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    except Exception:
+        text = ""
+    if isinstance(exc, ValueError) and "sys.set_int_max_str_digits" in text:
+        return _number_problem(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def literal(text: str) -> Any:
@@ -161,15 +211,22 @@ def literal(text: str) -> Any:
         pass
     try:
         return json.loads(text)
-    except ValueError:
-        return text
+    except (ValueError, RecursionError):
+        pass
+    if re.fullmatch(r"[+-]?\d+", text):  # only a number beyond Python's digit limit gets here
+        raise UsageError(f"a number of {len(text.lstrip('+-')):,} digits (at most {sys.get_int_max_str_digits():,})")
+    if text[:1] in _OPENERS or text[:1] in "'\"":
+        raise UsageError(f"{text[:40]!r}: not a valid value (an unclosed bracket or quote?); "
+                         "quote text that starts with one")
+    return text
 
 
 def key_values(text: str) -> dict[str, Any]:
     """Parse ``temperature=0.3 maxTokens=40 stop=["a b", "c"]`` into a dict.
 
-    Each value is the longest stretch up to a whitespace boundary that is a Python literal (so lists
-    and quoted strings may contain spaces), else the next word as a string.
+    Each value runs to the first whitespace outside quotes and brackets (so lists and quoted strings may
+    contain spaces) and is a Python literal, else JSON (true/false/null), else the word as a string.
+    One pass over the line: a 40 KB line of ``a=1 a=1 …`` used to try every longer stretch for every key.
     """
     out: dict[str, Any] = {}
     pos, n = 0, len(text)
@@ -181,32 +238,79 @@ def key_values(text: str) -> dict[str, Any]:
         m = _KEY.match(text, pos)
         if not m:
             word = text[pos:].split(None, 1)[0]
-            raise UsageError(f"expected key=value, got {word!r}")
+            raise UsageError(f"expected key=value, got {word[:40]!r}")
         key, start = m.group(1), m.end()
-        ends = [i for i in range(start + 1, n) if text[i].isspace() and not text[i - 1].isspace()] + [n]
-        value: Any = None
-        end = None
-        for candidate in reversed(ends):
-            chunk = text[start:candidate].strip()
-            if not chunk:
-                continue
+        while start < n and text[start].isspace():
+            start += 1
+        end = _value_end(text, start)
+        chunk = text[start:end]
+        if not chunk:
+            raise UsageError(f"{key}= needs a value (write {key}=None to unset it)")
+        try:
+            value = ast.literal_eval(chunk)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             try:
-                value = ast.literal_eval(chunk)
-                end = candidate
-                break
-            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-                continue
-        if end is None:
-            rest = text[start:].lstrip()
-            word = rest.split(None, 1)[0] if rest.strip() else ""
-            end = start + (len(text[start:]) - len(rest)) + len(word)
-            value = literal(word) if word else None
-            if not word:
-                raise UsageError(f"{key}= needs a value (write {key}=None to unset it)")
+                value = literal(chunk)
+            except UsageError as exc:
+                raise UsageError(f"{key}={exc}") from None
         if key in out:
             raise UsageError(f"{key} is given twice")
         out[key] = value
         pos = end
+
+
+def _value_end(text: str, start: int) -> int:
+    """Where a ``key=value`` value that starts at ``start`` ends: the first whitespace outside quotes and
+    brackets (an unclosed bracket or quote runs to the end of the line)."""
+    depth, quote, i, n = 0, "", start, len(text)
+    while i < n:
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch.isspace() and depth <= 0:
+            break
+        i += 1
+    return i
+
+
+#: Names IPython itself keeps in the user namespace (input/output history, the shell).
+IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_i", "_ii", "_iii",
+                           "_ih", "_oh", "_dh", "_sh", "_exit_code"})
+_HISTORY_NAME = re.compile(r"^_(i|ii|iii)?\d+$")
+
+
+def check_variable_name(name: Any, what: str) -> str:
+    """``name`` if a magic may store a value under it in the user namespace; else one UsageError.
+
+    Refused: what is not an identifier, Python keywords, dunder names (``__builtins__``, ``__name__``),
+    the names of Python's builtins (``print``, ``list``) and the names IPython keeps there (``In``,
+    ``Out``, ``_``, ``_i3``, ``get_ipython``, ``exit``): overwriting them breaks every later cell.
+    """
+    import builtins
+    import keyword
+    text = name if isinstance(name, str) else repr(name)
+    shown = repr(text[:40] + ("…" if len(text) > 40 else ""))
+    if not isinstance(name, str) or not name.isidentifier():
+        raise UsageError(f"{what} {shown}: must be a variable name")
+    if name in IPYTHON_NAMES or _HISTORY_NAME.match(name):
+        raise UsageError(f"{what} {shown}: IPython keeps its history or the shell under that name; "
+                         "choose another variable name")
+    if keyword.iskeyword(name):
+        raise UsageError(f"{what} {shown}: is a Python keyword; choose another variable name")
+    if name.startswith("__") and name.endswith("__"):
+        raise UsageError(f"{what} {shown}: dunder names are Python's own; choose another variable name")
+    if hasattr(builtins, name):
+        raise UsageError(f"{what} {shown}: would hide Python's builtin {name}; choose another variable name")
+    return name
 
 
 def value_goes_to_displayhook(code: str | None, mode: str, magic_name: str, line: str) -> bool:
@@ -238,6 +342,6 @@ def value_goes_to_displayhook(code: str | None, mode: str, magic_name: str, line
     return False
 
 
-__all__ = ["LOAD_FLAGS", "PREDICTION_FLAGS", "config_value", "flag_values", "gpu_value", "interpolate",
+__all__ = ["IPYTHON_NAMES", "LOAD_FLAGS", "PREDICTION_FLAGS", "check_variable_name", "config_value", "flag_values", "gpu_value", "interpolate",
            "key_values", "literal", "lookup", "parse_args", "parse_flags", "reword_flag_error", "unescape",
            "value_goes_to_displayhook"]

@@ -35,12 +35,15 @@ from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from . import display as views
-from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, config_value, flag_values, gpu_value, interpolate,
-                         key_values, lookup, parse_args, parse_flags, unescape, value_goes_to_displayhook)
+from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, check_variable_name, config_value, flag_values, gpu_value,
+                         interpolate, key_values, lookup, parse_args, parse_flags, unescape,
+                         value_goes_to_displayhook)
 from .session import SECTIONS, Session, get_session
 from .streaming import StreamView, run_stream
 
 _UNSET = object()
+#: Longest error line a magic shows (argparse echoes a 5,000-digit value whole).
+MAX_ERROR_CHARS = 400
 MODELS_PATH_ENV = "LMSEXT_MODELS_PATH"
 NO_MODEL = "no model is loaded: run %lm_load MODEL first (or set %config LMMagics.default_model = 'KEY')"
 
@@ -200,7 +203,10 @@ class LMMagics(Magics):
         display(data, raw=True)
 
     def show_error(self, message: str) -> None:
-        """ONE red line."""
+        """ONE red line (at most :data:`MAX_ERROR_CHARS` characters: a huge echoed value is cut)."""
+        message = " ".join(message.split())
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS - 1] + "…"
         display(views.error_bundle(message), raw=True)
 
     @property
@@ -282,7 +288,13 @@ class LMMagics(Magics):
             args.model = self.default_model or EMBEDDED_MODEL_KEY
             if args.model == EMBEDDED_MODEL_KEY:
                 self.show(views.message_bundle(f"no model given: loading the embedded default model {EMBEDDED_MODEL_KEY}"))
-        model = str(lookup(args.model, self._ns, "model")) if args.model.strip().startswith("{") else args.model
+        model = args.model
+        if model.strip().startswith("{"):
+            model = lookup(args.model, self._ns, "model")
+            if not isinstance(model, (str, os.PathLike)):
+                raise UsageError(f"model {args.model!r}: the variable holds {type(model).__name__}, not a model "
+                                 "key or path")
+            model = str(model)
         cfg = self.session.load_config
         if args.config is not None:
             try:
@@ -750,8 +762,8 @@ def _same_model(llm: Any, name: str) -> bool:
 
 
 def _check_out(out: str | None) -> None:
-    if out is not None and not out.isidentifier():
-        raise UsageError(f"--out {out!r}: must be a variable name")
+    if out is not None:
+        check_variable_name(out, "--out")
 
 
 # ------------------------------------------------------------------------------ extension
