@@ -665,7 +665,7 @@ TABLE += [
     rest("rest-deep-schema", "response_format json_schema nested 2,000 levels", 400,
          r"nests objects and arrays more than 64 levels deep", path=_OAI_CHAT, raw=_deep_schema(2000)),
     rest("rest-self-referencing-schema", 'response_format json_schema {"$ref": "#"}', 400,
-         r"^response_format: the JSON schema cannot be turned into a grammar: Unsupported ref #$",
+         r"^response_format: the JSON schema cannot be turned into a grammar: \$ref .#. is not supported: use a local reference",
          path=_OAI_CHAT, body={"model": "victim", "messages": _HI, "response_format": {
              "type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#"}}}}),
     rest("rest-huge-integer", '"seed": <5,000 digits>', 400, r"^the request body holds an integer with more than "
