@@ -33,6 +33,7 @@ from ..errors import ModelBusyError, PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
 from .textstream import StopStringMatcher, Utf8Assembler
+from .threads import DecodeThreads, available_cpus
 
 
 @dataclass
@@ -71,6 +72,10 @@ class GenerationStats:
     context_shifts: int = 0
     seed: int | None = None
     error: str | None = None
+    #: decode threads: the most used, whether adaptive, steps per count, the count at the end; batch threads
+    threads: dict | None = None
+    #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def time_to_first_token_sec(self) -> float | None:
@@ -111,6 +116,8 @@ class GenerationRequest:
     cancelled: bool = False
     #: prompt tokens already dropped before the request (whole chat messages, see overflow.fit_chat)
     pre_truncated: int = 0
+    #: run the repeat penalty on the top candidates where exact (sampling.prefilter_size); False = whole vocabulary
+    prefilter: bool = True
 
 
 def cancel(model: EngineModel, req: GenerationRequest) -> None:
@@ -278,10 +285,16 @@ class _Decoder:
             llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
         return None
 
-    def token(self, token: int) -> int:
-        """Decode one generated token; returns llama_decode's code."""
+    def token(self, token: int, threads: DecodeThreads | None = None) -> int:
+        """Decode one generated token (timed by ``threads``, which picks its thread count); returns
+        llama_decode's code."""
         self.one[0] = token
-        rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
+        if threads is not None:
+            threads.step_threads()
+            rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
+            threads.record()
+        else:
+            rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
         if rc == 0:
             self.model.cached_tokens.append(token)
         return rc
@@ -329,6 +342,32 @@ def _top_logprobs(model: EngineModel, n: int, chosen: int, logits_ptr) -> TokenL
                         top=[(int(t), text(t), float(logits[t] - logz)) for t in top])
 
 
+def thread_plan(model: EngineModel, n_threads: int | None, notes: list[str] | None = None) -> DecodeThreads:
+    """Set ``model``'s thread counts for one prediction and return what picks each decode step's count.
+
+    ``n_threads`` (``cpuThreads``) fixes the decode and batch counts, capped by the CPUs this process
+    may use (a note says so); otherwise batches use the load plan's pool and decode steps adapt
+    (the model's :class:`DecodeThreads`, kept across predictions).
+    """
+    ctx = model.ctx
+    plan = model.plan.context_params
+    if n_threads:
+        cpus = available_cpus()
+        if n_threads > cpus and notes is not None:
+            notes.append(f"cpuThreads {n_threads} → {cpus}: this process may use {cpus} CPU(s); more threads "
+                         "than CPUs wait for each other at every step of a token (far slower)")
+        n = min(n_threads, cpus)
+        llama_cpp.llama_set_n_threads(ctx, n, n)
+        return DecodeThreads(n, lambda k: llama_cpp.llama_set_n_threads(ctx, k, n), adaptive=False)
+    batch = plan["n_threads_batch"]
+    tuner = getattr(model, "decode_threads", None)
+    if tuner is None or tuner.n_max != plan["n_threads"]:
+        tuner = model.decode_threads = DecodeThreads(
+            plan["n_threads"], lambda k: None, adaptive=model.plan.effective.get("decode_threads", {}).get("adaptive", True))
+    llama_cpp.llama_set_n_threads(ctx, tuner.current, batch)
+    return tuner.bind(lambda k: llama_cpp.llama_set_n_threads(ctx, k, batch))
+
+
 def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]:
     """Run one generation on ``model``; yields token events and fills ``req.stats``.
 
@@ -361,15 +400,13 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     stop = model.stop_requested
     n_ctx = model.n_ctx
     ctx, vocab = model.ctx, model.vocab
-    threads = model.plan.context_params
-    llama_cpp.llama_set_n_threads(ctx, req.n_threads or threads["n_threads"],
-                                  req.n_threads or threads["n_threads_batch"])
+    threads = thread_plan(model, req.n_threads, stats.notes)
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
     decoder = _Decoder(model, stop)
-    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt)
+    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt, prefilter=req.prefilter)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
@@ -418,7 +455,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
                     else:
                         stats.context_shifts += 1
                 if stats.stop_reason is None:
-                    rc = decoder.token(token)
+                    rc = decoder.token(token, threads)
                     if rc != 0:
                         if stop.is_set() or rc == 2:
                             stats.stop_reason = "userStopped"
@@ -444,5 +481,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # reusing them for the next prompt would not match a fresh run, so they are dropped
             decoder.forget_after(keep)
         stats.t_end = time.perf_counter()
+        stats.threads = {**threads.summary(), "batch": model.plan.context_params["n_threads_batch"]
+                         if not req.n_threads else threads.n_max}
         if stats.stop_reason is None:
             stats.stop_reason = "failed"

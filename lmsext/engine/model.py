@@ -95,6 +95,8 @@ class EngineModel:
         self._closing = False
         #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
         self.cached_tokens: list[int] = []
+        #: picks each decode step's thread count, learning across predictions (see generate.thread_plan)
+        self.decode_threads: Any = None
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
         #: token → bytes, per ``special`` flag (a vocabulary's pieces never change): detokenizing a
