@@ -280,7 +280,7 @@ def sampler_cost(path: Path, reps: int, token_ms: float | None, log: Any) -> dic
             ms = _median(ts) * 1000
             out["chain"][name] = {"ms": ms, "share": ms / token_ms if token_ms else None,
                                   "rounds_ms": [t * 1000 for t in ts]}
-        log(f"  sampler chain: {', '.join(f'{k} {v['ms']:.3f} ms' for k, v in out['chain'].items())}")
+        log("  sampler chain: " + ", ".join(f"{k} {v['ms']:.3f} ms" for k, v in out["chain"].items()))
         return out
     finally:
         llm.unload()

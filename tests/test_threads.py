@@ -9,7 +9,8 @@ import pytest
 
 from lmsext import LoadModelConfig, synth
 from lmsext.engine import plan_load, read_model_info
-from lmsext.engine.threads import DecodeThreads, available_cpus, physical_cores
+from lmsext.engine.threads import (DecodeThreads, available_cpus, batch_threads, idle_cpus, physical_cores,
+                                   runnable_others)
 from lmsext.ui.display import loaded_models_bundle
 
 
@@ -66,27 +67,37 @@ def test_default_decode_threads_adapt_on_the_real_engine(client, mid_model):
     assert cfg["decode_threads"] == {"max": cores, "adaptive": cores > 1}
     r = llm.complete("Once upon a time", {"maxTokens": 40, "temperature": 0})
     t = r.stats.threads
-    assert t["max"] == cores and t["batch"] == cores
+    assert t["max"] == cores and t["batch"] == cores  # a short prompt keeps the pool
     # every decode step was timed and ran at one of the candidate counts
     assert sum(t["steps"].values()) == r.stats.predicted_tokens_count - 1
     assert set(t["steps"]) <= set(range(1, cores + 1)) and 1 <= t["final"] <= cores
-    if cores > 1:
-        assert len(t["steps"]) >= 2  # it measured the other count too
+    assert "now " in loaded_models_bundle([llm])["text/plain"]
     fixed = llm.complete("Once upon a time", {"maxTokens": 40, "temperature": 0, "cpuThreads": 1})
     assert fixed.content == r.content  # thread counts never change the tokens
-    assert fixed.stats.threads["steps"] == {1: 39}
-    assert "now " in loaded_models_bundle([llm])["text/plain"] or cores == 1
+    assert fixed.stats.threads["steps"] == {1: 39} and fixed.stats.threads["adaptive"] is False
+    if cores < 2 or runnable_others() is None:
+        return
+    # every CPU taken by another process: one thread for decode steps and for a long prompt's batches
+    long_prompt = "Once upon a time " * 40
+    with subprocess_busy(available_cpus()):
+        busy = llm.complete(long_prompt, {"maxTokens": 40, "temperature": 0})
+    assert busy.stats.threads["batch"] == 1
+    assert busy.stats.threads["final"] == 1 and busy.stats.threads["steps"].get(cores, 0) <= 3
 
 
 class _Machine:
-    """Step times as a function of the thread count (a stand-in for a machine, not for llama.cpp)."""
+    """Step times and free CPUs as a function of the thread count (a stand-in for a machine, not for llama.cpp)."""
 
-    def __init__(self, ms: dict[int, float]) -> None:
+    def __init__(self, ms: dict[int, float], idle: int | None) -> None:
         self.ms = ms
+        self.free = idle
         self.n = None
 
     def set(self, n: int) -> None:
         self.n = n
+
+    def idle(self) -> int | None:
+        return self.free
 
     def run(self, tuner: DecodeThreads, steps: int) -> float:
         total = 0.0
@@ -98,18 +109,68 @@ class _Machine:
         return total
 
 
+QUIET = {2: 4.5, 1: 6.6}  # the 60 M model on a quiet 2-core machine
+BUSY = {2: 175.0, 1: 16.0}  # the 250 M model while another process holds a core: 2 threads stall at every barrier
+
+
 def test_decode_threads_keep_the_faster_count():
-    quiet = _Machine({2: 4.5, 1: 6.6})  # the 60 M model on a quiet 2-core machine
-    tuner = DecodeThreads(2, quiet.set)
+    quiet = _Machine(QUIET, idle=2)
+    tuner = DecodeThreads(2, quiet.set, idle=quiet.idle)
     total = quiet.run(tuner, 256)
-    assert tuner.current == 2 and total <= 256 * 4.5 / 1000 / 0.95  # within 5 % of always 2
-    busy = _Machine({2: 60.0, 1: 12.0})  # a busy process holds one core: 2 threads stall at every barrier
-    tuner = DecodeThreads(2, busy.set)
-    total = busy.run(tuner, 256)
-    assert tuner.current == 1 and total <= 256 * 12.0 / 1000 / 0.9  # within 10 % of always 1
+    assert tuner.current == 2 and total <= 256 * QUIET[2] / 1000 / 0.95  # within 5 % of always 2
+    # a process takes a core: the tuner moves to 1 thread and does not try 2 while the CPU is taken
+    busy = _Machine(BUSY, idle=1)
+    total = busy.run(tuner.bind(busy.set, busy.idle), 256)
+    assert tuner.current == 1 and total <= 256 * BUSY[1] / 1000 / 0.9  # two slow steps tell it
+    assert tuner.steps[2] <= 256 + 2  # the quiet phase, then two slow steps before the move
     # the machine gets quiet again: the probes find 2 threads
-    total = quiet.run(tuner.bind(quiet.set), 512)
+    quiet.run(tuner.bind(quiet.set, quiet.idle), 512)
     assert tuner.current == 2
-    fixed = DecodeThreads(2, busy.set, adaptive=False)
+    # busy from the start: 1 thread at once, no probe towards 2
+    fresh = DecodeThreads(2, busy.set, idle=busy.idle)
+    total = busy.run(fresh, 256)
+    assert fresh.current == 1 and fresh.steps[2] == 0
+
+
+def test_decode_threads_without_a_run_queue_count_still_bound_the_loss():
+    busy = _Machine(BUSY, idle=None)  # no /proc/loadavg: probes towards 2 threads happen, spaced out
+    tuner = DecodeThreads(2, busy.set, idle=busy.idle)
+    total = busy.run(tuner, 512)
+    assert tuner.current == 1 and total <= 512 * BUSY[1] / 1000 / 0.85
+    fixed = DecodeThreads(2, busy.set, adaptive=False, idle=busy.idle)
     busy.run(fixed, 10)
     assert fixed.steps == {2: 10, 1: 0} and fixed.summary()["steps"] == {2: 10}
+
+
+def test_run_queue_and_batch_threads():
+    others = runnable_others()
+    assert others is None or others >= 0
+    idle = idle_cpus(samples=3)
+    assert idle is None or 1 <= idle <= available_cpus()
+    assert batch_threads(2, 5) == 2  # short prompts keep the pool (no sampling)
+    assert 1 <= batch_threads(2, 1000) <= 2
+    with subprocess_busy(available_cpus()):  # every CPU taken: a long prompt runs on 1 thread
+        assert batch_threads(available_cpus(), 1000) == 1 or runnable_others() is None
+
+
+class subprocess_busy:
+    """``n`` busy processes for the duration of a ``with`` (each also ends by itself after 20 s)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.procs: list = []
+
+    def __enter__(self):
+        import subprocess
+        import sys
+        import time
+        code = "import time\nend = time.monotonic() + 20\nwhile time.monotonic() < end:\n    pass\n"
+        self.procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(self.n)]
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait(5)

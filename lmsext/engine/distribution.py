@@ -253,12 +253,12 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
         stop.clear()
         prompt, removed = fit_prompt(tokens, model.n_ctx, 1, overflow_policy, 1)
         ctx = model.ctx
-        thread_plan(model, n_threads)
         decoder = _Decoder(model, stop)
         guard = _SigintGuard(stop)
         try:
             with guard:
                 reused = decoder.reuse_prefix(prompt)
+                thread_plan(model, n_threads, None, len(prompt) - reused)
                 reason = decoder.prompt(prompt[reused:])
         finally:
             close = getattr(guard, "close", None)  # the guard may stay installed between units of work

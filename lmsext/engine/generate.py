@@ -33,7 +33,7 @@ from ..errors import ModelBusyError, PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
 from .textstream import StopStringMatcher, Utf8Assembler
-from .threads import DecodeThreads, available_cpus
+from .threads import DecodeThreads, available_cpus, batch_threads
 
 
 @dataclass
@@ -342,12 +342,14 @@ def _top_logprobs(model: EngineModel, n: int, chosen: int, logits_ptr) -> TokenL
                         top=[(int(t), text(t), float(logits[t] - logz)) for t in top])
 
 
-def thread_plan(model: EngineModel, n_threads: int | None, notes: list[str] | None = None) -> DecodeThreads:
+def thread_plan(model: EngineModel, n_threads: int | None, notes: list[str] | None = None,
+                n_prompt: int = 0) -> DecodeThreads:
     """Set ``model``'s thread counts for one prediction and return what picks each decode step's count.
 
     ``n_threads`` (``cpuThreads``) fixes the decode and batch counts, capped by the CPUs this process
-    may use (a note says so); otherwise batches use the load plan's pool and decode steps adapt
-    (the model's :class:`DecodeThreads`, kept across predictions).
+    may use (a note says so); otherwise the ``n_prompt`` new prompt tokens run on the load plan's pool,
+    or on fewer threads when other processes hold CPUs right now (:func:`~.threads.batch_threads`),
+    and decode steps adapt (the model's :class:`DecodeThreads`, kept across predictions).
     """
     ctx = model.ctx
     plan = model.plan.context_params
@@ -358,13 +360,16 @@ def thread_plan(model: EngineModel, n_threads: int | None, notes: list[str] | No
                          "than CPUs wait for each other at every step of a token (far slower)")
         n = min(n_threads, cpus)
         llama_cpp.llama_set_n_threads(ctx, n, n)
-        return DecodeThreads(n, lambda k: llama_cpp.llama_set_n_threads(ctx, k, n), adaptive=False)
-    batch = plan["n_threads_batch"]
+        fixed = DecodeThreads(n, lambda k: llama_cpp.llama_set_n_threads(ctx, k, n), adaptive=False)
+        fixed.batch = n
+        return fixed
+    batch = batch_threads(plan["n_threads_batch"], n_prompt)
     tuner = getattr(model, "decode_threads", None)
     if tuner is None or tuner.n_max != plan["n_threads"]:
         tuner = model.decode_threads = DecodeThreads(
             plan["n_threads"], lambda k: None, adaptive=model.plan.effective.get("decode_threads", {}).get("adaptive", True))
     llama_cpp.llama_set_n_threads(ctx, tuner.current, batch)
+    tuner.batch = batch
     return tuner.bind(lambda k: llama_cpp.llama_set_n_threads(ctx, k, batch))
 
 
@@ -400,7 +405,6 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     stop = model.stop_requested
     n_ctx = model.n_ctx
     ctx, vocab = model.ctx, model.vocab
-    threads = thread_plan(model, req.n_threads, stats.notes)
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
@@ -411,10 +415,12 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
     guard = _SigintGuard(stop)
+    threads: DecodeThreads | None = None
     try:
         with guard:
             reused = decoder.reuse_prefix(prompt)
             stats.cached_prompt_tokens = reused
+            threads = thread_plan(model, req.n_threads, stats.notes, len(prompt) - reused)
             reason = decoder.prompt(prompt[reused:])
         stats.t_prompt_done = time.perf_counter()
         if reason:
@@ -481,7 +487,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # reusing them for the next prompt would not match a fresh run, so they are dropped
             decoder.forget_after(keep)
         stats.t_end = time.perf_counter()
-        stats.threads = {**threads.summary(), "batch": model.plan.context_params["n_threads_batch"]
-                         if not req.n_threads else threads.n_max}
+        if threads is not None:
+            stats.threads = {**threads.summary(), "batch": threads.batch}
         if stats.stop_reason is None:
             stats.stop_reason = "failed"

@@ -5,9 +5,13 @@ When another process holds one of the cores (the browser showing the notebook, a
 kernel), the thread that lost its core stalls every barrier, and a 2-thread decode on a 2-core
 machine can run 2-15× slower than one thread. No fixed count is right both on a quiet and on a busy
 machine, so :class:`DecodeThreads` measures: it times every decode step (``llama_decode``), runs a
-few probe steps at the other thread count now and then, and keeps whichever is faster. A probe step
+few probe steps at another thread count now and then, and keeps whichever is faster. A probe step
 that is much slower than the current median ends its probe at once, and probes that lose are spaced
-further apart, so a lost probe costs little. A fixed ``cpuThreads`` turns the adaptation off.
+further apart. A probe towards *more* threads only runs when the CPUs look free right now
+(:func:`idle_cpus`: the kernel's count of runnable tasks): on a 2-core machine one such step under
+contention costs ten 1-thread steps, so it is not tried while another process is running. Prompt
+batches take their count from :func:`idle_cpus` too (:func:`batch_threads`). A fixed ``cpuThreads``
+turns all of this off.
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from typing import Callable
 PROBE_STEPS = 3
 #: Steps between probes: starts here, doubles after every probe that loses (up to MAX_INTERVAL).
 FIRST_INTERVAL = 16
-MAX_INTERVAL = 256
+MAX_INTERVAL = 512
 #: A probe step this many times slower than the current median ends the probe at once.
 ABORT_FACTOR = 1.6
 #: The other count wins when its median step is at most this fraction of the current one.
 WIN_FACTOR = 0.92
-#: A step this many times the current median counts as a sudden slowdown (a process took a core):
-#: the next step starts a probe.
+#: Two steps in a row this many times the current median count as a sudden slowdown (a process took
+#: a core): the next step starts a probe.
 SLOWDOWN_FACTOR = 3.0
 #: Recent step times kept per thread count.
 WINDOW = 8
+#: Prompts shorter than this keep the batch count (sampling the run queue costs ~1 ms).
+BATCH_SAMPLE_MIN_TOKENS = 32
+_LOADAVG = "/proc/loadavg"
 
 
 def available_cpus() -> int:
@@ -54,6 +61,40 @@ def physical_cores() -> int:
     return max(1, min(cores or available_cpus(), available_cpus()))
 
 
+def runnable_others() -> int | None:
+    """Tasks other than the caller that are runnable right now, machine-wide (``/proc/loadavg``'s
+    running count minus the caller), or None where the kernel does not say."""
+    try:
+        with open(_LOADAVG) as f:
+            running = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(running - 1, 0)
+
+
+def idle_cpus(samples: int = 1, gap_s: float = 0.0005) -> int | None:
+    """CPUs of this process that no other runnable task wants right now (at least 1), or None if
+    unknown. ``samples`` > 1 takes the least busy of several looks (a busy process shows in every one;
+    short bursts of other tasks do not)."""
+    seen = []
+    for i in range(samples):
+        if i:
+            time.sleep(gap_s)
+        others = runnable_others()
+        if others is None:
+            return None
+        seen.append(others)
+    return max(available_cpus() - min(seen), 1)
+
+
+def batch_threads(pool: int, n_tokens: int) -> int:
+    """Threads for a prompt of ``n_tokens``: the pool, or fewer when other processes hold CPUs now."""
+    if pool <= 1 or n_tokens < BATCH_SAMPLE_MIN_TOKENS:
+        return pool
+    idle = idle_cpus(samples=3)
+    return pool if idle is None else min(pool, idle)
+
+
 class DecodeThreads:
     """Chooses the decode thread count per step between ``n_max`` and fewer, from measured step times.
 
@@ -62,12 +103,18 @@ class DecodeThreads:
     With ``n_max == 1`` or ``adaptive=False`` it always answers ``n_max``.
     """
 
-    def __init__(self, n_max: int, set_threads: Callable[[int], None], *, adaptive: bool = True) -> None:
+    def __init__(self, n_max: int, set_threads: Callable[[int], None], *, adaptive: bool = True,
+                 idle: Callable[[], int | None] = idle_cpus) -> None:
         self.n_max = max(int(n_max), 1)
         self.adaptive = adaptive and self.n_max > 1
         # the alternatives: one fewer thread (a process holds one core), and one thread
         self.choices = sorted({self.n_max, max(self.n_max - 1, 1), 1}, reverse=True)
+        self._idle = idle
         self.current = self.n_max
+        if self.adaptive:
+            free = idle()
+            if free is not None:
+                self.current = min(self.n_max, free)
         self._set = set_threads
         self._applied: int | None = None
         self.times: dict[int, deque[float]] = {n: deque(maxlen=WINDOW) for n in self.choices}
@@ -76,12 +123,19 @@ class DecodeThreads:
         self.probe: int | None = None
         self.probe_left = 0
         self.switches = 0
+        self._slow = 0
+        #: the prompt-batch count of the current prediction (set by generate.thread_plan)
+        self.batch = self.n_max
         self.steps: dict[int, int] = {n: 0 for n in self.choices}
         self._t0 = 0.0
 
-    def bind(self, set_threads: Callable[[int], None]) -> "DecodeThreads":
-        """Use ``set_threads`` from now on (a new prediction: the context's count is unknown again)."""
+    def bind(self, set_threads: Callable[[int], None],
+             idle: Callable[[], int | None] | None = None) -> "DecodeThreads":
+        """Use ``set_threads`` (and ``idle``, if given) from now on (a new prediction: the context's
+        count is unknown again)."""
         self._set = set_threads
+        if idle is not None:
+            self._idle = idle
         self._applied = None
         return self
 
@@ -94,14 +148,22 @@ class DecodeThreads:
         """The thread count for the next decode step (applied); starts the step's clock."""
         if self.adaptive and self.probe is None and self.until_probe <= 0 and self.times[self.current]:
             self.probe = self._next_probe()
+            if self.probe is None:  # only more threads to try, and the CPUs are busy: later
+                self.until_probe = self.interval
             self.probe_left = PROBE_STEPS
         n = self.probe if self.probe is not None else self.current
         self._apply(n)
         self._t0 = time.perf_counter()
         return n
 
-    def _next_probe(self) -> int:
-        others = [n for n in self.choices if n != self.current]
+    def _next_probe(self) -> int | None:
+        others = [n for n in self.choices if n < self.current]
+        up = [n for n in self.choices if n > self.current]
+        if up:
+            free = self._idle()
+            others += [n for n in up if free is None or n <= free]
+        if not others:
+            return None
         # the count with the least recent evidence first (ties: fewer threads)
         return min(others, key=lambda n: (len(self.times[n]), n))
 
@@ -113,12 +175,16 @@ class DecodeThreads:
         if not self.adaptive:
             return
         cur = self.times[self.current]
-        ref = median(cur) if cur else None
+        # the current count's last few steps: after a change in the machine, older ones mislead
+        ref = median(list(cur)[-PROBE_STEPS:]) if cur else None
         self.times[n].append(dt)
         if self.probe is None:
             self.until_probe -= 1
-            if ref is not None and len(cur) >= 3 and dt > SLOWDOWN_FACTOR * ref:
-                self.until_probe = 0  # something took a core: check the other counts now
+            slow = ref is not None and len(cur) >= PROBE_STEPS and dt > SLOWDOWN_FACTOR * median(cur)
+            self._slow = self._slow + 1 if slow else 0
+            if self._slow >= 2:  # two slow steps in a row: something took a core, check the other counts now
+                self.until_probe = 0
+                self._slow = 0
             return
         self.probe_left -= 1
         if ref is not None and dt > ABORT_FACTOR * ref:
@@ -144,4 +210,4 @@ class DecodeThreads:
                 "steps": {n: c for n, c in self.steps.items() if c}}
 
 
-__all__ = ["DecodeThreads", "available_cpus", "physical_cores"]
+__all__ = ["DecodeThreads", "available_cpus", "batch_threads", "idle_cpus", "physical_cores", "runnable_others"]
