@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,7 @@ class Case:
     prefill: int  # prompt tokens of the prefill measurement (0 = none)
     n_ctx: int = 2048
     params: str = ""
+    prefill_rounds: int = 2
 
 
 @dataclass
@@ -160,7 +162,7 @@ def _llama_prefill(lcp: Any, text: str) -> float:
 # ------------------------------------------------------------------------------ one model
 
 def run_case(case: Case, conditions: list[int], rounds: int, cpus: int, cap_s: float,
-             log: Any) -> dict[str, Any]:
+             log: Any, prefill_rounds: int = 2) -> dict[str, Any]:
     """Every thread setting × condition for one model, interleaved rounds."""
     import lmsext
     from llama_cpp import Llama
@@ -196,7 +198,7 @@ def run_case(case: Case, conditions: list[int], rounds: int, cpus: int, cap_s: f
                             runs[name].append(_llama_decode(lcp, case.tokens, cap_s))
                         else:
                             runs[name].append(_lmsext_decode(llm, case.tokens, n, cap_s))
-                        if case.prefill:
+                        if case.prefill and r < prefill_rounds:
                             tag += 1
                             text = _prefill_text(llm, case.prefill, tag)
                             prefill[name].append(_llama_prefill(lcp, text) if n == "lcp"
@@ -216,6 +218,7 @@ def _condition_result(settings: list[tuple[str, Any]], runs: dict[str, list[dict
     for name, _ in settings:
         rates = [r["tok_s"] for r in runs[name]]
         rows[name] = {"tok_s": _median(rates), "rounds": rates, "tokens": [r["tokens"] for r in runs[name]],
+                      "ttft_s": _median([r["ttft"] for r in runs[name]]),
                       "prefill_s": _median(prefill[name]), "prefill_rounds": prefill[name]}
         if name == DEFAULT:
             rows[name]["threads"] = [r.get("threads") for r in runs[name]]
@@ -331,8 +334,9 @@ def markdown(results: dict[str, Any]) -> str:
              f"llama-cpp-python {m['llama_cpp_python']}; `{results['command']}` in {results['seconds']:.0f} s. "
              "tok/s = medians of interleaved rounds (order rotated); × = ratio of medians; "
              "prefill = time to first token of a 1,000-token prompt.", "",
-             "| model | condition | setting | decode tok/s | × best cpuThreads | × llama-cpp-python | prefill s | prefill × best |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| model | condition | setting | decode tok/s | × best cpuThreads | × llama-cpp-python | first token ms "
+             "(short prompt) | prefill s | prefill × best |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for key, model in results["models"].items():
         first = True
         for cond, c in model["conditions"].items():
@@ -341,6 +345,7 @@ def markdown(results: dict[str, Any]) -> str:
                 mark = " ★" if name == c["best"] else ""
                 lines.append(f"| {key + ' ' + model['params'] if first else ''} | {label} | {name}{mark} | "
                              f"{_f(row['tok_s'])} | {_f(row['x_best'], '{:.2f}')} | {_f(row['x_llama'], '{:.2f}')} | "
+                             f"{_f(row.get('ttft_s') and row['ttft_s'] * 1000)} | "
                              f"{_f(row['prefill_s'], '{:.2f}')} | {_f(row['prefill_x_best'], '{:.2f}')} |")
                 first = False
                 label = ""
@@ -385,7 +390,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--busy", default="0,1,2", help="numbers of competing busy processes (default 0,1,2)")
     p.add_argument("--out", type=Path, default=None, help="JSON results (default benchmarks/results/contention.json)")
     p.add_argument("--no-doc", action="store_true", help="do not write the table into docs/performance.md")
+    p.add_argument("--render", type=Path, nargs="+", default=None,
+                   help="measure nothing: merge these JSON results (models of separate runs) and print/write the table")
     return p.parse_args(argv)
+
+
+def render(paths: list[Path], write_doc: bool) -> dict[str, Any]:
+    """Merge the models (and the last sampler result) of earlier runs, recompute the verdicts, report."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    results = dict(runs[0])
+    results["models"] = {k: v for r in runs for k, v in r["models"].items()}
+    sampler = [r["sampler"] for r in runs if r.get("sampler")]
+    if sampler:
+        results["sampler"] = sampler[-1]
+    results["command"] = " + ".join(r["command"] for r in runs)
+    results["seconds"] = sum(r.get("seconds", 0) for r in runs)
+    results["loadavg_end"] = runs[-1].get("loadavg_end")
+    results["targets"] = targets(results)
+    text = markdown(results)
+    print(text)
+    if write_doc:
+        update_doc(text)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -393,6 +419,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from lmsext.engine.threads import available_cpus, physical_cores
 
     args = parse_args(argv)
+    if args.render:
+        return render(args.render, not args.no_doc)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     t_start = time.perf_counter()
     quick = args.quick
@@ -410,17 +438,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             t0 = time.perf_counter()
             path = large_vocab_model()
             log(f"large-vocabulary model: {path} ({path.stat().st_size / 1e6:.0f} MB, {time.perf_counter() - t0:.0f} s)")
-            cases.append(Case(key, path, 48, 1000, params=f"(~249 M params, {LARGE_VOCAB:,} tokens, Q8_0)"))
+            cases.append(Case(key, path, 48, 1000, params=f"(~249 M params, {LARGE_VOCAB:,} tokens, Q8_0)",
+                              prefill_rounds=1))
         else:
             raise SystemExit(f"unknown model {key!r}")
     results: dict[str, Any] = {"machine": machine(), "physical_cores": physical_cores(), "available_cpus": cpus,
                                "command": "python -m benchmarks.contention " + " ".join(argv if argv is not None
                                                                                         else sys.argv[1:]),
                                "models": {}}
-    cap_s = 2.0 if quick else 6.0
+    cap_s = 2.0 if quick else 3.0
+    out = args.out or RESULTS_DIR / ("contention-quick.json" if quick else "contention.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a stopped run) unwinds like an exception, so the busy processes are killed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for case in cases:
         log(f"[{case.key}]")
-        results["models"][case.key] = run_case(case, busy, rounds, cpus, cap_s, log)
+        results["models"][case.key] = run_case(case, busy, rounds, cpus, cap_s, log, case.prefill_rounds)
+        out.write_text(json.dumps(results, indent=1, default=str))  # what is done so far survives a stop
     big = "large-vocab-q8_0" if "large-vocab-q8_0" in results["models"] else cases[-1].key
     quiet = results["models"][big]["conditions"].get("quiet")
     rate = quiet["settings"][DEFAULT]["tok_s"] if quiet else None
@@ -434,8 +468,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if quick:  # one short round: a smoke run, not a measurement
         for t in results["targets"]:
             t["met"], t["verdict"] = None, "not judged (quick)"
-    out = args.out or RESULTS_DIR / ("contention-quick.json" if quick else "contention.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, default=str))
     text = markdown(results)
     print(text)
