@@ -3,7 +3,7 @@
 For each model (stories260K, the generated 60 M F16 model, the generated ~250 M model with a
 151,936-token vocabulary) and each load condition (quiet, 1 and 2 competing busy processes that
 this benchmark starts and stops itself, each bounded in time and killed in a ``finally``), it runs
-interleaved rounds of every thread setting — ``cpuThreads`` 1…N, lmsext's default (no
+interleaved rounds (order rotated and reversed every other round) of every thread setting — ``cpuThreads`` 1…N, lmsext's default (no
 ``cpuThreads``: the load plan and the adaptive decode threads) and llama-cpp-python's default
 (``Llama()`` with its own thread defaults) — and reports decode tok/s, the time to first token of a
 1,000-token prompt, and per-round ratios. It also times the sampler chain per token on the
@@ -46,6 +46,8 @@ TARGETS = (("default decode ≥ 0.9× the best cpuThreads (1 busy process)", "bu
            ("default decode ≥ 1.0× llama-cpp-python's default (1 busy process)", "busy1", "x_llama", 1.0),
            ("default decode ≥ 0.95× the best cpuThreads (quiet)", "quiet", "x_best", 0.95))
 SAMPLER_SHARE_TARGET = 0.10
+#: Pause before each run, so the previous run's threads are gone from the CPUs.
+SETTLE_S = 0.3
 
 
 @dataclass
@@ -192,8 +194,13 @@ def run_case(case: Case, conditions: list[int], rounds: int, cpus: int, cap_s: f
                     else:
                         _lmsext_decode(llm, 8, n, cap_s)
                 for r in range(rounds):
-                    k = r % len(settings)
-                    for name, n in settings[k:] + settings[:k]:
+                    # rotate, and reverse every other round: a run slows the one after it (a 2-thread run
+                    # under contention leaves its process behind in the scheduler's accounting), so no
+                    # setting may always follow the same one
+                    k = r // 2 % len(settings)
+                    order = settings[k:] + settings[:k]
+                    for name, n in (order[::-1] if r % 2 else order):
+                        time.sleep(SETTLE_S)
                         if n == "lcp":
                             runs[name].append(_llama_decode(lcp, case.tokens, cap_s))
                         else:
@@ -332,7 +339,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} CPUs, {results['physical_cores']} physical cores; "
              f"load average {m.get('loadavg_start')} at the start, {results.get('loadavg_end')} at the end), "
              f"llama-cpp-python {m['llama_cpp_python']}; `{results['command']}` in {results['seconds']:.0f} s. "
-             "tok/s = medians of interleaved rounds (order rotated); × = ratio of medians; "
+             "tok/s = medians of interleaved rounds (order rotated, reversed every other round); × = ratio of medians; "
              "prefill = time to first token of a 1,000-token prompt.", "",
              "| model | condition | setting | decode tok/s | × best cpuThreads | × llama-cpp-python | first token ms "
              "(short prompt) | prefill s | prefill × best |",
@@ -396,13 +403,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def render(paths: list[Path], write_doc: bool) -> dict[str, Any]:
-    """Merge the models (and the last sampler result) of earlier runs, recompute the verdicts, report."""
+    """Merge the models (and the largest vocabulary's sampler result) of earlier runs, recompute the verdicts, report."""
     runs = [json.loads(p.read_text()) for p in paths]
     results = dict(runs[0])
     results["models"] = {k: v for r in runs for k, v in r["models"].items()}
     sampler = [r["sampler"] for r in runs if r.get("sampler")]
-    if sampler:
-        results["sampler"] = sampler[-1]
+    if sampler:  # the largest vocabulary's
+        results["sampler"] = max(sampler, key=lambda x: x["n_vocab"])
     results["command"] = " + ".join(r["command"] for r in runs)
     results["seconds"] = sum(r.get("seconds", 0) for r in runs)
     results["loadavg_end"] = runs[-1].get("loadavg_end")
