@@ -11,6 +11,7 @@ from lmsext import LoadModelConfig, synth
 from lmsext.engine import plan_load, read_model_info
 from lmsext.engine.threads import (DecodeThreads, available_cpus, batch_threads, idle_cpus, physical_cores,
                                    runnable_others)
+from lmsext.omp import WAIT_POLICY
 from lmsext.ui.display import loaded_models_bundle
 
 
@@ -28,9 +29,9 @@ def test_plan_uses_physical_cores_and_shows_them(stories_path):
     assert 1 <= cores <= available_cpus()
     assert plan.context_params["n_threads_batch"] == cores and plan.context_params["n_threads"] == cores
     assert plan.effective["cpu_thread_pool_size"] == cores
-    assert plan.effective["decode_threads"] == {"max": cores, "adaptive": cores > 1}
+    assert plan.effective["decode_threads"] == {"max": cores, "adaptive": cores > 1, "barrier_wait": WAIT_POLICY}
     small = plan_load(LoadModelConfig(), info)  # stories260K: one decode thread, batches on the pool
-    assert small.context_params["n_threads"] == 1 and small.effective["decode_threads"] == {"max": 1, "adaptive": False}
+    assert small.context_params["n_threads"] == 1 and small.effective["decode_threads"]["max"] == 1
     assert small.context_params["n_threads_batch"] == cores
 
 
@@ -72,7 +73,7 @@ def test_default_decode_threads_adapt_on_the_real_engine(client, mid_model):
     llm = client.llm.load(str(mid_model), config={"contextLength": 512})
     cfg = llm.load_result.config
     cores = physical_cores()
-    assert cfg["decode_threads"] == {"max": cores, "adaptive": cores > 1}
+    assert cfg["decode_threads"] == {"max": cores, "adaptive": cores > 1, "barrier_wait": WAIT_POLICY}
     r = llm.complete("Once upon a time", {"maxTokens": 40, "temperature": 0})
     t = r.stats.threads
     assert t["max"] == cores and 1 <= t["batch"] <= cores
@@ -85,8 +86,8 @@ def test_default_decode_threads_adapt_on_the_real_engine(client, mid_model):
     fixed = llm.complete("Once upon a time", {"maxTokens": 40, "temperature": 0, "cpuThreads": 1})
     assert fixed.content == r.content  # thread counts never change the tokens
     assert fixed.stats.threads["steps"] == {1: 39} and fixed.stats.threads["adaptive"] is False
-    if cores < 2 or runnable_others() is None:
-        return
+    if cores < 2 or runnable_others() is None or WAIT_POLICY == "passive":
+        return  # (passive barriers: step times alone decide, tested with _Machine below)
     # every CPU taken by another process: one thread for decode steps and for a long prompt's batches
     long_prompt = "Once upon a time " * 40
     with subprocess_busy(available_cpus()):
@@ -125,7 +126,7 @@ BUSY = {2: 175.0, 1: 16.0}  # the 250 M model while another process holds a core
 
 def test_decode_threads_keep_the_faster_count():
     quiet = _Machine(QUIET, idle=2)
-    tuner = DecodeThreads(2, quiet.set, idle=quiet.idle)
+    tuner = DecodeThreads(2, quiet.set, idle=quiet.idle, spinning=True)
     total = quiet.run(tuner, 256)
     assert tuner.current == 2 and total <= 256 * QUIET[2] / 1000 / 0.95  # within 5 % of always 2
     # a process takes a core: the tuner moves to 1 thread and does not try 2 while the CPU is taken
@@ -137,14 +138,26 @@ def test_decode_threads_keep_the_faster_count():
     quiet.run(tuner.bind(quiet.set, quiet.idle), 512)
     assert tuner.current == 2
     # busy from the start: 1 thread at once, no probe towards 2
-    fresh = DecodeThreads(2, busy.set, idle=busy.idle)
+    fresh = DecodeThreads(2, busy.set, idle=busy.idle, spinning=True)
     total = busy.run(fresh, 256)
     assert fresh.current == 1 and fresh.steps[2] == 0
 
 
+def test_passive_barriers_let_step_times_decide():
+    assert WAIT_POLICY == "passive"  # lmsext set OMP_WAIT_POLICY before llama.cpp loaded
+    import os
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    # with sleeping barriers 2 threads can beat 1 even while another process runs: probes find it
+    busy_passive = _Machine({2: 14.0, 1: 28.0}, idle=1)
+    tuner = DecodeThreads(2, busy_passive.set, idle=busy_passive.idle, spinning=False)
+    busy_passive.run(tuner, 128)
+    assert tuner.current == 2
+    assert batch_threads(2, 1000) == 2  # prompt batches keep the pool
+
+
 def test_decode_threads_without_a_run_queue_count_still_bound_the_loss():
     busy = _Machine(BUSY, idle=None)  # no /proc/loadavg: probes towards 2 threads happen, spaced out
-    tuner = DecodeThreads(2, busy.set, idle=busy.idle)
+    tuner = DecodeThreads(2, busy.set, idle=busy.idle, spinning=True)
     total = busy.run(tuner, 512)
     assert tuner.current == 1 and total <= 512 * BUSY[1] / 1000 / 0.85
     fixed = DecodeThreads(2, busy.set, adaptive=False, idle=busy.idle)
@@ -159,8 +172,9 @@ def test_run_queue_and_batch_threads():
     assert idle is None or 1 <= idle <= available_cpus()
     assert batch_threads(2, 1) == 2  # a one-token batch is a decode step: no look at the run queue
     assert 1 <= batch_threads(2, 1000) <= 2
-    with subprocess_busy(available_cpus()):  # every CPU taken: a long prompt runs on 1 thread
-        assert batch_threads(available_cpus(), 1000) == 1 or runnable_others() is None
+    if WAIT_POLICY == "active":
+        with subprocess_busy(available_cpus()):  # every CPU taken and spinning barriers: a long prompt runs on 1 thread
+            assert batch_threads(available_cpus(), 1000) == 1 or runnable_others() is None
 
 
 class subprocess_busy:

@@ -297,7 +297,8 @@ def _apply_threads(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     plan.context_params["n_threads"] = 1 if small else pool
     plan.context_params["n_threads_batch"] = pool
     plan.effective["cpu_thread_pool_size"] = pool
-    plan.effective["decode_threads"] = {"max": 1 if small else pool, "adaptive": not small and pool > 1}
+    plan.effective["decode_threads"] = {"max": 1 if small else pool, "adaptive": not small and pool > 1,
+                                        "barrier_wait": threads.WAIT_POLICY}
 
 
 #: THE table. Order matters where a row reads another's result (flash attention before cache types,

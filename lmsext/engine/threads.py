@@ -22,6 +22,13 @@ from collections import deque
 from statistics import median
 from typing import Callable
 
+from ..omp import WAIT_POLICY
+
+#: ggml's threads spin at barriers (libgomp's active wait policy): a step with more threads than free
+#: CPUs then costs many one-thread steps, so probes towards more threads and prompt batches look at the
+#: run queue first. With the passive policy (lmsext's default) such a step costs little: step times decide.
+SPINNING = WAIT_POLICY != "passive"
+
 #: Decode steps per probe at another thread count; the first steps of a prediction probe too.
 PROBE_STEPS = 3
 #: Steps between probes: starts here, doubles after every probe that loses (up to MAX_INTERVAL).
@@ -90,7 +97,7 @@ def idle_cpus(samples: int = 1, gap_s: float = 0.0005) -> int | None:
 def batch_threads(pool: int, n_tokens: int) -> int:
     """Threads for a prompt of ``n_tokens``: the pool, or fewer when other processes hold CPUs now
     (one look at the run queue for short prompts, the least busy of three for long ones)."""
-    if pool <= 1 or n_tokens <= 1:
+    if pool <= 1 or n_tokens <= 1 or not SPINNING:
         return pool
     idle = idle_cpus(samples=3 if n_tokens >= BATCH_SAMPLE_MIN_TOKENS else 1)
     return pool if idle is None else min(pool, idle)
@@ -105,14 +112,15 @@ class DecodeThreads:
     """
 
     def __init__(self, n_max: int, set_threads: Callable[[int], None], *, adaptive: bool = True,
-                 idle: Callable[[], int | None] = idle_cpus) -> None:
+                 idle: Callable[[], int | None] = idle_cpus, spinning: bool | None = None) -> None:
         self.n_max = max(int(n_max), 1)
         self.adaptive = adaptive and self.n_max > 1
         # the alternatives: one fewer thread (a process holds one core), and one thread
         self.choices = sorted({self.n_max, max(self.n_max - 1, 1), 1}, reverse=True)
         self._idle = idle
+        self.spinning = SPINNING if spinning is None else spinning
         self.current = self.n_max
-        if self.adaptive:
+        if self.adaptive and self.spinning:
             free = idle()
             if free is not None:
                 self.current = min(self.n_max, free)
@@ -162,7 +170,9 @@ class DecodeThreads:
     def _next_probe(self) -> int | None:
         others = [n for n in self.choices if n < self.current]
         up = [n for n in self.choices if n > self.current]
-        if up:
+        if up and not self.spinning:
+            others += up
+        elif up:
             free = self._idle()
             others += [n for n in up if free is None or n <= free]
         if not others:

@@ -77,8 +77,13 @@ def format_setting(key: str, value: Any) -> str:
             extra.append(f"disabled {format_value(value['disabled_gpus'])}")
         return text + (" · " + ", ".join(extra) if extra else "")
     if key == "decode_threads" and isinstance(value, dict) and "max" in value:
-        return (f"1–{value['max']}, adaptive (measured per step)" if value.get("adaptive") and value["max"] > 1
+        text = (f"1–{value['max']}, adaptive (measured per step)" if value.get("adaptive") and value["max"] > 1
                 else f"{value['max']}")
+        wait = value.get("barrier_wait")
+        if wait:
+            text += ("; threads sleep at barriers (OMP_WAIT_POLICY=PASSIVE)" if wait == "passive"
+                     else "; threads spin at barriers (OMP_WAIT_POLICY active: slow when other processes hold CPUs)")
+        return text
     if key == "seed" and value is None:
         return "null (random per prediction)"
     if key in ("rope_frequency_base", "rope_frequency_scale") and value is False:
@@ -423,7 +428,7 @@ def loaded_models_bundle(models: Iterable["LLM"], current: str | None = None) ->
 
 def threads_text(cfg: dict[str, Any], tuner: Any = None) -> str:
     """``batch 2 · decode 1–2 adaptive, now 1``: the thread counts of a loaded instance."""
-    decode = format_setting("decode_threads", cfg.get("decode_threads")).replace(" (measured per step)", "")
+    decode = format_setting("decode_threads", cfg.get("decode_threads")).split(";")[0].replace(" (measured per step)", "")
     text = f"batch {cfg.get('cpu_thread_pool_size')} · decode {decode}"
     if tuner is not None and getattr(tuner, "adaptive", False) and any(tuner.steps.values()):
         text += f", now {tuner.current}"
