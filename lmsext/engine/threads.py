@@ -1,16 +1,16 @@
 """CPU thread counts: what the machine offers, and the decode thread count adapted while a prediction runs.
 
-ggml's threads meet at a barrier after every operation of a token's graph and spin while they wait.
-When another process holds one of the cores (the browser showing the notebook, a build, a second
-kernel), the thread that lost its core stalls every barrier, and a 2-thread decode on a 2-core
-machine can run 2-15× slower than one thread. No fixed count is right both on a quiet and on a busy
-machine, so :class:`DecodeThreads` measures: it times every decode step (``llama_decode``), runs a
+ggml's threads meet at a barrier after every operation of a token's graph. When another process
+holds one of the cores (the browser showing the notebook, a build, a second kernel), the thread
+that lost its core stalls every barrier; with libgomp's spinning barriers a 2-thread decode on a
+2-core machine ran 10-50× slower than one thread (lmsext makes them sleep, see :mod:`lmsext.omp`,
+which removes most of that). No fixed count is right both on a quiet and on a busy machine, so :class:`DecodeThreads` measures: it times every decode step (``llama_decode``), runs a
 few probe steps at another thread count now and then, and keeps whichever is faster. A probe step
 that is much slower than the current median ends its probe at once, and probes that lose are spaced
-further apart. A probe towards *more* threads only runs when the CPUs look free right now
-(:func:`idle_cpus`: the kernel's count of runnable tasks): on a 2-core machine one such step under
-contention costs ten 1-thread steps, so it is not tried while another process is running. Prompt
-batches take their count from :func:`idle_cpus` too (:func:`batch_threads`). A fixed ``cpuThreads``
+further apart. Where barriers spin, a probe towards *more* threads only runs when the CPUs look
+free right now (:func:`idle_cpus`: the kernel's count of runnable tasks): one such step under
+contention costs ten 1-thread steps. Prompt batches then take their count from :func:`idle_cpus`
+too (:func:`batch_threads`). A fixed ``cpuThreads``
 turns all of this off.
 """
 
