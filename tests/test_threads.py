@@ -198,3 +198,22 @@ class subprocess_busy:
             p.kill()
         for p in self.procs:
             p.wait(5)
+
+
+def test_rest_load_takes_cpu_thread_pool_size_and_reports_the_threads(client):
+    import httpx
+
+    from lmsext.ui import server as rest
+    handle = rest.serve(port=0, client=client)
+    try:
+        r = httpx.post(handle.url + "/api/v1/models/load", timeout=60,
+                       json={"model": "stories260K", "config": {"context_length": 256, "cpu_thread_pool_size": 1}})
+        assert r.status_code == 200, r.text
+        config = r.json()["config"]
+        assert config["cpu_thread_pool_size"] == 1
+        assert config["decode_threads"] == {"max": 1, "adaptive": False, "barrier_wait": WAIT_POLICY}
+        bad = httpx.post(handle.url + "/api/v1/models/load", timeout=60,
+                         json={"model": "stories260K", "config": {"cpu_thread_pool_size": 0}})
+        assert bad.status_code == 400 and "cpu_thread_pool_size" in bad.text
+    finally:
+        handle.stop()
