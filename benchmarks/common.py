@@ -75,6 +75,23 @@ def wide_model(dtype: str = "q8_0") -> Path:
     return random_model(folder, dtype=dtype, shape=WIDE_SHAPE)
 
 
+#: A ~250M-parameter model with a real model's vocabulary (Qwen2.5's 151,936 tokens; Gemma-3-270M-like
+#: widths: n_embd 640, GQA 10/2 heads): the output layer over the vocabulary is ~40 % of a token's work,
+#: and the sampler chain runs over 151,936 candidates, as on the third-party models people use.
+LARGE_VOCAB_SHAPE = {"n_layer": 11, "n_embd": 640, "n_head": 10, "n_head_kv": 2, "n_ff": 2048}
+LARGE_VOCAB = 151_936
+
+
+def large_vocab_model(dtype: str = "q8_0") -> Path:
+    """A random-weights model with :data:`LARGE_VOCAB_SHAPE` and :data:`LARGE_VOCAB` tokens
+    (~249M parameters, ~265 MB at Q8_0; generated once, then cached)."""
+    from lmsext.synth import random_model
+
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return random_model(folder, dtype=dtype, shape=LARGE_VOCAB_SHAPE, n_vocab=LARGE_VOCAB)
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (they are only comparable within one run)."""
     import llama_cpp

@@ -138,7 +138,9 @@ def decode(setup: Setup) -> dict[str, Any]:
         try:
             for sampler in setup.samplers:
                 setup.log(f"  decode {case.key} / {sampler}: {case.tokens} tokens × {case.reps} rounds")
-                cfg = case.sampling(sampler)
+                # lmsext's decode threads adapt per step by default; here every path runs the same fixed
+                # count (the raw loop and Llama() get the plan's n_threads): benchmarks.contention compares defaults
+                cfg = {"cpuThreads": context["n_threads"], **case.sampling(sampler)}
                 runs = interleave({name: (lambda p=p: p.decode(tokens, case.tokens, sampler, cfg))
                                    for name, p in paths.items()}, case.reps)
                 res: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import omp  # noqa: F401  (first: sets OMP_WAIT_POLICY before llama.cpp's libgomp loads)
 from .chat import Chat
 from .config import GpuSetting, LoadModelConfig, PredictionConfig
 from .errors import (ConfigError, DownloadError, InsufficientMemoryError, LmsextError, ModelBusyError, ModelLoadError,

@@ -221,7 +221,7 @@ class LLM:
                 time_to_first_token_sec=st.time_to_first_token_sec, generation_time_sec=st.generation_time_sec,
                 cached_prompt_tokens_count=st.cached_prompt_tokens,
                 truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
-                seed=st.seed, error=st.error)
+                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes))
             parsed, error = content, None
             if structured is not None and structured.type != "none":
                 parsed, error = _parse_structured(content, structured)

@@ -87,6 +87,10 @@ class PredictionStats:
     stop_string: str | None = None
     seed: int | None = None
     error: str | None = None
+    #: decode threads (most used, adaptive, steps per count, count at the end) and batch threads
+    threads: dict[str, Any] | None = None
+    #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def total_tokens_count(self) -> int:

@@ -32,6 +32,7 @@ LOAD_FIELDS = [
     ("seed", "seed", 42, 42),
     ("use_fp16_for_kv_cache", "useFp16ForKVCache", True, True),
     ("try_mmap", "tryMmap", False, False),
+    ("cpu_thread_pool_size", "cpuThreadPoolSize", 2, 2),
     ("num_experts", "numExperts", 4, 4),
     ("llama_k_cache_quantization_type", "llamaKCacheQuantizationType", "q8_0", "q8_0"),
     ("llama_v_cache_quantization_type", "llamaVCacheQuantizationType", "q4_0", "q4_0"),

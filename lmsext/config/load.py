@@ -44,6 +44,8 @@ class LoadModelConfig(SettingsModel):
     seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the context.")
     use_fp16_for_kv_cache: StrictBool | None = setting(_BOOL, "Store the KV cache in 16-bit floats.")
     try_mmap: StrictBool | None = setting(_BOOL, "Memory-map the model file when possible.")
+    cpu_thread_pool_size: PositiveInt | None = setting(
+        "an integer >= 1", "CPU threads for prompt batches, and the most a decode step uses.")
     num_experts: PositiveInt | None = setting(
         "an integer >= 1 (omit it to use the model's default)", "Experts used per token by MoE models.")
     llama_k_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(

@@ -26,7 +26,7 @@ import llama_cpp
 import numpy as np
 
 from ..errors import PredictionError
-from .generate import _Decoder, _SigintGuard, fit_prompt
+from .generate import _Decoder, _SigintGuard, fit_prompt, thread_plan
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 
@@ -250,13 +250,12 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
         stop = model.stop_requested
         prompt, removed = fit_prompt(tokens, model.n_ctx, 1, overflow_policy, 1)
         ctx = model.ctx
-        threads = model.plan.context_params
-        llama_cpp.llama_set_n_threads(ctx, n_threads or threads["n_threads"], n_threads or threads["n_threads_batch"])
         decoder = _Decoder(model, stop)
         guard = _SigintGuard(stop)
         try:
             with guard:
                 reused = decoder.reuse_prefix(prompt)
+                thread_plan(model, n_threads, None, len(prompt) - reused)
                 reason = decoder.prompt(prompt[reused:])
         finally:
             close = getattr(guard, "close", None)  # the guard may stay installed between units of work
@@ -265,7 +264,8 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
         if reason:
             raise KeyboardInterrupt("stopped while processing the prompt")
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)).copy()
-        with SamplerChain(model.vocab, n_vocab, settings, history=prompt) as chain:
+        # the whole-vocabulary chain: its stages are LM Studio's (the prefilter draws the same tokens)
+        with SamplerChain(model.vocab, n_vocab, settings, history=prompt, prefilter=False) as chain:
             result = _shape(model, chain, settings, logits, top_n)
             result.samples = _draw(chain, logits, samples)
         result.prompt_tokens = prompt

@@ -28,6 +28,7 @@ from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
 from .sigint import SigintGuard as _SigintGuard
 from .textstream import StopStringMatcher, Utf8Assembler
+from .threads import DecodeThreads, available_cpus, batch_threads
 
 
 @dataclass
@@ -66,6 +67,10 @@ class GenerationStats:
     context_shifts: int = 0
     seed: int | None = None
     error: str | None = None
+    #: decode threads: the most used, whether adaptive, steps per count, the count at the end; batch threads
+    threads: dict | None = None
+    #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def time_to_first_token_sec(self) -> float | None:
@@ -108,6 +113,8 @@ class GenerationRequest:
     pre_truncated: int = 0
     #: tokens that end the generation as the model's end-of-generation tokens do (stop reason ``eosFound``)
     end_tokens: frozenset[int] = frozenset()
+    #: run the repeat penalty on the top candidates where exact (sampling.prefilter_size); False = whole vocabulary
+    prefilter: bool = True
 
 
 def cancel(model: EngineModel, req: GenerationRequest) -> None:
@@ -200,10 +207,16 @@ class _Decoder:
             llama_cpp.llama_set_abort_callback(self.ctx, llama_cpp.ggml_abort_callback(), None)
         return None
 
-    def token(self, token: int) -> int:
-        """Decode one generated token; returns llama_decode's code."""
+    def token(self, token: int, threads: DecodeThreads | None = None) -> int:
+        """Decode one generated token (timed by ``threads``, which picks its thread count); returns
+        llama_decode's code."""
         self.one[0] = token
-        rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
+        if threads is not None:
+            threads.step_threads()
+            rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
+            threads.record()
+        else:
+            rc = llama_cpp.llama_decode(self.ctx, self.one_batch)
         if rc == 0:
             self.model.cached_tokens.append(token)
         return rc
@@ -251,6 +264,37 @@ def _top_logprobs(model: EngineModel, n: int, chosen: int, logits_ptr) -> TokenL
                         top=[(int(t), text(t), float(logits[t] - logz)) for t in top])
 
 
+def thread_plan(model: EngineModel, n_threads: int | None, notes: list[str] | None = None,
+                n_prompt: int = 0) -> DecodeThreads:
+    """Set ``model``'s thread counts for one prediction and return what picks each decode step's count.
+
+    ``n_threads`` (``cpuThreads``) fixes the decode and batch counts, capped by the CPUs this process
+    may use (a note says so); otherwise the ``n_prompt`` new prompt tokens run on the load plan's pool,
+    or on fewer threads when other processes hold CPUs right now (:func:`~.threads.batch_threads`),
+    and decode steps adapt (the model's :class:`DecodeThreads`, kept across predictions).
+    """
+    ctx = model.ctx
+    plan = model.plan.context_params
+    if n_threads:
+        cpus = available_cpus()
+        if n_threads > cpus and notes is not None:
+            notes.append(f"cpuThreads {n_threads} → {cpus}: this process may use {cpus} CPU(s); more threads "
+                         "than CPUs wait for each other at every step of a token (far slower)")
+        n = min(n_threads, cpus)
+        llama_cpp.llama_set_n_threads(ctx, n, n)
+        fixed = DecodeThreads(n, lambda k: llama_cpp.llama_set_n_threads(ctx, k, n), adaptive=False)
+        fixed.batch = n
+        return fixed
+    batch = batch_threads(plan["n_threads_batch"], n_prompt)
+    tuner = getattr(model, "decode_threads", None)
+    if tuner is None or tuner.n_max != plan["n_threads"]:
+        tuner = model.decode_threads = DecodeThreads(
+            plan["n_threads"], lambda k: None, adaptive=model.plan.effective.get("decode_threads", {}).get("adaptive", True))
+    llama_cpp.llama_set_n_threads(ctx, tuner.current, batch)
+    tuner.batch = batch
+    return tuner.bind(lambda k: llama_cpp.llama_set_n_threads(ctx, k, batch))
+
+
 def generate(model: EngineModel, req: GenerationRequest) -> Iterator[TokenEvent]:
     """Run one generation on ``model``; yields token events and fills ``req.stats``.
 
@@ -283,23 +327,22 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     n_ctx = model.n_ctx
     ctx, vocab = model.ctx, model.vocab
     end_tokens = req.end_tokens
-    threads = model.plan.context_params
-    llama_cpp.llama_set_n_threads(ctx, req.n_threads or threads["n_threads"],
-                                  req.n_threads or threads["n_threads_batch"])
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
     decoder = _Decoder(model, stop)
-    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt)
+    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt, prefilter=req.prefilter)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
     guard = _SigintGuard(stop)
+    threads: DecodeThreads | None = None
     try:
         with guard:
             reused = decoder.reuse_prefix(prompt)
             stats.cached_prompt_tokens = reused
+            threads = thread_plan(model, req.n_threads, stats.notes, len(prompt) - reused)
             reason = decoder.prompt(prompt[reused:])
         stats.t_prompt_done = time.perf_counter()
         if reason:
@@ -340,7 +383,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
                     else:
                         stats.context_shifts += 1
                 if stats.stop_reason is None:
-                    rc = decoder.token(token)
+                    rc = decoder.token(token, threads)
                     if rc != 0:
                         if stop.is_set() or rc == 2:
                             stats.stop_reason = "userStopped"
@@ -366,5 +409,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # reusing them for the next prompt would not match a fresh run, so they are dropped
             decoder.forget_after(keep)
         stats.t_end = time.perf_counter()
+        if threads is not None:
+            stats.threads = {**threads.summary(), "batch": threads.batch}
         if stats.stop_reason is None:
             stats.stop_reason = "failed"

@@ -120,6 +120,8 @@ class EngineModel:
         self._prediction_thread: int | None = None  # the thread of the running prediction, if any
         #: tokens whose K/V are in the cache, in order (for prefix reuse across calls)
         self.cached_tokens: list[int] = []
+        #: picks each decode step's thread count, learning across predictions (see generate.thread_plan)
+        self.decode_threads: Any = None
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         #: piece buffer of the holder of :attr:`lock` (the token loop); other callers bring their own
         self._piece_buf = ctypes.create_string_buffer(256)

@@ -19,7 +19,7 @@ import llama_cpp
 
 from ..config import LoadModelConfig
 from ..errors import ConfigError
-from . import _lib
+from . import _lib, threads
 from .gguf_info import ModelInfo
 
 #: llama.cpp pads the KV cache to a multiple of this many tokens.
@@ -283,10 +283,22 @@ SINGLE_THREAD_DECODE_BELOW = 20_000_000
 
 
 def _apply_threads(cfg: LoadModelConfig, plan: LoadPlan) -> None:
-    threads = max(os.cpu_count() or 1, 1)
+    """Threads: the pool is the physical cores (``cpuThreadPoolSize`` sets it, capped by the CPUs this
+    process may use); prompt batches use the pool, decode steps adapt between the pool and fewer
+    (:class:`~.threads.DecodeThreads`: a process holding a core stalls every ggml barrier)."""
+    asked = _requested(cfg, "cpu_thread_pool_size")
+    cpus = threads.available_cpus()
+    pool = threads.physical_cores() if asked is None else min(asked, cpus)
+    if asked is not None and asked > cpus:
+        plan.notes.append(
+            f"cpu_thread_pool_size {asked} → {cpus}: this process may use {cpus} CPU(s); more threads than "
+            "CPUs wait for each other at every step of a token (far slower, see docs/performance.md)")
     small = plan.info.parameter_count < SINGLE_THREAD_DECODE_BELOW
-    plan.context_params["n_threads"] = 1 if small else threads
-    plan.context_params["n_threads_batch"] = threads
+    plan.context_params["n_threads"] = 1 if small else pool
+    plan.context_params["n_threads_batch"] = pool
+    plan.effective["cpu_thread_pool_size"] = pool
+    plan.effective["decode_threads"] = {"max": 1 if small else pool, "adaptive": not small and pool > 1,
+                                        "barrier_wait": threads.WAIT_POLICY}
 
 
 #: THE table. Order matters where a row reads another's result (flash attention before cache types,
@@ -310,7 +322,10 @@ LOAD_SETTINGS: tuple[Setting, ...] = (
     Setting("llama_v_cache_quantization_type", "type_v (needs flash attention unless f16/f32)", None,
             applied_with="use_fp16_for_kv_cache"),
     Setting("num_experts", "kv_overrides[<arch>.expert_used_count]", _apply_num_experts),
-    Setting("cpu_threads (prediction)", "n_threads, n_threads_batch", _apply_threads),
+    Setting("cpu_thread_pool_size", "n_threads_batch; n_threads = the most a decode step uses (adaptive; "
+            "cpuThreads per prediction fixes both)", _apply_threads),
+    Setting("decode_threads", "n_threads per decode step (1 below 20 M parameters)", None,
+            applied_with="cpu_thread_pool_size"),
 )
 
 

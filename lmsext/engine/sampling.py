@@ -65,11 +65,32 @@ class SamplingSettings:
         return self.temperature <= 0.0
 
 
+def prefilter_size(settings: SamplingSettings) -> int:
+    """How many top candidates the repeat penalty may run on instead of the whole vocabulary, 0 = all.
+
+    The penalty only lowers logits, and of at most ``REPEAT_LAST_N`` distinct tokens (the window). A
+    token outside the raw top ``k + REPEAT_LAST_N`` has at least ``k`` unpenalised tokens above it, so
+    it cannot be in the top ``k`` after the penalty either: when the next stage is top-k (``k`` > 0) or
+    greedy (``k`` = 1), cutting to the raw top ``k + REPEAT_LAST_N`` first gives the same candidates,
+    the same order and the same draws (up to the order of exactly equal logits). Without a top-k or
+    greedy stage after it, the penalty needs every token.
+    """
+    if settings.repeat_penalty == 1.0:
+        return 0
+    if settings.greedy:
+        return 1 + REPEAT_LAST_N
+    return settings.top_k + REPEAT_LAST_N if settings.top_k > 0 else 0
+
+
 class SamplerChain:
-    """Owns a ``llama_sampler`` chain; free it with :meth:`close` (or use as a context manager)."""
+    """Owns a ``llama_sampler`` chain; free it with :meth:`close` (or use as a context manager).
+
+    ``prefilter`` (default) runs the repeat penalty on the top candidates where that is exact (see
+    :func:`prefilter_size`): on a 150 k-token vocabulary it saves most of the chain's time per token.
+    """
 
     def __init__(self, vocab, n_vocab: int, settings: SamplingSettings,
-                 history: Sequence[int] = ()) -> None:
+                 history: Sequence[int] = (), *, prefilter: bool = True) -> None:
         self.ptr = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = lambda s: llama_cpp.llama_sampler_chain_add(self.ptr, s)  # noqa: E731
         if settings.grammar is not None:
@@ -78,6 +99,9 @@ class SamplerChain:
                 self.close()
                 raise ConfigError("structured: llama.cpp rejected the grammar", key="structured")
             add(grammar)
+        pre = prefilter_size(settings) if prefilter else 0
+        if pre and pre < n_vocab:
+            add(llama_cpp.llama_sampler_init_top_k(pre))
         if settings.repeat_penalty != 1.0:
             penalties = llama_cpp.llama_sampler_init_penalties(n_vocab, REPEAT_LAST_N, settings.repeat_penalty, 0.0, 0.0)
             for token in list(history)[-REPEAT_LAST_N:]:

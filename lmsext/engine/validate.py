@@ -461,7 +461,7 @@ MAX_THREADS = 512
 _PREDICTION_LIMITS = (("max_tokens", "maxTokens", MAX_INT32), ("top_k_sampling", "topKSampling", MAX_INT32),
                       ("cpu_threads", "cpuThreads", MAX_THREADS))
 _LOAD_LIMITS = (("context_length", "contextLength", MAX_INT32), ("eval_batch_size", "evalBatchSize", MAX_INT32),
-                ("num_experts", "numExperts", MAX_EXPERTS))
+                ("num_experts", "numExperts", MAX_EXPERTS), ("cpu_thread_pool_size", "cpuThreadPoolSize", MAX_THREADS))
 
 
 def _check_limits(config: Any, limits: tuple[tuple[str, str, int], ...]) -> None:

@@ -123,23 +123,29 @@ def count_params(n_layer: int, n_embd: int, n_head: int, n_head_kv: int, n_ff: i
 
 
 def random_model(dest: str | os.PathLike[str] | None = None, n_params_target: int = 2_000_000,
-                 dtype: str = "f16", *, seed: int = 0, shape: dict[str, int] | None = None) -> Path:
+                 dtype: str = "f16", *, seed: int = 0, shape: dict[str, int] | None = None,
+                 n_vocab: int | None = None) -> Path:
     """Random-weights llama model of about ``n_params_target`` parameters for benchmarks
     (cached; built-in tokenizer, no chat template). E.g. 60_000_000 gives ~60M params.
 
     ``shape`` (``n_layer``, ``n_embd``, ``n_head``, ``n_head_kv``, ``n_ff``) overrides the shape
-    :func:`random_shape` picks (``n_params_target`` is then ignored)."""
+    :func:`random_shape` picks (``n_params_target`` is then ignored). ``n_vocab`` pads the
+    vocabulary to a real model's size (e.g. 151,936) with filler tokens."""
+    vocab_size = n_vocab or len(builtin_vocab().tokens)
     if shape is not None:
         shape = dict(shape)
-        n_params_target = count_params(**shape, n_vocab=len(builtin_vocab().tokens))
+        n_params_target = count_params(**shape, n_vocab=vocab_size)
     else:
         shape = random_shape(n_params_target)
 
     def build(path: Path) -> Path:
-        return write_model(path, **shape, dtype=dtype, seed=seed,
+        return write_model(path, **shape, dtype=dtype, seed=seed, n_vocab=n_vocab,
                            name=f"lmsext-synth-random-{round(n_params_target / 1e6, 1)}M")
 
-    return _cached("random", dest, {"shape": shape, "dtype": dtype, "seed": seed}, None, build)
+    args: dict[str, Any] = {"shape": shape, "dtype": dtype, "seed": seed}
+    if n_vocab is not None:  # keeps the cache keys of models without it
+        args["n_vocab"] = n_vocab
+    return _cached("random", dest, args, None, build)
 
 
 def _dense(hp: dict[str, int]) -> dict[str, int]:

@@ -144,6 +144,7 @@ def write_model(
     weights_from: str | os.PathLike[str] | None = None,
     seed: int = 0,
     name: str | None = None,
+    n_vocab: int | None = None,
 ) -> Path:
     """Write a llama-architecture GGUF model to ``path`` and return it.
 
@@ -152,7 +153,8 @@ def write_model(
     is the built-in SentencePiece-style one, or copied from ``tokenizer_from`` (default: from
     ``weights_from``). A ChatML ``chat_template`` adds ``<|im_start|>``/``<|im_end|>`` as control
     tokens with ``<|im_end|>`` as eos/eot. ``n_expert > 0`` writes a Mixtral-style MoE.
-    ``dtype`` is "f32", "f16" or "q8_0" (norms and the router stay F32).
+    ``dtype`` is "f32", "f16" or "q8_0" (norms and the router stay F32). ``n_vocab`` grows the
+    built-in vocabulary to that many tokens (filler pieces; see :func:`~._vocab.pad_vocab`).
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
@@ -183,6 +185,11 @@ def write_model(
     chatml = isinstance(template, str) and _vocab.IM_START in template
     if chatml:
         _vocab.add_chatml(vocab)
+    if n_vocab is not None:
+        if tokenizer_from is not None or n_vocab < len(vocab.tokens):
+            raise ValueError(f"n_vocab={n_vocab}: only grows the built-in vocabulary "
+                             f"({len(vocab.tokens)} tokens)")
+        _vocab.pad_vocab(vocab, n_vocab)
     n_vocab = len(vocab.tokens)
 
     # ---- tensor plan

@@ -115,6 +115,24 @@ def builtin_vocab() -> Vocab:
     return vocab
 
 
+def pad_vocab(vocab: Vocab, n_vocab: int) -> Vocab:
+    """Grow ``vocab`` to ``n_vocab`` tokens with filler NORMAL pieces (``▁w0``, ``▁w1``, …, scored
+    below every real piece): the size of a real model's vocabulary (150 k+ tokens) for benchmarks,
+    without changing how the built-in words tokenize."""
+    seen = set(vocab.tokens)
+    i = 0
+    low = min(vocab.scores, default=0.0) - 1.0
+    while len(vocab.tokens) < n_vocab:
+        piece = f"{SPACE}w{i}"
+        i += 1
+        if piece in seen:
+            continue
+        vocab.tokens.append(piece)
+        vocab.types.append(int(TokenType.NORMAL))
+        vocab.scores.append(low - i)
+    return vocab
+
+
 def _field_value(f: Any) -> Any:
     return f.contents()
 

@@ -76,6 +76,14 @@ def format_setting(key: str, value: Any) -> str:
         if value.get("disabled_gpus"):
             extra.append(f"disabled {format_value(value['disabled_gpus'])}")
         return text + (" · " + ", ".join(extra) if extra else "")
+    if key == "decode_threads" and isinstance(value, dict) and "max" in value:
+        text = (f"1–{value['max']}, adaptive (measured per step)" if value.get("adaptive") and value["max"] > 1
+                else f"{value['max']}")
+        wait = value.get("barrier_wait")
+        if wait:
+            text += ("; threads sleep at barriers (OMP_WAIT_POLICY=PASSIVE)" if wait == "passive"
+                     else "; threads spin at barriers (OMP_WAIT_POLICY active: slow when other processes hold CPUs)")
+        return text
     if key == "seed" and value is None:
         return "null (random per prediction)"
     if key in ("rope_frequency_base", "rope_frequency_scale") and value is False:
@@ -401,19 +409,30 @@ def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
 def loaded_models_bundle(models: Iterable["LLM"], current: str | None = None) -> dict[str, str]:
     """``%lm_ps``: every loaded instance with its effective config."""
-    headers = ["identifier", "model", *REST_KEYS, "gpu", "kv cache (K/V)", "memory", "other settings"]
+    headers = ["identifier", "model", *REST_KEYS, "gpu", "kv cache (K/V)", "threads", "memory", "other settings"]
     rows = []
     for llm in models:
         lr = llm.load_result
         cfg = lr.config
-        shown = set(REST_KEYS) | {"gpu", "llama_k_cache_quantization_type", "llama_v_cache_quantization_type"}
+        shown = set(REST_KEYS) | {"gpu", "llama_k_cache_quantization_type", "llama_v_cache_quantization_type",
+                                  "cpu_thread_pool_size", "decode_threads"}
         other = ", ".join(f"{k}={format_value(v)}" for k, v in cfg.items() if k not in shown)
         mark = " (default)" if llm.identifier == current else ""
         rows.append([llm.identifier + mark, lr.model_key, *(format_value(cfg.get(k)) for k in REST_KEYS),
                      format_setting("gpu", cfg.get("gpu")),
                      f"{cfg.get('llama_k_cache_quantization_type')}/{cfg.get('llama_v_cache_quantization_type')}",
+                     threads_text(cfg, getattr(llm.engine, "decode_threads", None)),
                      format_bytes(sum(lr.memory.values())), other])
     return table_bundle(headers, rows, title="Loaded models", empty="no model is loaded (%lm_load MODEL)")
+
+
+def threads_text(cfg: dict[str, Any], tuner: Any = None) -> str:
+    """``batch 2 · decode 1–2 adaptive, now 1``: the thread counts of a loaded instance."""
+    decode = format_setting("decode_threads", cfg.get("decode_threads")).split(";")[0].replace(" (measured per step)", "")
+    text = f"batch {cfg.get('cpu_thread_pool_size')} · decode {decode}"
+    if tuner is not None and getattr(tuner, "adaptive", False) and any(tuner.steps.values()):
+        text += f", now {tuner.current}"
+    return text
 
 
 def downloaded_models_bundle(models: Iterable["DownloadedModel"], loaded: dict[str, list[str]]) -> dict[str, str]:
