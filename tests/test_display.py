@@ -1,4 +1,4 @@
-"""Rendering (lmsext.ui.display) and argument helpers (lmsext.ui.magic_args) without a model."""
+"""Rendering (lmsext.render) and argument helpers (lmsext.ui.magic_args) without a model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from IPython.core.error import UsageError
 from lmsext.engine.gguf_info import ModelInfo
 from lmsext.errors import ConfigError
 from lmsext.results import LoadResult, PredictionResult, PredictionStats
-from lmsext.ui import display as views
+from lmsext import render as views
 from lmsext.ui.magic_args import (LOAD_FLAGS, config_value, interpolate, key_values, reword_flag_error, unescape,
                                   value_goes_to_displayhook)
 from lmsext.ui.session import Session

@@ -13,7 +13,7 @@ import lmsext
 from lmsext import synth
 from lmsext.engine import TokenLogProb
 from lmsext.results import PredictionResult, PredictionStats
-from lmsext.ui import display as views
+from lmsext import render as views
 from lmsext.ui import magics as magics_module
 from lmsext.ui import session as session_module
 

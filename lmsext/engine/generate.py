@@ -29,65 +29,11 @@ try:  # the C functions; signal.signal/getsignal add enum conversions (µs per c
 except ImportError:  # pragma: no cover - not CPython
     _get_handler, _set_handler = signal.getsignal, signal.signal
 
+from ..backend import GenerationStats, TokenEvent, TokenLogProb
 from ..errors import ModelBusyError, PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
 from .textstream import StopStringMatcher, Utf8Assembler
-
-
-@dataclass
-class TokenLogProb:
-    """One generated token with its probability and the top alternatives (``log_probs=N``)."""
-
-    token: int
-    text: str
-    logprob: float
-    top: list[tuple[int, str, float]]
-
-
-@dataclass
-class TokenEvent:
-    """What one step of the loop produced: the visible text delta (may be empty) and the token."""
-
-    text: str
-    token: int
-    logprob: TokenLogProb | None = None
-
-
-@dataclass
-class GenerationStats:
-    """Counters and timings of one generation (filled in as it runs)."""
-
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    predicted_tokens: int = 0
-    t_start: float = 0.0
-    t_prompt_done: float | None = None
-    t_first_token: float | None = None
-    t_end: float | None = None
-    stop_reason: str | None = None
-    stop_string: str | None = None
-    truncated_prompt_tokens: int = 0
-    context_shifts: int = 0
-    seed: int | None = None
-    error: str | None = None
-
-    @property
-    def time_to_first_token_sec(self) -> float | None:
-        """Seconds from the request to the first generated token."""
-        return None if self.t_first_token is None else self.t_first_token - self.t_start
-
-    @property
-    def generation_time_sec(self) -> float:
-        """Seconds spent generating (after the prompt was processed)."""
-        end = self.t_end if self.t_end is not None else time.perf_counter()
-        return max(end - (self.t_prompt_done or self.t_start), 0.0)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        """Generated tokens per second of generation time."""
-        t = self.generation_time_sec
-        return self.predicted_tokens / t if self.predicted_tokens and t > 0 else None
 
 
 @dataclass

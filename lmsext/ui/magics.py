@@ -32,7 +32,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, TraitError, Unicode, o
 from ..chat import Chat
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
-from . import display as views
+from .. import render as views
 from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, config_value, flag_values, gpu_value, interpolate,
                          key_values, lookup, parse_args, parse_flags, unescape, value_goes_to_displayhook)
 from .session import SECTIONS, Session, get_session

@@ -34,7 +34,7 @@ from ..engine import read_model_info, resolve_model
 from ..engine.gguf_info import format_bytes
 from ..engine.params import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, plan_load
 from ..errors import LmsextError
-from ..ui.display import esc
+from ..render import esc
 from ..ui.session import Session, get_session
 from .controls import Binding, parse_seed
 from .summary import LoadSummaryWidget

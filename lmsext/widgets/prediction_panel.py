@@ -36,7 +36,7 @@ from ..chat import Chat
 from ..config import PredictionConfig
 from ..engine.sampling import DEFAULTS
 from ..errors import LmsextError, ModelNotLoadedError
-from ..ui.display import esc
+from ..render import esc
 from ..ui.magic_args import unescape
 from ..ui.session import Session, get_session
 from .controls import Binding, escape_stop, field_bounds, parse_seed
