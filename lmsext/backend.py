@@ -203,6 +203,7 @@ class LoadPreview:
     effective: dict[str, Any]
     notes: list[str]
     gpu_layers: int  #: the layers the GPU setting asks to offload
+    offloadable_layers: int  #: the layers the model has that can be offloaded
 
 
 class ResolvedModelFile(Protocol):
@@ -311,6 +312,9 @@ class SupportsEstimate(Protocol):
 @runtime_checkable
 class SupportsVocabulary(Protocol):
     """Optional: token-level access to the vocabulary (in-kernel engines only)."""
+
+    def tokenize_chat(self, model: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids of ``messages`` through the chat template (special tokens parsed)."""
 
     def vocab_size(self, model: LoadedModel) -> int:
         """The number of tokens in the vocabulary."""

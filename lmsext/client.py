@@ -58,14 +58,16 @@ class LLMNamespace:
         resolved = engine.resolve(model_key, allow_download=allow_download, allow_paths=allow_paths)
         return engine.estimate(resolved, cfg)
 
-    def plan(self, model_key: str, config: Any = None, *, allow_download: bool = False,
+    def plan(self, model: str | ModelInfo, config: Any = None, *, allow_download: bool = False,
              allow_paths: bool = True) -> LoadPreview:
-        """What loading ``model_key`` with ``config`` would apply — every effective setting, the notes on
-        what is applied differently, the GPU layers — without loading (ConfigError if it cannot load)."""
+        """What loading ``model`` (a model key, a path or its :meth:`model_info`) with ``config`` would apply —
+        every effective setting, the notes on what is applied differently, the GPU layers — without
+        loading (ConfigError if it cannot load). The load panel shows it on every slider move."""
         cfg = LoadModelConfig.parse(config)
         engine = self._estimating_engine("a load preview")
         engine.check_load_config(cfg)
-        info = self.model_info(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        info = model if isinstance(model, ModelInfo) else self.model_info(
+            model, allow_download=allow_download, allow_paths=allow_paths)
         return engine.preview_load(info, cfg)
 
     def model_info(self, model_key: str, *, allow_download: bool = False, allow_paths: bool = True) -> ModelInfo:

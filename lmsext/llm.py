@@ -116,6 +116,13 @@ class LLM:
         self._check_open()
         return engine.token_text(self._loaded, token)
 
+    def tokenize_chat(self, history: Chat | str | list | dict) -> list[int]:
+        """The token ids a :meth:`respond` of ``history`` starts from (chat template applied, special
+        tokens parsed, nothing truncated) (in-kernel engines)."""
+        engine = self._capability(SupportsVocabulary, "chat tokenization")
+        self._check_open()
+        return engine.tokenize_chat(self._loaded, Chat.from_history(history).messages)
+
     def vocab_size(self) -> int:
         """The number of tokens in the model's vocabulary (in-kernel engines)."""
         engine = self._capability(SupportsVocabulary, "the vocabulary size")

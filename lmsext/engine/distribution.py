@@ -26,7 +26,7 @@ import llama_cpp
 import numpy as np
 
 from ..errors import ModelBusyError, PredictionError
-from .generate import _Decoder, _SigintGuard, fit_prompt
+from .generate import Decoder, SigintGuard, fit_prompt
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 
@@ -255,8 +255,8 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
         ctx = model.ctx
         threads = model.plan.context_params
         llama_cpp.llama_set_n_threads(ctx, n_threads or threads["n_threads"], n_threads or threads["n_threads_batch"])
-        decoder = _Decoder(model, stop)
-        guard = _SigintGuard(stop)
+        decoder = Decoder(model, stop)
+        guard = SigintGuard(stop)
         try:
             with guard:
                 reused = decoder.reuse_prefix(prompt)

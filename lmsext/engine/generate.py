@@ -96,7 +96,7 @@ def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_he
     return kept, len(tokens) - len(kept)
 
 
-class _SigintGuard:
+class SigintGuard:
     """While entered on the main thread, SIGINT sets ``flag`` instead of raising KeyboardInterrupt.
 
     Entered around each unit of engine work; a Ctrl-C that arrives while it is not entered behaves
@@ -127,7 +127,7 @@ class _SigintGuard:
         elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler not set from Python: Python's default
             raise KeyboardInterrupt
 
-    def __enter__(self) -> "_SigintGuard":
+    def __enter__(self) -> "SigintGuard":
         if self.active and threading.get_ident() == self._main:  # resumed elsewhere: not ours to take
             current = _get_handler(signal.SIGINT)
             if current is not self and not self._reaches_me(current):
@@ -143,7 +143,7 @@ class _SigintGuard:
     def _reaches_me(self, handler: object) -> bool:
         """True if ``handler`` is a guard that passes signals on to this one (another generation
         interleaved with this one installed itself over it): no reinstall, no cycle."""
-        while isinstance(handler, _SigintGuard):
+        while isinstance(handler, SigintGuard):
             if handler is self:
                 return True
             handler = handler.previous
@@ -166,12 +166,12 @@ class _SigintGuard:
 
 def _live_handler(handler: object) -> object:
     """``handler``, skipping closed guards (whose own predecessors take their place)."""
-    while isinstance(handler, _SigintGuard) and handler.closed:
+    while isinstance(handler, SigintGuard) and handler.closed:
         handler = handler.previous
     return handler
 
 
-class _Decoder:
+class Decoder:
     """llama_decode wrappers that keep ``model.cached_tokens`` equal to what the KV cache holds."""
 
     def __init__(self, model: EngineModel, stop: threading.Event) -> None:
@@ -314,12 +314,12 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
-    decoder = _Decoder(model, stop)
+    decoder = Decoder(model, stop)
     chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
-    guard = _SigintGuard(stop)
+    guard = SigintGuard(stop)
     try:
         with guard:
             reused = decoder.reuse_prefix(prompt)

@@ -203,7 +203,13 @@ class LocalEngine:
     def preview_load(self, info: ModelInfo, config: LoadModelConfig) -> LoadPreview:
         """What llama.cpp would apply for ``config`` (ConfigError for a config that cannot load)."""
         plan = plan_load(config, info)
-        return LoadPreview(effective=dict(plan.effective), notes=list(plan.notes), gpu_layers=plan.gpu_layers_requested)
+        return LoadPreview(effective=dict(plan.effective), notes=list(plan.notes), gpu_layers=plan.gpu_layers_requested,
+                           offloadable_layers=plan.offloadable_layers)
+
+    def tokenize_chat(self, model: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
+        """The token ids of ``messages`` through the chat template (special tokens parsed)."""
+        model.handle.check_open()
+        return model.handle.render_prompt(messages)[0]
 
     def vocab_size(self, model: LoadedModel) -> int:
         """Tokens in the vocabulary."""

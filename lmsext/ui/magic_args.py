@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from IPython.core.error import UsageError
 from IPython.utils.process import arg_split
 
+from ..config import unescape  # noqa: F401  (re-exported: the one definition is lmsext.config.unescape)
 from ..errors import ConfigError
 
 #: ``%lm_load`` flag (argparse dest) → LoadModelConfig key.
@@ -45,9 +46,6 @@ PREDICTION_FLAGS = {
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
-
-
 def parse_args(magic: Any, line: str):
     """Parse a magic's line with its ``magic_arguments`` parser, splitting like a POSIX shell (quotes
     group and are removed: ``--system "Be terse"``); every problem becomes a UsageError."""
@@ -67,11 +65,6 @@ def gpu_value(text: str) -> str | float:
         return float(low)
     except ValueError:
         raise UsageError(f"--gpu {text!r}: must be off, max or a number from 0 to 1") from None
-
-
-def unescape(text: str) -> str:
-    r"""``\n``, ``\t``, ``\r``, ``\0`` and ``\\`` in a flag value (stop strings) become the characters."""
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
 
 
 def flag_values(args: Any, table: Mapping[str, str]) -> dict[str, Any]:

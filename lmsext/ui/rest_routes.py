@@ -680,7 +680,7 @@ def _data(obj: dict[str, Any]) -> str:
 @endpoint
 async def openapi(request: Request) -> Response:
     """GET /openapi.json."""
-    from .. import __version__
+    from .._version import __version__
     return JSON(rs.openapi_schema(_state(request).url, __version__))
 
 
