@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from .config import LoadModelConfig, PredictionConfig
 from .units import format_bytes
@@ -245,9 +245,6 @@ class Engine(Protocol):
     def check_load_config(self, config: LoadModelConfig) -> None:
         """Refuse (ConfigError) load settings beyond what this engine can take."""
 
-    def check_prediction_config(self, config: PredictionConfig) -> None:
-        """Refuse (ConfigError) prediction settings this engine cannot take."""
-
     def resolve(self, model_key: str, *, allow_download: bool, allow_paths: bool) -> ResolvedModelFile:
         """The model file ``model_key`` names (ModelNotFoundError if none)."""
 
@@ -279,7 +276,8 @@ class Engine(Protocol):
     def predict(self, model: LoadedModel, prompt: str | list[dict[str, str]],
                 config: PredictionConfig) -> Prediction:
         """Start a prediction: ``prompt`` is raw text (continued as is) or chat messages (through the
-        template, whole messages dropped first when the context overflows)."""
+        template, whole messages dropped first when the context overflows). Settings this engine cannot
+        take are refused here (ConfigError)."""
 
     def stop(self, model: LoadedModel) -> None:
         """Ask a running prediction on ``model`` to stop (from another thread)."""

@@ -10,13 +10,11 @@ import collections
 import hashlib
 import math
 import os
-
 from pathlib import Path
-from typing import Any
 
 import gguf
 
-from ..backend import ModelInfo
+from ..backend import ModelInfo  # noqa: F401  (defined with the engine interface; kept importable here)
 from ..errors import ModelLoadError
 from ..units import format_bytes, format_params  # noqa: F401  (moved to lmsext.units; kept importable here)
 from .validate import GGUFSummary, validate_gguf
