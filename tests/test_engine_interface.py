@@ -86,3 +86,12 @@ def test_plan_and_model_info_are_public_api(client, stories_path):
     assert client.llm.plan("stories260K", {"contextLength": 512}) == preview
     with pytest.raises(lmsext.ConfigError, match="contextLength"):
         client.llm.plan(info, {"contextLength": -1})
+
+
+def test_the_facts_front_ends_read_are_the_engines_own():
+    """One table: the sampler defaults and the context step the panels read from lmsext.config are the
+    ones the engine samples and allocates with."""
+    from lmsext.config import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, SAMPLING_DEFAULTS
+    from lmsext.engine import params, sampling
+    assert sampling.DEFAULTS is SAMPLING_DEFAULTS
+    assert params.CONTEXT_STEP == CONTEXT_STEP and params.DEFAULT_CONTEXT_LENGTH == DEFAULT_CONTEXT_LENGTH

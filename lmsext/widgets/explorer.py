@@ -25,14 +25,15 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from ..config import SAMPLING_DEFAULTS
 from ..errors import LmsextError
 from .frontend import asset, widget_bundle
 
 #: Prediction-config keys the sliders drive (their PredictionConfig spelling).
 SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p": "top_p_sampling",
                "min_p": "min_p_sampling", "repeat_penalty": "repeat_penalty"}
-#: LM Studio's defaults, the sliders' starting values.
-SLIDER_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1}
+#: LM Studio's defaults (lmsext.config.SAMPLING_DEFAULTS), the sliders' starting values.
+SLIDER_DEFAULTS = {name: SAMPLING_DEFAULTS[key] for name, key in SLIDER_KEYS.items()}
 
 
 def _resolve_model(model: Any):
