@@ -10,7 +10,7 @@ from .html import CSS, MUTED, RED, REST_KEYS, RESET, TABLE, TD, TH, bundle, esc,
 
 if TYPE_CHECKING:
     from ..chat import Chat
-    from ..client import DownloadedModel
+    from ..backend import DownloadedModel
     from ..llm import LLM
 
 
