@@ -19,7 +19,7 @@ from .config import GpuSetting, LoadModelConfig, PredictionConfig
 from .errors import (ConfigError, DownloadError, InsufficientMemoryError, LmsextError, ModelBusyError, ModelLoadError,
                      ModelNotFoundError, ModelNotLoadedError, PredictionError)
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
     "serve": "ui.server", "current_server": "ui.server",

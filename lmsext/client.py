@@ -5,20 +5,17 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .backend import (DownloadedModel, Engine, LoadPreview, MemoryEstimate, ModelInfo, ResolvedModelFile,
+                      SupportsEstimate, missing_capability)
 from .config import LoadModelConfig
 from .config.constants import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from .config.error_messages import short_repr
-from .engine import EngineModel, LOAD_SETTINGS, list_model_files, plan_load, read_model_info, resolve_model
-from .engine.estimate import MemoryEstimate, check_fits, estimate_memory
-from .engine.resolve import EMBEDDED_MODEL_KEY, ResolvedModel, resolve_model_and_key
-from .engine.validate import check_load_limits
-from .engine.gguf_info import ModelInfo
-from .errors import ConfigError, ModelNotFoundError, ModelNotLoadedError
+from .errors import ConfigError, LmsextError, ModelNotFoundError, ModelNotLoadedError
 from .llm import LLM
+from .models import EMBEDDED_MODEL_KEY
 from .results import LoadResult
 
 #: The one line a load of the embedded default model for want of a model key carries.
@@ -26,22 +23,6 @@ DEFAULT_MODEL_NOTE = (f"no model given: loaded the embedded default model {EMBED
                       "(shipped with lmsext; add your own with LMSEXT_MODELS_PATH or client.llm.download)")
 JIT_NOTE = ("already loaded: the config passed to .model() was ignored (LM Studio's JIT semantics); "
             "use .load() for a new instance with that config")
-
-
-@dataclass(frozen=True)
-class DownloadedModel:
-    """A GGUF file found in the model folders."""
-
-    model_key: str
-    path: str
-    size_bytes: int
-    info: ModelInfo | None
-    error: str | None = None
-
-    @property
-    def architecture(self) -> str | None:
-        """The GGUF architecture (``llama``, ``qwen2``, …)."""
-        return self.info.architecture if self.info else None
 
 
 def check_identifier(identifier: Any) -> str:
@@ -102,7 +83,8 @@ class LLMNamespace:
             if existing is not None:
                 if config is not None:
                     LoadModelConfig.parse(config)  # still validate: a typo is an error either way
-                    return LLM(self, existing.identifier, existing._engine, existing.load_result.with_note(JIT_NOTE))
+                    return LLM(self, existing.identifier, existing._backend, existing._loaded,
+                               existing.load_result.with_note(JIT_NOTE))
                 return existing
             return self._load(model_key, resolved, config=config, identifier=None,
                               on_load_progress=on_load_progress, allow_download=allow_download,
@@ -114,10 +96,33 @@ class LLMNamespace:
         compute buffers — and what is available, without loading anything."""
         _check_name(model_key)
         cfg = LoadModelConfig.parse(config)
-        check_load_limits(cfg)
-        path = resolve_model(model_key, allow_download=allow_download, allow_paths=allow_paths)
-        info = read_model_info(path)
-        return estimate_memory(info, plan_load(cfg, info))
+        engine = self._estimating_engine("a memory estimate")
+        engine.check_load_config(cfg)
+        resolved = engine.resolve(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        return engine.estimate(resolved, cfg)
+
+    def plan(self, model: str | ModelInfo, config: Any = None, *, allow_download: bool = False,
+             allow_paths: bool = True) -> LoadPreview:
+        """What loading ``model`` (a model key, a path or its :meth:`model_info`) with ``config`` would apply —
+        every effective setting, the notes on what is applied differently, the GPU layers — without
+        loading (ConfigError if it cannot load). The load panel shows it on every slider move."""
+        cfg = LoadModelConfig.parse(config)
+        engine = self._estimating_engine("a load preview")
+        engine.check_load_config(cfg)
+        info = model if isinstance(model, ModelInfo) else self.model_info(
+            model, allow_download=allow_download, allow_paths=allow_paths)
+        return engine.preview_load(info, cfg)
+
+    def model_info(self, model_key: str, *, allow_download: bool = False, allow_paths: bool = True) -> ModelInfo:
+        """The metadata of the model file ``model_key`` names (architecture, layers, trained context, …)."""
+        engine = self._client.engine
+        return engine.model_info(engine.resolve(model_key, allow_download=allow_download, allow_paths=allow_paths).path)
+
+    def _estimating_engine(self, what: str) -> Any:
+        engine = self._client.engine
+        if not isinstance(engine, SupportsEstimate):
+            raise LmsextError(missing_capability(engine, what))
+        return engine
 
     def load(self, model_key: str, *, config: Any = None, identifier: str | None = None,
              on_load_progress: Callable[[float], Any] | None = None,
@@ -132,39 +137,32 @@ class LLMNamespace:
         return self._load(model_key, None, config=config, identifier=identifier, on_load_progress=on_load_progress,
                           allow_download=allow_download, allow_paths=allow_paths, force=force)
 
-    def _load(self, model_key: str, resolved: ResolvedModel | None, *, config: Any, identifier: str | None,
+    def _load(self, model_key: str, resolved: ResolvedModelFile | None, *, config: Any, identifier: str | None,
               on_load_progress: Callable[[float], Any] | None, allow_download: bool, allow_paths: bool,
               force: bool, note: str | None = None) -> LLM:
         """:meth:`load`, reusing ``resolved`` (the resolution of ``model_key`` :meth:`model` already made) if given:
         one load lists the model folders once, for the file and its key alike."""
+        engine = self._client.engine
         cfg = LoadModelConfig.parse(config)
-        check_load_limits(cfg)
+        engine.check_load_config(cfg)
         if identifier is not None:
             check_identifier(identifier)
         if resolved is None:
             _check_name(model_key)
-            resolved = resolve_model_and_key(model_key, allow_download=allow_download, allow_paths=allow_paths)
-        path, key = resolved.path, resolved.key
-        info = read_model_info(path)
+            resolved = engine.resolve(model_key, allow_download=allow_download, allow_paths=allow_paths)
+        engine.model_info(resolved.path)  # a file that is not a model fails before any instance bookkeeping
         with self._lock:
             if identifier is not None and identifier in self._instances:
                 raise ConfigError(f"identifier '{identifier}' is already taken by a loaded instance; "
                                   "choose another or unload it first", key="identifier", value=identifier)
-            ident = identifier or self._free_identifier(key)
-            if not force:
-                check_fits(estimate_memory(info, plan_load(cfg, info)), path.name)
-            engine, report = EngineModel.load(path, cfg, info=info, progress=on_load_progress)
-            plan = report.plan
+            ident = identifier or self._free_identifier(resolved.key)
+            loaded = engine.load(resolved, cfg, identifier=ident, on_progress=on_load_progress, force=force)
             result = LoadResult(
-                model_instance_id=ident, model_key=key, path=str(path), config=dict(plan.effective),
-                load_time_seconds=report.load_time_seconds, requested=cfg.to_dict("snake"),
-                notes=([note] if note else []) + list(plan.notes) + ([] if info.chat_template else [
-                    "no chat template in the model: respond() uses lmsext's plain User:/Assistant: fallback"]),
-                model_info=info, memory={"weights": report.weights_bytes, "kv_cache": report.kv_cache_bytes},
-                chat_template=engine.chat_template.name,
-                llama_params={"model": _jsonable(plan.model_params), "context": _jsonable(plan.context_params),
-                              "kv_overrides": dict(plan.kv_overrides)})
-            llm = LLM(self, ident, engine, result)
+                model_instance_id=ident, model_key=resolved.key, path=loaded.path, config=dict(loaded.config),
+                load_time_seconds=loaded.load_time_seconds, requested=cfg.to_dict("snake"), notes=([note] if note else []) + list(loaded.notes),
+                model_info=loaded.info, memory=dict(loaded.memory), chat_template=loaded.chat_template,
+                llama_params=dict(loaded.engine_params), setting_params=dict(loaded.setting_params))
+            llm = LLM(self, ident, engine, loaded, result)
             self._instances[ident] = llm
             return llm
 
@@ -179,7 +177,7 @@ class LLMNamespace:
     def _find(self, name: str, *, allow_paths: bool = True) -> LLM | None:
         return self._lookup(name, allow_paths=allow_paths)[0]
 
-    def _lookup(self, name: str, *, allow_paths: bool = True) -> tuple[LLM | None, ResolvedModel | None]:
+    def _lookup(self, name: str, *, allow_paths: bool = True) -> tuple[LLM | None, ResolvedModelFile | None]:
         """The loaded instance ``name`` names (identifier, model key, then the file it resolves to without
         downloading), and the resolution of ``name`` when one was made and succeeded (a load can reuse it)."""
         if name in self._instances:
@@ -188,7 +186,7 @@ class LLMNamespace:
             if llm.model_key == name or llm.model_key.lower() == str(name).lower():
                 return llm, None
         try:
-            resolved = resolve_model_and_key(name, allow_download=False, allow_paths=allow_paths)
+            resolved = self._client.engine.resolve(name, allow_download=False, allow_paths=allow_paths)
             path = resolved.path.resolve()
         except Exception:
             return None, None
@@ -214,7 +212,7 @@ class LLMNamespace:
         with self._lock:
             llm = self.get(identifier)
             self._instances.pop(llm.identifier, None)
-        llm._engine.close()
+        self._client.engine.unload(llm._loaded)
 
     def unload_all(self) -> None:
         """Unload every instance."""
@@ -251,7 +249,7 @@ class LLMNamespace:
         say(job.describe())
         path = job.path or plan.destination
         return DownloadedModel(model_key=plan.model_key, path=str(path), size_bytes=path.stat().st_size,
-                               info=read_model_info(path))
+                               info=self._client.engine.model_info(path))
 
     def list_downloaded(self) -> list[DownloadedModel]:
         """GGUF files in the model folders and the embedded default model (see :meth:`Client.list_downloaded_models`)."""
@@ -259,22 +257,20 @@ class LLMNamespace:
 
 
 class Client:
-    """The entry point, as in LM Studio's SDK: ``client.llm.model("stories260K").respond("Hi")``."""
+    """The entry point, as in LM Studio's SDK: ``client.llm.model("stories260K").respond("Hi")``.
 
-    def __init__(self) -> None:
+    ``engine`` is what runs the models (see :class:`lmsext.backend.Engine`); by default the in-kernel
+    llama.cpp engine, :class:`lmsext.engine.local.LocalEngine`.
+    """
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine: Engine = engine if engine is not None else _local_engine()
         self.llm = LLMNamespace(self)
 
     def list_downloaded_models(self) -> list[DownloadedModel]:
         """Every GGUF in ``$LMSEXT_MODELS_PATH``, LM Studio's folders and the Hugging Face cache, and the
         embedded default model ``stories260K`` (unless a model folder has a file of that key)."""
-        out = []
-        for f in list_model_files():
-            try:
-                info, error = read_model_info(f.path), None
-            except Exception as exc:
-                info, error = None, str(exc)
-            out.append(DownloadedModel(model_key=f.key, path=str(f.path), size_bytes=f.size, info=info, error=error))
-        return out
+        return self.engine.list_downloaded()
 
     def list_loaded_models(self) -> list[LLM]:
         """Same as ``client.llm.list_loaded()``."""
@@ -284,8 +280,10 @@ class Client:
         return f"<lmsext.Client: {len(self.llm.list_loaded())} loaded>"
 
 
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()}
+def _local_engine() -> Engine:
+    """The default engine: llama.cpp in this kernel (imported on first use: ``import lmsext`` stays light)."""
+    from .engine.local import LocalEngine
+    return LocalEngine()
 
 
 _default: Client | None = None
@@ -301,4 +299,4 @@ def default_client() -> Client:
         return _default
 
 
-__all__ = ["Client", "DownloadedModel", "LLMNamespace", "default_client", "LOAD_SETTINGS"]
+__all__ = ["Client", "DownloadedModel", "LLMNamespace", "default_client"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import Client
+from .client import Client
 from .errors import LmsextError
 
 

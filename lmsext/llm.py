@@ -5,23 +5,16 @@ from __future__ import annotations
 import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from .backend import (Engine, LoadedModel, MemoryEstimate, ModelInfo, SupportsEstimate, SupportsNextTokenDistribution,
+                      SupportsVocabulary, missing_capability)
 from .chat import Chat, clean_text
 from .config import PredictionConfig
-from .engine import (EngineModel, GenerationRequest, SamplingSettings, check_grammar, generate,
-                     to_gbnf)
-from .engine.generate import cancel as cancel_generation
-from .engine.grammar import parse_output
-from .engine.overflow import fit_chat
-from .engine.validate import check_prediction_limits
-from .engine.gguf_info import ModelInfo
-from .errors import ConfigError, ModelNotLoadedError
-from .models import STORY_END_TOKEN
+from .config.output import parse_output
+from .errors import ConfigError, LmsextError, ModelNotLoadedError
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
     from .client import LLMNamespace
-    from .engine.estimate import MemoryEstimate
-    from .engine.distribution import NextTokenDistribution
 
 FragmentCallback = Callable[[PredictionFragment], Any]
 
@@ -29,11 +22,12 @@ FragmentCallback = Callable[[PredictionFragment], Any]
 class LLM:
     """A loaded model instance. ``client.llm.model()`` / ``client.llm.load()`` return these."""
 
-    def __init__(self, namespace: "LLMNamespace", identifier: str, engine: EngineModel,
+    def __init__(self, namespace: "LLMNamespace", identifier: str, engine: Engine, loaded: LoadedModel,
                  load_result: LoadResult) -> None:
         self._namespace = namespace
         self.identifier = identifier
-        self._engine = engine
+        self._backend = engine
+        self._loaded = loaded
         self.load_result = load_result
 
     # -- info ----------------------------------------------------------------------------------
@@ -44,48 +38,59 @@ class LLM:
         return self.load_result.model_key
 
     @property
-    def engine(self) -> EngineModel:
-        """The engine instance (raises ModelNotLoadedError once unloaded)."""
-        self._engine.check_open()
-        return self._engine
+    def engine(self) -> Any:
+        """The engine's own handle of this instance (for the in-kernel engine, an
+        ``lmsext.engine.EngineModel``); raises ModelNotLoadedError once unloaded. Only for looking under
+        the hood: everything lmsext itself does goes through the engine interface."""
+        self._check_open()
+        return self._loaded.handle
 
     @property
     def loaded(self) -> bool:
         """False once the instance was unloaded."""
-        return not self._engine.closed
+        return self._backend.is_loaded(self._loaded)
+
+    def _check_open(self) -> None:
+        self._backend.check_loaded(self._loaded, self.identifier)
+
+    def _capability(self, kind: type, what: str) -> Any:
+        if not isinstance(self._backend, kind):
+            raise LmsextError(missing_capability(self._backend, what))
+        return self._backend
 
     def get_info(self) -> ModelInfo:
         """The model's GGUF metadata."""
-        return self._engine.info
+        return self._loaded.info
 
     def get_load_config(self) -> dict[str, Any]:
         """Every effective load setting of this instance."""
         return dict(self.load_result.config)
 
-    def estimate(self) -> "MemoryEstimate":
+    def estimate(self) -> MemoryEstimate:
         """The memory this instance is predicted to take at its peak (weights, KV cache, compute
         buffers, overhead) with its effective config, and what is available now."""
-        from .engine.estimate import estimate_memory
-        engine = self.engine
-        return estimate_memory(engine.info, engine.plan)
+        return self._capability(SupportsEstimate, "a memory estimate").estimate(self._loaded)
 
     def get_context_length(self) -> int:
-        """The context length llama.cpp allocated."""
-        return self.engine.n_ctx
+        """The context length the engine allocated."""
+        self._check_open()
+        return self._loaded.context_length
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` (with BOS when the model adds one)."""
         if not isinstance(text, str):
             raise ConfigError(f"tokenize() takes a string, got {type(text).__name__}", key="text")
-        return self.engine.tokenize(clean_text(text))
+        self._check_open()
+        return self._backend.tokenize(self._loaded, clean_text(text))
 
     def count_tokens(self, text: str) -> int:
         """How many tokens ``text`` takes."""
         return len(self.tokenize(text))
 
     def next_token_distribution(self, prompt: Any, config: Any = None, *, top_n: int = 20,
-                                samples: int = 0) -> "NextTokenDistribution":
-        """The next-token distribution after ``prompt`` under a prediction config, stage by stage.
+                                samples: int = 0) -> Any:
+        """The next-token distribution after ``prompt`` under a prediction config, stage by stage
+        (for the in-kernel engine an :class:`lmsext.engine.distribution.NextTokenDistribution`).
 
         ``prompt``: raw text (as :meth:`complete`), a :class:`Chat` / message list (through the chat
         template, as :meth:`respond`) or a list of token ids. Runs llama.cpp's own sampler chain for
@@ -94,26 +99,46 @@ class LLM:
         cut it; ``samples=N`` also draws N tokens through the chain with the config's seed. The
         distribution is exactly the one a prediction with ``config`` samples its first token from.
         """
-        from .engine.distribution import next_token_distribution
-        engine = self.engine
+        engine = self._capability(SupportsNextTokenDistribution, "the next-token distribution")
+        self._check_open()
         pconfig = PredictionConfig.parse(config)
         if isinstance(prompt, str):
-            tokens = engine.tokenize(prompt)
+            target: Any = prompt
         elif _token_ids(prompt):
-            tokens = [int(t) for t in prompt]
+            target = [int(t) for t in prompt]
         else:
-            tokens = engine.render_prompt(Chat.from_history(prompt).messages)[0]
-        grammar = to_gbnf(pconfig.structured) if pconfig.structured is not None else None
-        if grammar is not None:
-            check_grammar(grammar, str(engine.path))
-        sampling = SamplingSettings.resolve(pconfig, engine.plan.default_seed, grammar)
-        return next_token_distribution(engine, tokens, sampling, top_n=top_n, samples=samples,
-                                       n_threads=pconfig.cpu_threads,
-                                       overflow_policy=pconfig.context_overflow_policy or "truncateMiddle")
+            target = Chat.from_history(prompt).messages
+        return engine.next_token_distribution(self._loaded, target, pconfig, top_n=top_n, samples=samples)
+
+    def token_text(self, token: int) -> str:
+        """The text of vocabulary entry ``token``, special tokens spelled out (in-kernel engines)."""
+        engine = self._capability(SupportsVocabulary, "token texts")
+        self._check_open()
+        return engine.token_text(self._loaded, token)
+
+    def tokenize_chat(self, history: Chat | str | list | dict) -> list[int]:
+        """The token ids a :meth:`respond` of ``history`` starts from (chat template applied, special
+        tokens parsed, nothing truncated) (in-kernel engines)."""
+        engine = self._capability(SupportsVocabulary, "chat tokenization")
+        self._check_open()
+        return engine.tokenize_chat(self._loaded, Chat.from_history(history).messages)
+
+    def vocab_size(self) -> int:
+        """The number of tokens in the model's vocabulary (in-kernel engines)."""
+        engine = self._capability(SupportsVocabulary, "the vocabulary size")
+        self._check_open()
+        return engine.vocab_size(self._loaded)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """True for a token that ends generation (EOS, EOT, …) (in-kernel engines)."""
+        engine = self._capability(SupportsVocabulary, "end-of-generation tokens")
+        self._check_open()
+        return engine.is_end_of_generation(self._loaded, token)
 
     def apply_prompt_template(self, history: Chat | str | list | dict) -> str:
         """The prompt text the chat template makes of ``history``."""
-        return self.engine.chat_template.render(Chat.from_history(history).messages)
+        self._check_open()
+        return self._backend.apply_prompt_template(self._loaded, Chat.from_history(history).messages)
 
     def unload(self) -> None:
         """Unload this instance (stops a running prediction first)."""
@@ -121,7 +146,7 @@ class LLM:
 
     def stop(self) -> None:
         """Ask a running prediction on this instance to stop (from another thread or a widget)."""
-        self._engine.stop_requested.set()
+        self._backend.stop(self._loaded)
 
     # -- prediction ----------------------------------------------------------------------------
 
@@ -145,15 +170,11 @@ class LLM:
                        on_prediction_fragment: FragmentCallback | None = None,
                        on_first_token: Callable[[], Any] | None = None) -> PredictionStream:
         """Like :meth:`respond`, as a stream of fragments."""
-        engine = self.engine
+        self._check_open()
         messages = Chat.from_history(history).messages
         pconfig = PredictionConfig.parse(config)
-        # the context overflow policy drops whole messages first (engine/overflow.py)
-        fitted = fit_chat(engine, messages, policy=pconfig.context_overflow_policy or "truncateMiddle",
-                          max_tokens=pconfig.max_tokens if pconfig.max_tokens not in (None, False) else None)
-        return self._stream(fitted.tokens, pconfig, engine.chat_template.implicit_stops, fitted.keep_head,
-                            engine.detokenize(fitted.tokens, True), on_prediction_fragment, on_first_token,
-                            pre_truncated=fitted.removed_tokens)
+        return self._stream(self._backend.predict(self._loaded, messages, pconfig), pconfig,
+                            on_prediction_fragment, on_first_token)
 
     def complete_stream(self, prompt: str, config: Any = None, *,
                         on_prediction_fragment: FragmentCallback | None = None,
@@ -161,41 +182,21 @@ class LLM:
         """Like :meth:`complete`, as a stream of fragments."""
         if not isinstance(prompt, str):
             raise ConfigError(f"complete() takes a prompt string, got {type(prompt).__name__}", key="prompt")
-        engine = self.engine
-        prompt = clean_text(prompt)
-        tokens = engine.tokenize(prompt)
-        # truncateMiddle keeps the start of a raw prompt (up to half the room) and its end
-        return self._stream(tokens, config, [], len(tokens), prompt, on_prediction_fragment, on_first_token)
-
-    def _stream(self, tokens: list[int], config: Any, implicit_stops: list[str], keep_head: int,
-                prompt_text: str, on_fragment: FragmentCallback | None,
-                on_first: Callable[[], Any] | None, *, pre_truncated: int = 0) -> PredictionStream:
-        engine = self.engine
+        self._check_open()
         pconfig = PredictionConfig.parse(config)
-        check_prediction_limits(pconfig)
-        if pconfig.draft_model is not None:
-            raise ConfigError("draftModel: speculative decoding is not supported by lmsext yet; remove draftModel",
-                              key="draft_model", value=pconfig.draft_model)
+        return self._stream(self._backend.predict(self._loaded, clean_text(prompt), pconfig), pconfig,
+                            on_prediction_fragment, on_first_token)
+
+    def _stream(self, run: Any, pconfig: PredictionConfig, on_fragment: FragmentCallback | None,
+                on_first: Callable[[], Any] | None) -> PredictionStream:
+        """The :class:`PredictionStream` of an engine prediction ``run``: fragments, then the assembled result."""
         structured = pconfig.structured
-        grammar = to_gbnf(structured) if structured is not None else None
-        if grammar is not None:
-            check_grammar(grammar, str(engine.path))
-        sampling = SamplingSettings.resolve(pconfig, engine.plan.default_seed, grammar)
-        max_tokens = pconfig.max_tokens if pconfig.max_tokens not in (None, False) else None
-        req = GenerationRequest(
-            prompt_tokens=tokens, sampling=sampling, max_tokens=max_tokens,
-            stop_strings=list(pconfig.stop_strings or []) + implicit_stops,
-            tool_call_stop_strings=list(pconfig.tool_call_stop_strings or []),
-            overflow_policy=pconfig.context_overflow_policy or "truncateMiddle",
-            keep_head=keep_head, log_probs=pconfig.log_probs or 0, n_threads=pconfig.cpu_threads,
-            pre_truncated=pre_truncated, end_tokens=_story_end(engine, pconfig))
         parts: list[str] = []
         logprobs: list[Any] = []
 
         def fragments() -> Iterator[PredictionFragment]:
-            events = generate(engine, req)
             try:
-                for event in events:
+                for event in run:
                     if event.logprob is not None:
                         logprobs.append(event.logprob)
                     if not event.text:
@@ -208,12 +209,12 @@ class LLM:
                         on_fragment(fragment)
                     yield fragment
             except KeyboardInterrupt:
-                cancel_generation(engine, req)
+                run.cancel()
             finally:
-                events.close()
+                run.close()
 
         def finish() -> PredictionResult:
-            st = req.stats
+            st = run.stats
             content = "".join(parts)
             stats = PredictionStats(
                 stop_reason=st.stop_reason or "failed", predicted_tokens_count=st.predicted_tokens,
@@ -224,14 +225,14 @@ class LLM:
                 seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes))
             parsed, error = content, None
             if structured is not None and structured.type != "none":
-                parsed, error = _parse_structured(content, structured)
+                parsed, error = parse_output(content, structured)
             return PredictionResult(content=content, stats=stats, model_instance_id=self.identifier,
-                                    model_info=engine.info, prediction_config=pconfig.to_dict("camel"),
+                                    model_info=self._loaded.info, prediction_config=pconfig.to_dict("camel"),
                                     parsed=parsed, parse_error=error,
-                                    logprobs=logprobs if req.log_probs else None, prompt=prompt_text)
+                                    logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
-        return PredictionStream(fragments(), finish, lambda: cancel_generation(engine, req))
+        return PredictionStream(fragments(), finish, run.cancel)
 
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "unloaded"
@@ -244,18 +245,6 @@ def _token_ids(prompt: Any) -> bool:
         return prompt.size > 0 and prompt.dtype.kind in "iu"
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(
         isinstance(t, numbers.Integral) and not isinstance(t, bool) and type(t).__name__ != "bool_" for t in prompt)
-
-
-def _parse_structured(content: str, structured) -> tuple[Any, str | None]:
-    return parse_output(content, structured)
-
-
-def _story_end(engine: EngineModel, pconfig: PredictionConfig) -> frozenset[int]:
-    """The embedded model with ``maxTokens`` unset ends a reply with its story (llama2.c's BOS separator);
-    any ``maxTokens`` (a number, or ``false`` for no limit) generates past it."""
-    if pconfig.max_tokens is not None or not engine.is_embedded_model:
-        return frozenset()
-    return frozenset({STORY_END_TOKEN})
 
 
 def unloaded_error(identifier: str) -> ModelNotLoadedError:

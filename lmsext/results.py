@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .engine.gguf_info import ModelInfo
+from .backend import ModelInfo
+from .render import REST_KEYS, load_summary_html, load_summary_text, prediction_html, prediction_text
 
-#: The config keys of seed 002's REST response, in its order.
-REST_CONFIG_KEYS = ("context_length", "eval_batch_size", "flash_attention", "num_experts",
-                    "offload_kv_cache_to_gpu")
+#: The config keys of seed 002's REST response, in its order (the one table is :data:`lmsext.render.REST_KEYS`).
+REST_CONFIG_KEYS = REST_KEYS
 
 
 @dataclass
@@ -21,7 +21,7 @@ class LoadResult:
     ``model_instance_id``, ``config`` (every effective setting, defaults included) and
     ``load_time_seconds`` mirror LM Studio's ``POST /api/v1/models/load`` response; ``requested`` is
     what was asked, ``notes`` every place the engine applied something other than what was asked
-    (with the reason), ``model_info`` the GGUF metadata.
+    (with the reason), ``model_info`` the GGUF metadata. Its reprs are :mod:`lmsext.render`'s.
     """
 
     model_instance_id: str
@@ -36,6 +36,8 @@ class LoadResult:
     chat_template: str
     llama_params: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
+    #: per setting, the engine parameters it drives (llama.cpp's, for the in-kernel engine)
+    setting_params: dict[str, str] = field(default_factory=dict)
 
     def to_rest(self) -> dict[str, Any]:
         """Seed 002's JSON: ``model_instance_id``, ``config`` (its five keys first), ``load_time_seconds``."""
@@ -58,14 +60,12 @@ class LoadResult:
         return dataclasses.replace(self, notes=[*self.notes, note], reused=reused)
 
     def _repr_html_(self) -> str:
-        from .ui.display import load_summary_html
         return load_summary_html(self)
 
     def _repr_json_(self) -> dict[str, Any]:
         return self.to_dict()
 
     def __str__(self) -> str:
-        from .ui.display import load_summary_text
         return load_summary_text(self)
 
     def _repr_pretty_(self, p, cycle) -> None:
@@ -131,11 +131,9 @@ class PredictionResult:
         return self.content
 
     def _repr_pretty_(self, p, cycle) -> None:
-        from .ui.display import prediction_text
         p.text(prediction_text(self))
 
     def _repr_html_(self) -> str:
-        from .ui.display import prediction_html
         return prediction_html(self)
 
     def to_dict(self) -> dict[str, Any]:

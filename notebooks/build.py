@@ -496,7 +496,7 @@ for lp in r.logprobs:
     code("""
 from IPython.display import display
 
-from lmsext.ui.display import token_probs_bundle
+from lmsext.render import token_probs_bundle
 
 display(token_probs_bundle(r), raw=True)""", check=True),
 ]

@@ -12,6 +12,8 @@ elif [ -n "${CI:-}" ]; then
 else
   echo "npm not found: skipping the JS tests in js/" >&2
 fi
+# The import layers (pyproject's [tool.importlinter] contracts): a wrong import fails the run here.
+.venv/bin/lint-imports --no-cache
 # tests/ and notebooks/*.ipynb (pyproject's testpaths); the notebooks run under nbval in this venv's kernel,
 # checking the deterministic cells' outputs after notebooks/nbval.cfg's replacements (timings, paths).
 exec .venv/bin/python -m pytest -q --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval.cfg "$@"

@@ -295,6 +295,6 @@ def test_unload_while_a_stream_is_suspended_does_not_hang_or_crash(client):
     rest = list(it)
     result = stream.result()
     assert result.stats.stop_reason == "userStopped" and len(rest) <= 2
-    assert m._engine._model is None  # freed once the stream let go
+    assert m._loaded.handle._model is None  # freed once the stream let go
     with pytest.raises(ModelNotLoadedError):
         m.complete("Once")

@@ -26,7 +26,7 @@ CELLS = [
     "%load_ext lmsext\nimport lmsext",                                               # 0
     "%lm_load stories260K --context-length 1000",                                     # 1
     "p = %lm_panel predict",                                                          # 2
-    "from lmsext.ui.session import get_session\n"
+    "from lmsext.session import get_session\n"
     "print('temperature =', get_session().prediction_config.temperature)",            # 3
     "%%lm_respond --max-tokens 4000 --temperature 0.8 --seed 1\nTell me a long story",  # 4
     "%lm_config predict maxTokens=False contextOverflowPolicy=rollingWindow temperature=0.8",  # 5

@@ -77,7 +77,10 @@ def assert_one_line(error: ConfigError) -> str:
 def test_public_api_is_exactly_the_brief():
     assert sorted(config.__all__) == sorted(["GpuSetting", "LoadModelConfig", "PredictionConfig", "StructuredSpec",
                                             "ConfigError", "CACHE_QUANTIZATION_TYPES",
-                                            "CONTEXT_OVERFLOW_POLICIES"])
+                                            "CONTEXT_OVERFLOW_POLICIES",
+                                            # LM Studio's facts the front ends need (issue 15: public API first)
+                                            "CONTEXT_STEP", "DEFAULT_CONTEXT_LENGTH", "SAMPLING_DEFAULTS",
+                                            "unescape"])
     assert ConfigError is ErrorsConfigError
     assert CACHE_QUANTIZATION_TYPES == ("f32", "f16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
     assert CONTEXT_OVERFLOW_POLICIES == ("stopAtLimit", "truncateMiddle", "rollingWindow")

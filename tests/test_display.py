@@ -1,4 +1,4 @@
-"""Rendering (lmsext.ui.display) and argument helpers (lmsext.ui.magic_args) without a model."""
+"""Rendering (lmsext.render) and argument helpers (lmsext.ui.magic_args) without a model."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from IPython.core.error import UsageError
 from lmsext.engine.gguf_info import ModelInfo
 from lmsext.errors import ConfigError
 from lmsext.results import LoadResult, PredictionResult, PredictionStats
-from lmsext.ui import display as views
+from lmsext import render as views
 from lmsext.ui.magic_args import (LOAD_FLAGS, config_value, interpolate, key_values, reword_flag_error, unescape,
                                   value_goes_to_displayhook)
-from lmsext.ui.session import Session
+from lmsext.session import Session
 
 CONFIG = {"context_length": 1024, "eval_batch_size": 512, "flash_attention": False, "num_experts": 2,
           "offload_kv_cache_to_gpu": False,
@@ -176,20 +176,3 @@ def test_session_update_validates_before_changing_and_notifies():
     assert s.load_config.explicit() == {"context_length": 512}
     s.reset()
     assert s.load_config.explicit() == {} == s.prediction_config.explicit()
-
-
-def test_ui_adapter_imports_no_engine_but_gguf_info():
-    """lmsext/ui is a thin adapter over the public API: the engine only for gguf_info's formatting helpers."""
-    import ast
-    from pathlib import Path
-
-    import lmsext.ui
-    folder = Path(lmsext.ui.__file__).parent
-    for name in ("display.py", "magics.py", "magic_args.py", "session.py", "streaming.py"):
-        for node in ast.walk(ast.parse((folder / name).read_text())):
-            if isinstance(node, ast.ImportFrom):
-                module = ("." * node.level) + (node.module or "")
-                assert "engine" not in module or module.endswith("engine.gguf_info"), (name, module)
-                assert "llama_cpp" not in module, (name, module)
-            elif isinstance(node, ast.Import):
-                assert not any("engine" in a.name or "llama_cpp" in a.name for a in node.names), name

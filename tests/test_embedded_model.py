@@ -12,7 +12,7 @@ from magic_runner import run
 from lmsext import synth
 from lmsext.client import DEFAULT_MODEL_NOTE
 from lmsext.engine.resolve import EMBEDDED_MODEL_KEY, embedded_model_path
-from lmsext.ui import display as views
+from lmsext import render as views
 from lmsext.ui import magics as magics_module
 from lmsext.ui import session as session_module
 

@@ -20,7 +20,7 @@ import lmsext
 from lmsext import synth
 from lmsext.results import LoadResult, PredictionResult
 from lmsext.ui import magics as magics_module
-from lmsext.ui import session as session_module
+from lmsext import session as session_module
 from lmsext.ui.streaming import StreamView
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,7 +560,7 @@ def test_models_path_option_adds_a_model_folder(ip, lm, tmp_path, head32):
 # ------------------------------------------------------------------------------ %lm_serve
 
 def test_lm_serve_start_status_stop(ip):
-    server = pytest.importorskip("lmsext.ui.server", reason="lmsext/ui/server.py (the REST server) is not there yet")
+    from lmsext.ui import server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

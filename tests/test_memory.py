@@ -44,7 +44,7 @@ info = read_model_info(path)
 estimate = estimate_memory(info, plan_load(LoadModelConfig.parse(cfg), info))
 base = rss_bytes()
 llm = client.llm.load(path, config=cfg)
-engine = llm._engine
+engine = llm._loaded.handle
 rng = random.Random(0)
 tokens = [1] + [rng.randrange(3, engine.n_vocab) for _ in range(engine.n_ctx - 9)]  # the whole context
 sampling = SamplingSettings.resolve(PredictionConfig.parse({"temperature": 0}), None, None)

@@ -48,7 +48,7 @@ def _text(n_words: int, offset: int = 0) -> str:
 
 
 def _cached(llm) -> list[int]:
-    return list(llm._engine.cached_tokens)
+    return list(llm._loaded.handle.cached_tokens)
 
 
 def _norm(prompt: str) -> str:
@@ -82,7 +82,7 @@ def test_prompt_of_ten_contexts_under_each_policy(model):
 
 def test_stop_at_limit_accepts_a_prompt_that_fits_and_stops_when_the_context_is_full(model):
     prompt_tokens = model.tokenize("Once upon a time " + _text(400))[: N_CTX - 5]
-    prompt = model._engine.detokenize(prompt_tokens[1:])  # without BOS: complete() adds it again
+    prompt = model._loaded.handle.detokenize(prompt_tokens[1:])  # without BOS: complete() adds it again
     n = len(model.tokenize(prompt))
     assert N_CTX - 8 <= n <= N_CTX
     r = model.complete(prompt, config={**GREEDY, "maxTokens": False, "contextOverflowPolicy": "stopAtLimit"})
@@ -113,7 +113,7 @@ def test_generation_shift_keeps_the_head_under_truncate_middle(random_chat_model
     r = chat_model.respond(chat, config={"temperature": 0.8, "seed": 1, "maxTokens": 4 * N_CTX,
                                          "contextOverflowPolicy": "truncateMiddle"})
     assert r.stats.stop_reason == "maxPredictedTokensReached" and r.stats.predicted_tokens_count == 4 * N_CTX
-    engine = chat_model._engine
+    engine = chat_model._loaded.handle
     n_head = len(engine.tokenize(engine.chat_template.render(chat.messages, add_generation_prompt=False),
                                  parse_special=True))
     prompt = engine.render_prompt(chat.messages)[0]
@@ -135,7 +135,7 @@ def _long_chat(n_turns: int) -> Chat:
 
 def test_chat_of_ten_contexts_under_each_policy(chat_model):
     chat = _long_chat(45)
-    engine = chat_model._engine
+    engine = chat_model._loaded.handle
     full = engine.render_prompt(chat.messages)[0]
     assert len(full) >= 10 * N_CTX
     last = chat.messages[-1]["content"].split()[0]
@@ -165,7 +165,7 @@ def test_chat_of_ten_contexts_under_each_policy(chat_model):
 def test_one_message_of_ten_contexts(chat_model):
     chat = Chat("SYSTEMPROMPT")
     chat.add_user_message("BEGINNING " + _text(2600) + " ENDING")
-    engine = chat_model._engine
+    engine = chat_model._loaded.handle
     assert len(engine.render_prompt(chat.messages)[0]) >= 10 * N_CTX
     r = chat_model.respond(chat, config={**GREEDY, "maxTokens": 8, "contextOverflowPolicy": "truncateMiddle"})
     kept = _cached(chat_model)[: r.stats.prompt_tokens_count]

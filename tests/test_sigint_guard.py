@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from lmsext.engine.generate import _SigintGuard
+from lmsext.engine.generate import SigintGuard
 
 LONG = {"temperature": 0, "maxTokens": 200}
 
@@ -31,7 +31,7 @@ def test_handler_restored_after_finished_and_abandoned_generations(model, origin
     assert signal.getsignal(signal.SIGINT) is original_handler
     stream = model.complete_stream("Once upon a time", config=LONG)
     next(iter(stream))
-    assert isinstance(signal.getsignal(signal.SIGINT), _SigintGuard)  # installed for the whole generation
+    assert isinstance(signal.getsignal(signal.SIGINT), SigintGuard)  # installed for the whole generation
     stream.close()
     assert signal.getsignal(signal.SIGINT) is original_handler
     assert stream.result().stats.stop_reason == "userStopped"
@@ -88,7 +88,7 @@ def test_interleaved_generations_on_two_instances(client):
 
 def test_guard_chain_without_engine(original_handler):
     fa, fb = threading.Event(), threading.Event()
-    ga, gb = _SigintGuard(fa), _SigintGuard(fb)
+    ga, gb = SigintGuard(fa), SigintGuard(fb)
     with ga:
         pass
     with gb:  # installed over ga
@@ -110,7 +110,7 @@ def test_guard_is_inert_off_the_main_thread(original_handler):
     seen = []
 
     def work():
-        g = _SigintGuard(flag)
+        g = SigintGuard(flag)
         with g:
             seen.append(g.inside)
         g.close()

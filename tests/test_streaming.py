@@ -20,7 +20,7 @@ from magic_runner import KernelOutput
 from pydantic import BaseModel
 
 from lmsext.ui import magics as magics_module
-from lmsext.ui import session as session_module
+from lmsext import session as session_module
 from lmsext.ui.streaming import StreamView, run_stream
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from lmsext.engine import plan_load, read_model_info
 from lmsext.engine.threads import (DecodeThreads, available_cpus, batch_threads, idle_cpus, physical_cores,
                                    runnable_others)
 from lmsext.omp import WAIT_POLICY
-from lmsext.ui.display import loaded_models_bundle
+from lmsext.render import loaded_models_bundle
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ set" everywhere (an explicit None is the same as leaving the key out). Values ar
 
 from lmsext.errors import ConfigError
 
-from .constants import CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES
+from .constants import (CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES, CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH,
+                        SAMPLING_DEFAULTS, unescape)
 from .gpu import GpuSetting
 from .load import LoadModelConfig
 from .prediction import PredictionConfig
@@ -27,4 +28,8 @@ __all__ = [
     "ConfigError",
     "CACHE_QUANTIZATION_TYPES",
     "CONTEXT_OVERFLOW_POLICIES",
+    "CONTEXT_STEP",
+    "DEFAULT_CONTEXT_LENGTH",
+    "SAMPLING_DEFAULTS",
+    "unescape",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 CACHE_QUANTIZATION_TYPES: tuple[str, ...] = ("f32", "f16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 """Accepted values of ``llamaKCacheQuantizationType`` / ``llamaVCacheQuantizationType`` (False = f16)."""
 
@@ -26,3 +28,28 @@ no whitespace or control characters (it appears in URLs, magic lines and message
 
 MAX_IDENTIFIER_LENGTH: int = 256
 """Longest accepted instance identifier (see :data:`IDENTIFIER_PATTERN`)."""
+
+CONTEXT_STEP: int = 256
+"""llama.cpp pads the KV cache to a multiple of this many tokens: context lengths move in these steps."""
+
+DEFAULT_CONTEXT_LENGTH: int = 4096
+"""LM Studio's default ``contextLength`` (capped by what the model was trained on)."""
+
+SAMPLING_DEFAULTS: dict[str, float | int] = {
+    "temperature": 0.8,
+    "top_k_sampling": 40,
+    "top_p_sampling": 0.95,
+    "min_p_sampling": 0.05,
+    "repeat_penalty": 1.1,
+    "xtc_probability": 0.0,
+    "xtc_threshold": 0.1,
+}
+"""LM Studio's sampler defaults for its llama.cpp engine (REST snake_case names): what a prediction uses
+for a setting it leaves unset."""
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
+
+
+def unescape(text: str) -> str:
+    r"""``\n``, ``\t``, ``\r``, ``\0`` and ``\\`` in a typed value (stop strings) become the characters."""
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)

@@ -26,7 +26,7 @@ import llama_cpp
 import numpy as np
 
 from ..errors import PredictionError
-from .generate import _Decoder, _SigintGuard, fit_prompt, thread_plan
+from .generate import Decoder, SigintGuard, fit_prompt, thread_plan
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 
@@ -250,8 +250,8 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
         stop = model.stop_requested
         prompt, removed = fit_prompt(tokens, model.n_ctx, 1, overflow_policy, 1)
         ctx = model.ctx
-        decoder = _Decoder(model, stop)
-        guard = _SigintGuard(stop)
+        decoder = Decoder(model, stop)
+        guard = SigintGuard(stop)
         try:
             with guard:
                 reused = decoder.reuse_prefix(prompt)

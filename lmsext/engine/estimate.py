@@ -31,59 +31,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+
 from typing import Any
 
+from ..backend import MemoryEstimate, ModelInfo
 from ..errors import InsufficientMemoryError
-from .gguf_info import ModelInfo, format_bytes
+from ..units import format_bytes
 from .params import CACHE_TYPES, LoadPlan
 from .validate import validate_gguf
 
 #: Fixed bookkeeping per loaded instance (model + context), and per vocabulary entry.
 BASE_OVERHEAD = 1024 * 1024
 PER_TOKEN_OVERHEAD = 48
-#: Share of available memory a load may take unless forced (the rest stays for the notebook).
-SAFETY = 1.0
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Predicted resident memory of one loaded instance, in bytes, and what is available."""
-
-    weights: int
-    kv_cache: int
-    compute: int
-    overhead: int
-    available: int | None = None
-
-    @property
-    def total(self) -> int:
-        """Everything the instance is expected to take at its peak."""
-        return self.weights + self.kv_cache + self.compute + self.overhead
-
-    @property
-    def fits(self) -> bool | None:
-        """True/False when the available memory is known, else None."""
-        return None if self.available is None else self.total <= self.available * SAFETY
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: every part, ``total`` and ``available``."""
-        return {**asdict(self), "total": self.total}
-
-    def describe(self) -> str:
-        """One line: ``weights 1.13 MiB + KV cache 320 KiB + compute 9.8 MiB + overhead 3.1 MiB = 14.4 MiB``."""
-        text = (f"weights {format_bytes(self.weights)} + KV cache {format_bytes(self.kv_cache)} + compute buffers "
-                f"{format_bytes(self.compute)} + overhead {format_bytes(self.overhead)} = {format_bytes(self.total)}")
-        if self.available is not None:
-            text += f" (available: {format_bytes(self.available)})"
-        return text
-
-    def __str__(self) -> str:
-        return self.describe()
-
-    def _repr_html_(self) -> str:
-        from html import escape
-        return f"<code>{escape(self.describe())}</code>"
 
 
 def _hparam(summary: Any, info: ModelInfo, key: str, default: int = 0) -> int:

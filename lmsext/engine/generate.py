@@ -23,73 +23,16 @@ from typing import Iterator, Sequence
 import llama_cpp
 import numpy as np
 
+from ..backend import GenerationStats, TokenEvent, TokenLogProb
 from ..errors import PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
-from .sigint import SigintGuard as _SigintGuard
+from .sigint import SigintGuard  # noqa: F401  (public here too: distribution.py uses it)
 from .textstream import StopStringMatcher, Utf8Assembler
 from .threads import DecodeThreads, available_cpus, batch_threads
 
 
 @dataclass
-class TokenLogProb:
-    """One generated token with its probability and the top alternatives (``log_probs=N``)."""
-
-    token: int
-    text: str
-    logprob: float
-    top: list[tuple[int, str, float]]
-
-
-@dataclass
-class TokenEvent:
-    """What one step of the loop produced: the visible text delta (may be empty) and the token."""
-
-    text: str
-    token: int
-    logprob: TokenLogProb | None = None
-
-
-@dataclass
-class GenerationStats:
-    """Counters and timings of one generation (filled in as it runs)."""
-
-    prompt_tokens: int = 0
-    cached_prompt_tokens: int = 0
-    predicted_tokens: int = 0
-    t_start: float = 0.0
-    t_prompt_done: float | None = None
-    t_first_token: float | None = None
-    t_end: float | None = None
-    stop_reason: str | None = None
-    stop_string: str | None = None
-    truncated_prompt_tokens: int = 0
-    context_shifts: int = 0
-    seed: int | None = None
-    error: str | None = None
-    #: decode threads: the most used, whether adaptive, steps per count, the count at the end; batch threads
-    threads: dict | None = None
-    #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def time_to_first_token_sec(self) -> float | None:
-        """Seconds from the request to the first generated token."""
-        return None if self.t_first_token is None else self.t_first_token - self.t_start
-
-    @property
-    def generation_time_sec(self) -> float:
-        """Seconds spent generating (after the prompt was processed)."""
-        end = self.t_end if self.t_end is not None else time.perf_counter()
-        return max(end - (self.t_prompt_done or self.t_start), 0.0)
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        """Generated tokens per second of generation time."""
-        t = self.generation_time_sec
-        return self.predicted_tokens / t if self.predicted_tokens and t > 0 else None
-
-
 @dataclass
 class GenerationRequest:
     """Everything the loop needs beyond the model."""
@@ -154,7 +97,7 @@ def fit_prompt(tokens: list[int], n_ctx: int, reserve: int, policy: str, keep_he
     return kept, len(tokens) - len(kept)
 
 
-class _Decoder:
+class Decoder:
     """llama_decode wrappers that keep ``model.cached_tokens`` equal to what the KV cache holds."""
 
     def __init__(self, model: EngineModel, stop: threading.Event) -> None:
@@ -331,12 +274,12 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
-    decoder = _Decoder(model, stop)
+    decoder = Decoder(model, stop)
     chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt, prefilter=req.prefilter)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
-    guard = _SigintGuard(stop)
+    guard = SigintGuard(stop)
     threads: DecodeThreads | None = None
     try:
         with guard:

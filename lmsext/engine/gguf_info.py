@@ -10,54 +10,16 @@ import collections
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
 
+from ..backend import ModelInfo  # noqa: F401  (defined with the engine interface; kept importable here)
 from ..errors import ModelLoadError
+from ..units import format_bytes, format_params  # noqa: F401  (moved to lmsext.units; kept importable here)
 from .validate import GGUFSummary, validate_gguf
 
 GGUF_MAGIC = b"GGUF"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a GGUF file says about the model inside it."""
-
-    path: str
-    file_size: int
-    architecture: str
-    name: str | None
-    parameter_count: int
-    quantization: str
-    n_layer: int
-    n_embd: int
-    n_head: int
-    n_head_kv: int
-    n_vocab: int
-    trained_context: int
-    expert_count: int
-    expert_used_count: int
-    chat_template: str | None
-    bos_token_id: int | None
-    eos_token_id: int | None
-
-    @property
-    def is_moe(self) -> bool:
-        """True for a mixture-of-experts model."""
-        return self.expert_count > 0
-
-    @property
-    def kv_bytes_per_token_f16(self) -> int:
-        """Bytes of K+V cache one token takes in f16 across all layers."""
-        head_dim = self.n_embd // max(self.n_head, 1)
-        return 2 * self.n_layer * head_dim * self.n_head_kv * 2
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON form (chat template included)."""
-        return asdict(self)
 
 
 def _quantization(summary: GGUFSummary) -> str:
@@ -190,22 +152,3 @@ def _parse_model_info(path: Path) -> tuple[ModelInfo, int]:
         eos_token_id=token_id("tokenizer.ggml.eos_token_id"),
     )
     return info, summary.data_offset or summary.file_size
-
-
-def format_params(n: int) -> str:
-    """Human form of a parameter count: 260K, 1.2M, 7.6B."""
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            value = n / size
-            return f"{value:.0f}{unit}" if value >= 100 or value == int(value) else f"{value:.3g}{unit}"
-    return str(n)
-
-
-def format_bytes(n: int | float) -> str:
-    """Human form of a byte count: 1.13 MiB."""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.3g} {unit}"
-        size /= 1024
-    return f"{size:.3g} TiB"

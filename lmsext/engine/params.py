@@ -17,15 +17,12 @@ from typing import Any, Callable
 
 import llama_cpp
 
-from ..config import LoadModelConfig
+from ..config import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, LoadModelConfig
 from ..errors import ConfigError
 from . import _lib, threads
 from .gguf_info import ModelInfo
 
-#: llama.cpp pads the KV cache to a multiple of this many tokens.
-CONTEXT_STEP = 256
-#: LM Studio's default context length (capped by what the model was trained on).
-DEFAULT_CONTEXT_LENGTH = 4096
+# CONTEXT_STEP (llama.cpp pads the KV cache to a multiple of it) and DEFAULT_CONTEXT_LENGTH are facts in lmsext.config
 DEFAULT_EVAL_BATCH_SIZE = 512
 DEFAULT_FLASH_ATTENTION = False
 #: Quantized cache types store blocks of this many elements; a head size must be a multiple of it.

@@ -8,18 +8,11 @@ from typing import Sequence
 
 import llama_cpp
 
+from ..config import SAMPLING_DEFAULTS
 from ..errors import ConfigError
 
-#: LM Studio's defaults for its llama.cpp engine.
-DEFAULTS = {
-    "temperature": 0.8,
-    "top_k_sampling": 40,
-    "top_p_sampling": 0.95,
-    "min_p_sampling": 0.05,
-    "repeat_penalty": 1.1,
-    "xtc_probability": 0.0,
-    "xtc_threshold": 0.1,
-}
+#: LM Studio's defaults for its llama.cpp engine (the one table: lmsext.config.SAMPLING_DEFAULTS).
+DEFAULTS = SAMPLING_DEFAULTS
 REPEAT_LAST_N = 64
 
 

@@ -16,6 +16,7 @@ from IPython.core.error import UsageError
 from IPython.utils.process import arg_split
 
 from ..config.nesting import MAX_NESTING
+from ..config import unescape  # noqa: F401  (re-exported: the one definition is lmsext.config.unescape)
 from ..errors import ConfigError
 
 #: ``%lm_load`` flag (argparse dest) → LoadModelConfig key.
@@ -50,7 +51,6 @@ _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
 #: Longest magic line parse_args splits (IPython's arg_split, like shlex, is quadratic in the line's length).
 MAX_LINE_CHARS = 100_000
 _OPENERS = "[{("
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0"}
 
 
 def parse_args(magic: Any, line: str):
@@ -76,11 +76,6 @@ def gpu_value(text: str) -> str | float:
         return float(low)
     except ValueError:
         raise UsageError(f"--gpu {text!r}: must be off, max or a number from 0 to 1") from None
-
-
-def unescape(text: str) -> str:
-    r"""``\n``, ``\t``, ``\r``, ``\0`` and ``\\`` in a flag value (stop strings) become the characters."""
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), text)
 
 
 def flag_values(args: Any, table: Mapping[str, str]) -> dict[str, Any]:

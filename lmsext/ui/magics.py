@@ -10,7 +10,7 @@ In a Jupyter kernel the load summary and the stream are widgets (``LMMagics.widg
 plain displays as their fallback.
 
 The magics parse arguments, call ``lmsext.default_client()`` / ``LLM`` / ``Chat`` and display; the
-session defaults live in :func:`lmsext.ui.session.get_session`. A user error (bad flag or value,
+session defaults live in :func:`lmsext.session.get_session`. A user error (bad flag or value,
 unknown model, validation) prints ONE red line and changes nothing.
 """
 
@@ -34,11 +34,11 @@ from ..chat import Chat
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError, LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
-from . import display as views
+from .. import render as views
 from .magic_args import (LOAD_FLAGS, PREDICTION_FLAGS, check_variable_name, config_value, flag_values, gpu_value,
                          interpolate, key_values, lookup, parse_args, parse_flags, unescape,
                          value_goes_to_displayhook)
-from .session import SECTIONS, Session, get_session
+from ..session import SECTIONS, Session, get_session
 from .streaming import StreamView, run_stream
 
 _UNSET = object()

@@ -763,7 +763,7 @@ def _data(obj: dict[str, Any]) -> str:
 @endpoint
 async def openapi(request: Request) -> Response:
     """GET /openapi.json."""
-    from .. import __version__
+    from .._version import __version__
     from .rest_downloads import openapi_paths
     doc = rs.openapi_schema(_state(request).url, __version__)
     doc["paths"].update(openapi_paths())

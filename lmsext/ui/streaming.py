@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.display import clear_output, display
 
-from .display import DIM, RESET, live_stats_bundle, stats_bundle, stats_line, stream_bundle
+from ..render import DIM, RESET, live_stats_bundle, stats_bundle, stats_line, stream_bundle
 
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStream

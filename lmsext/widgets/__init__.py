@@ -7,7 +7,7 @@
   reason on synced traits); :class:`LoadSummaryWidget` — the load-config summary.
 * :class:`NextTokenExplorer` — the sampling lab: next-token candidates under live sampler settings.
 
-The panels edit the session defaults (:func:`lmsext.ui.session.get_session`) that the magics use:
+The panels edit the session defaults (:func:`lmsext.session.get_session`) that the magics use:
 ``%lm_panel`` shows them, ``%lm_config`` moves their sliders.
 """
 

@@ -25,14 +25,15 @@ from typing import Any
 import anywidget
 import traitlets as t
 
+from ..config import SAMPLING_DEFAULTS
 from ..errors import LmsextError
 from .frontend import asset, widget_bundle
 
 #: Prediction-config keys the sliders drive (their PredictionConfig spelling).
 SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p": "top_p_sampling",
                "min_p": "min_p_sampling", "repeat_penalty": "repeat_penalty"}
-#: LM Studio's defaults, the sliders' starting values.
-SLIDER_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.1}
+#: LM Studio's defaults (lmsext.config.SAMPLING_DEFAULTS), the sliders' starting values.
+SLIDER_DEFAULTS = {name: SAMPLING_DEFAULTS[key] for name, key in SLIDER_KEYS.items()}
 
 
 def _resolve_model(model: Any):
@@ -92,14 +93,13 @@ class NextTokenExplorer(anywidget.AnyWidget):
                        if k not in set(SLIDER_KEYS.values()) | {"seed", "max_tokens"}}
         self._ready = False
         super().__init__(top_n=top_n, seed=seed, **values, **kwargs)
-        engine = self.llm.engine
         if isinstance(prompt, str):
-            self._prompt_tokens = engine.tokenize(prompt)
+            self._prompt_tokens = self.llm.tokenize(prompt)
             self.prompt_text = prompt
         else:
             from ..chat import Chat
             messages = Chat.from_history(prompt).messages
-            self._prompt_tokens = engine.render_prompt(messages)[0]
+            self._prompt_tokens = self.llm.tokenize_chat(messages)
             self.prompt_text = self.llm.apply_prompt_template(messages)
         if not self._prompt_tokens:
             raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
@@ -151,7 +151,7 @@ class NextTokenExplorer(anywidget.AnyWidget):
         data = self._dist.to_dict()
         data.pop("prompt_tokens", None)
         data["context_tokens"] = len(self._dist.prompt_tokens)
-        data["eog"] = [c.token for c in self._dist.candidates if self.llm.engine.is_eog(c.token)]
+        data["eog"] = [c.token for c in self._dist.candidates if self.llm.is_end_of_generation(c.token)]
         self.distribution = data
         if self.histogram and self.histogram.get("key") != self._key():
             self.histogram = {}
@@ -167,7 +167,7 @@ class NextTokenExplorer(anywidget.AnyWidget):
     def pick(self, token: int) -> int:
         """Append ``token`` (a clicked bar) instead of a sampled one."""
         token = int(token)
-        if not 0 <= token < self.llm.engine.n_vocab:
+        if not 0 <= token < self.llm.vocab_size():
             raise ValueError(f"token {token} is outside the vocabulary")
         prob = self._dist.prob(token) if self._dist is not None else 0.0
         self._append(token, prob, "pick")
@@ -208,7 +208,7 @@ class NextTokenExplorer(anywidget.AnyWidget):
 
     def _append(self, token: int, prob: float, how: str, text: str | None = None) -> None:
         if text is None:
-            text = self.llm.engine.token_bytes(token, special=True).decode("utf-8", errors="replace")
+            text = self.llm.token_text(token)
         self.generated = [*self.generated, {"token": token, "text": text, "prob": prob, "how": how}]
         self.refresh()
 

@@ -1,12 +1,12 @@
 """``LoadPanel(model)``: sliders and switches for every load setting of one model, bound to the session.
 
-Ranges come from the model's GGUF metadata (:class:`~lmsext.engine.gguf_info.ModelInfo`) and the
-engine's constants: context length from 256 to the trained context in steps of
-:data:`~lmsext.engine.params.CONTEXT_STEP` (what llama.cpp allocates), GPU offload from 0 to the
+Ranges come from the model's GGUF metadata (``client.llm.model_info``, a :class:`~lmsext.backend.ModelInfo`)
+and LM Studio's facts: context length from 256 to the trained context in steps of
+:data:`lmsext.config.CONTEXT_STEP` (what llama.cpp allocates), GPU offload from 0 to the
 offloadable layers ("N of M layers"), active experts from 1 to ``expert_count`` (disabled, with the
 reason, on a dense model). The controls edit the session's load defaults — the ones ``%lm_load``
 starts from — and follow ``%lm_config load`` changes. Defaults and notes ("applied differently") come
-from the engine's load plan (:func:`~lmsext.engine.params.plan_load`); the memory estimate is the
+from the public API's load preview (``client.llm.plan(info, config)``); the memory estimate is the
 public API's, ``client.llm.estimate(path, config)`` — the numbers ``model.estimate()`` and
 ``%lm_load … --estimate-only`` show (weights, KV cache, compute buffers, overhead) — with the verdict
 the load applies (:attr:`MemoryEstimate.fits`: Load refuses a config that does not fit). Nothing is
@@ -29,14 +29,12 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..config import CACHE_QUANTIZATION_TYPES, LoadModelConfig
-from ..engine import read_model_info, resolve_model
-from ..engine.gguf_info import format_bytes
-from ..engine.params import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, plan_load
+from ..config import CACHE_QUANTIZATION_TYPES, CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, LoadModelConfig
 from ..errors import LmsextError
 from ..models import EMBEDDED_MODEL_KEY
-from ..ui.display import esc
-from ..ui.session import Session, get_session
+from ..render import esc
+from ..session import Session, get_session
+from ..units import format_bytes
 from .controls import Binding, parse_seed
 from .summary import LoadSummaryWidget
 
@@ -53,13 +51,13 @@ class LoadPanel(w.VBox):
         from ..client import default_client
         self.client = client or default_client()
         self.session = session or get_session()
-        self.model_key, self.path, self.info, self.identifier = _target(model)
+        self.model_key, self.path, self.info, self.identifier = _target(model, self.client)
         self.llm: Any = None
         #: The memory estimate shown (a :class:`~lmsext.engine.estimate.MemoryEstimate`), None for a bad config.
         self.memory: Any = None
         self._thread: threading.Thread | None = None
         self._last_progress = 0.0
-        base = plan_load(LoadModelConfig(), self.info)
+        base = self.client.llm.plan(self.info, LoadModelConfig())
         self.total_layers = base.offloadable_layers
         info = self.info
         trained = info.trained_context or DEFAULT_CONTEXT_LENGTH
@@ -132,7 +130,7 @@ class LoadPanel(w.VBox):
         """Show ``config``: requested values where set, the engine's defaults elsewhere, notes and estimate."""
         explicit = config.explicit()
         try:
-            plan = plan_load(config, self.info)
+            plan = self.client.llm.plan(self.info, config)
             # what client.llm.estimate / model.estimate() / %lm_load --estimate-only say, and Load checks
             memory = self.client.llm.estimate(str(self.path), config, allow_download=False)
         except LmsextError as exc:
@@ -146,7 +144,7 @@ class LoadPanel(w.VBox):
         for key in self.binding.controls:
             if key == "gpu":
                 if plan is not None:
-                    values[key] = plan.gpu_layers_requested
+                    values[key] = plan.gpu_layers
             elif key in explicit:
                 values[key] = explicit[key]
             elif key in effective:
@@ -215,7 +213,7 @@ class LoadPanel(w.VBox):
         self.status.value = "reloading…" if previous is not None else "loading…"
         self._last_progress = 0.0
         try:
-            plan_load(self.config, self.info)  # a config that cannot load fails before the old instance goes
+            llms.plan(self.info, self.config)  # a config that cannot load fails before the old instance goes
             identifier = None
             if previous is not None:
                 identifier = previous.identifier
@@ -273,21 +271,21 @@ def _estimate_html(memory: Any) -> str:
     return f"<b>Memory estimate</b> {parts} — {verdict}"
 
 
-def _target(model: Any) -> tuple[str, Path, Any, str | None]:
+def _target(model: Any, client: Any) -> tuple[str, Path, Any, str | None]:
     """(key to load by, file path, ModelInfo, identifier of a loaded instance to reload) for ``model``."""
-    from ..client import DownloadedModel
+    from ..backend import DownloadedModel
     from ..llm import LLM
     if isinstance(model, LLM):
         lr = model.load_result
         return lr.model_key, Path(lr.path), model.get_info(), model.identifier
     if isinstance(model, DownloadedModel):
         path = Path(model.path)
-        return model.model_key, path, model.info or read_model_info(path), None
+        return model.model_key, path, model.info or client.llm.model_info(str(path)), None
     if not isinstance(model, (str, Path)):
         raise TypeError("LoadPanel(model): a model key, a path, a DownloadedModel or an LLM, "
                         f"not {type(model).__name__}")
-    path = resolve_model(str(model))
-    return str(model), path, read_model_info(path), None
+    info = client.llm.model_info(str(model), allow_download=True)
+    return str(model), Path(info.path), info, None
 
 
 __all__ = ["LoadPanel"]

@@ -3,7 +3,7 @@
 The controls edit the session's prediction defaults — what the next ``%%lm_respond`` uses — and follow
 ``%lm_config predict`` changes. Slider ranges are the config's own constraints
 (:func:`~lmsext.widgets.controls.field_bounds`); unset settings show LM Studio's defaults
-(:data:`lmsext.engine.sampling.DEFAULTS`). Max tokens has a "no limit" switch: on (the default) leaves
+(:data:`lmsext.config.SAMPLING_DEFAULTS`). Max tokens has a "no limit" switch: on (the default) leaves
 ``maxTokens`` unset — LM Studio's default, no limit, as ``maxTokens: false`` — and the number box is
 hidden; off sets ``maxTokens`` to the number shown (``%lm_config predict maxTokens=False`` or an unset
 ``maxTokens`` turn the switch on again).
@@ -33,13 +33,12 @@ from typing import Any
 import ipywidgets as w
 
 from ..chat import Chat
-from ..config import PredictionConfig
-from ..engine.sampling import DEFAULTS
+from ..config import SAMPLING_DEFAULTS as DEFAULTS
+from ..config import PredictionConfig, unescape
 from ..errors import LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
-from ..ui.display import esc
-from ..ui.magic_args import unescape
-from ..ui.session import Session, get_session
+from ..render import esc
+from ..session import Session, get_session
 from .controls import Binding, escape_stop, field_bounds, parse_seed
 from .stream import StreamWidget
 

@@ -22,7 +22,7 @@ import anywidget
 import traitlets as t
 from IPython.display import display
 
-from ..ui.display import stream_bundle
+from ..render import stream_bundle
 from .frontend import asset, kernel_id, widget_bundle
 
 if TYPE_CHECKING:

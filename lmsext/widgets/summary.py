@@ -1,6 +1,6 @@
 """``LoadSummaryWidget``: the load-config summary as an anywidget (front end ``js/load_summary.js``).
 
-The content is :func:`lmsext.ui.display.load_summary_data` of a :class:`~lmsext.results.LoadResult`
+The content is :func:`lmsext.render.load_summary_data` of a :class:`~lmsext.results.LoadResult`
 (the same as the HTML/text summary): each setting's requested and applied value, highlighted where
 llama.cpp applied something else, with the reason.
 """
@@ -13,7 +13,7 @@ import anywidget
 import traitlets as t
 from IPython.display import display
 
-from ..ui.display import load_summary_bundle, load_summary_data
+from ..render import load_summary_bundle, load_summary_data
 from .frontend import asset, widget_bundle
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from typing import Any, Iterable
 
 from traitlets import Dict, HasTraits, Instance, Unicode, default
 
-from ..chat import Chat
-from ..config import LoadModelConfig, PredictionConfig
+from .chat import Chat
+from .config import LoadModelConfig, PredictionConfig
 
 SECTIONS = {"load": LoadModelConfig, "predict": PredictionConfig}
 """Section names accepted by :meth:`Session.update` (and ``%lm_config``) and their config classes."""

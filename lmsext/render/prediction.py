@@ -1,0 +1,182 @@
+"""A prediction and its stats: :func:`stats_line`, the bundles a streaming cell shows, and the
+token-probability view of a prediction made with ``log_probs``."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .html import CSS, MUTED, RESET, bundle, esc
+
+if TYPE_CHECKING:
+    from ..results import PredictionResult, PredictionStats
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def stats_line(stats: "PredictionStats") -> str:
+    """``50 tokens · 5117 tok/s · first token 2.0 ms · stop: maxPredictedTokensReached``."""
+    parts = [f"{stats.predicted_tokens_count} tokens"]
+    parts.append(f"{stats.tokens_per_second:.1f} tok/s" if stats.tokens_per_second else "– tok/s")
+    parts.append(f"first token {_seconds(stats.time_to_first_token_sec)}")
+    stop = f"stop: {stats.stop_reason}"
+    if stats.stop_string is not None:
+        stop += f" ({stats.stop_string!r})"
+    parts.append(stop)
+    if stats.truncated_prompt_tokens_count:
+        parts.append(f"{stats.truncated_prompt_tokens_count} prompt tokens truncated")
+    if stats.error:
+        parts.append(f"error: {stats.error}")
+    return " · ".join(parts)
+
+
+def _stats_tail_html(stats: "PredictionStats | None", parse_error: str | None) -> str:
+    tail = []
+    if parse_error:
+        tail.append(f'<div style="color:red">{esc(parse_error)}</div>')
+    if stats is not None:
+        tail.append(f'<div class="lmsext-stats" style="{MUTED};font-size:11px;margin-top:4px">'
+                    f"{esc(stats_line(stats))}</div>")
+    return "".join(tail)
+
+
+def stream_bundle(text: str, stats: "PredictionStats | None" = None, *, markdown: bool = False,
+                  parse_error: str | None = None) -> dict[str, str]:
+    """A prediction in one output: the text, then (at the end) any parse error and the stats line."""
+    plain = text
+    if parse_error:
+        plain += f"\n{parse_error}"
+    if stats is not None:
+        plain += f"\n\n[{stats_line(stats)}]"
+    if markdown and stats is not None:
+        error = f"**{parse_error}**\n\n" if parse_error else ""
+        return {"text/plain": plain, "text/markdown": f"{text}\n\n{error}*{stats_line(stats)}*"}
+    return {"text/plain": plain,
+            "text/html": (f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
+                          + _stats_tail_html(stats, parse_error))}
+
+
+def stats_bundle(stats: "PredictionStats", *, parse_error: str | None = None) -> dict[str, str]:
+    """The output under a streamed text (plain stream view): any parse error, then the stats line."""
+    plain = (f"{parse_error}\n" if parse_error else "") + f"[{stats_line(stats)}]"
+    return bundle(plain, _stats_tail_html(stats, parse_error))
+
+
+def live_stats_bundle(tokens: int, seconds: float, tokens_per_second: float | None = None) -> dict[str, str]:
+    """The small line a plain stream view updates while tokens arrive: ``… 120 tokens · 85.2 tok/s · 1.4 s``."""
+    if tokens:
+        rate = f"{tokens_per_second:.1f} tok/s" if tokens_per_second else "– tok/s"
+        line = f"… {tokens} tokens · {rate} · {seconds:.1f} s"
+    else:
+        line = "… generating"
+    return bundle(line, f'<div class="lmsext-live" style="{MUTED};font-size:11px">{esc(line)}</div>')
+
+
+def prediction_text(result: "PredictionResult") -> str:
+    """A prediction result as text: the content and the stats line."""
+    return stream_bundle(result.content, result.stats, parse_error=result.parse_error)["text/plain"]
+
+
+def prediction_html(result: "PredictionResult") -> str:
+    """A prediction result as HTML: the content and the stats line."""
+    return stream_bundle(result.content, result.stats, parse_error=result.parse_error)["text/html"]
+
+
+# ------------------------------------------------------------------------------ token probabilities
+
+def prob_colour(p: float) -> str:
+    """Background colour of a token of probability ``p``: red (unlikely) → yellow → green (likely)."""
+    return f"hsl({round(120 * min(max(p, 0.0), 1.0))},85%,82%)"
+
+
+def _ansi_prob(p: float) -> str:
+    return "\x1b[32m" if p >= 0.8 else ("\x1b[33m" if p >= 0.3 else "\x1b[31m")
+
+
+def token_pieces(result: "PredictionResult") -> list[tuple[str, Any]]:
+    """``[(visible text, TokenLogProb)]`` of a prediction made with ``log_probs``: each generated token's
+    text, clipped so that the pieces add up to ``result.content`` (a stop string is not shown)."""
+    pieces: list[list[Any]] = []
+    content, pos = result.content, 0
+    for lp in result.logprobs or []:
+        if pos >= len(content):
+            break
+        text = lp.text
+        if text and content.startswith(text, pos):
+            pieces.append([text, lp])
+            pos += len(text)
+        elif text and text.startswith(content[pos:]):  # the last token runs into a stop string
+            pieces.append([content[pos:], lp])
+            pos = len(content)
+        else:  # part of a character split over tokens: the text shows up with a later token
+            j = content.find(text, pos) if text and "\ufffd" not in text else -1
+            if j > pos:
+                gap = content[pos:j]
+                if pieces and pieces[-1][0] == "":
+                    pieces[-1][0] = gap
+                else:
+                    pieces.append([gap, None])
+                pieces.append([text, lp])
+                pos = j + len(text)
+            else:
+                pieces.append(["", lp])
+    if pos < len(content):
+        if pieces and pieces[-1][0] == "":
+            pieces[-1][0] = content[pos:]
+        else:
+            pieces.append([content[pos:], None])
+    return [(text, lp) for text, lp in pieces]
+
+
+def _prob(lp: Any) -> float:
+    return math.exp(lp.logprob) if lp is not None else 1.0
+
+
+def _alternatives(lp: Any) -> list[tuple[str, float]]:
+    return [(text, math.exp(logprob)) for _, text, logprob in lp.top] if lp is not None else []
+
+
+def token_probs_text(result: "PredictionResult") -> str:
+    """Terminal form: the reply coloured by probability (ANSI: green ≥ 80 %, yellow ≥ 30 %, red), then one
+    line per token with its probability and the alternatives."""
+    pieces = token_pieces(result)
+    coloured = "".join(f"{_ansi_prob(_prob(lp))}{text}{RESET}" if lp is not None else text for text, lp in pieces)
+    lines = [coloured, "", f"{'token':<18} {'p':>6}  alternatives"]
+    for text, lp in pieces:
+        if lp is None:
+            continue
+        alts = " · ".join(f"{t!r} {p:.2f}" for t, p in _alternatives(lp) if t != lp.text)
+        lines.append(f"{text!r:<18} {_prob(lp):>6.3f}  {alts}".rstrip())
+    lines += ["", f"[{stats_line(result.stats)}]"]
+    return "\n".join(lines)
+
+
+def token_probs_html(result: "PredictionResult") -> str:
+    """Notebook form: each token on a background coloured by its probability; hovering shows the
+    probability and the top alternatives (the ``title`` tooltip)."""
+    spans = []
+    for text, lp in token_pieces(result):
+        if lp is None or not text:
+            spans.append(esc(text))
+            continue
+        p = _prob(lp)
+        tip = [f"{lp.text!r}  p={p:.3f}"] + [f"{'→' if t == lp.text else ' '} {t!r}  {q:.3f}"
+                                               for t, q in _alternatives(lp)]
+        spans.append(f'<span class="lmsext-token" data-p="{p:.4f}" title="{esc(chr(10).join(tip))}" '
+                     f'style="background:{prob_colour(p)};border-radius:3px;padding:0 1px;cursor:help">'
+                     f"{esc(text)}</span>")
+    legend = "".join(f'<span style="background:{prob_colour(q)};padding:0 4px;border-radius:3px">{label}</span> '
+                     for q, label in ((0.05, "unlikely"), (0.5, "50 %"), (0.95, "likely")))
+    return (f'<div class="lmsext-probs" style="{CSS}">'
+            f'<div class="lmsext-prediction" style="white-space:pre-wrap;line-height:1.7">{"".join(spans)}</div>'
+            f'<div style="{MUTED};font-size:11px;margin-top:4px">token probability: {legend}· hover a token for '
+            f"its alternatives · {esc(stats_line(result.stats))}</div></div>")
+
+
+def token_probs_bundle(result: "PredictionResult") -> dict[str, str]:
+    """Text + HTML of a prediction made with ``log_probs``, every token coloured by its probability."""
+    return bundle(token_probs_text(result), token_probs_html(result))
