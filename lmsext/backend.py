@@ -249,6 +249,9 @@ class Engine(Protocol):
     def check_load_config(self, config: LoadModelConfig) -> None:
         """Refuse (ConfigError) load settings beyond what this engine can take."""
 
+    def check_prediction_config(self, config: PredictionConfig) -> None:
+        """Refuse (ConfigError) prediction settings beyond what this engine can take."""
+
     def resolve(self, model_key: str, *, allow_download: bool, allow_paths: bool) -> ResolvedModelFile:
         """The model file ``model_key`` names (ModelNotFoundError if none)."""
 
@@ -309,6 +312,15 @@ class SupportsEstimate(Protocol):
 
     def preview_load(self, info: ModelInfo, config: LoadModelConfig) -> LoadPreview:
         """What a load with ``config`` would apply (ConfigError if it cannot load)."""
+
+
+@runtime_checkable
+class SupportsDownload(Protocol):
+    """An engine that can fetch model files into its own model folders (the in-kernel engine: the Hugging Face hub)."""
+
+    def download_job(self, model: str, quantization: str | None = None, *, progress_bar: bool = True) -> Any:
+        """A planned download of ``model`` (``owner/repo[/file.gguf]``, ``owner/repo@QUANT``, a URL): an object
+        with ``run()``, ``cancel()``, ``status``, ``plan``, ``path``, ``describe()`` and ``to_rest()``."""
 
 
 @runtime_checkable

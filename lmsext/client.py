@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .backend import (DownloadedModel, Engine, LoadPreview, MemoryEstimate, ModelInfo, ResolvedModelFile,
-                      SupportsEstimate, missing_capability)
+                      SupportsDownload, SupportsEstimate, missing_capability)
 from .config import LoadModelConfig
 from .config.constants import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from .config.error_messages import short_repr
@@ -232,14 +232,13 @@ class LLMNamespace:
         ``model``: ``owner/repo``, ``owner/repo/file.gguf``, ``owner/repo@Q4_K_M`` or a huggingface.co URL;
         ``quantization`` picks the file whose name matches (``Q4_K_M``), else the smallest of at least
         4 bits; one line says which file and why. A tqdm progress bar (a widget in a notebook) unless
-        ``progress_bar=False``; ``on_job(job)`` gets the :class:`~lmsext.downloads.DownloadJob` before it
+        ``progress_bar=False``; ``on_job(job)`` gets the :class:`~lmsext.engine.downloads.DownloadJob` before it
         runs (its ``cancel()`` stops it). Files go to LM Studio's layout ``publisher/repo/file.gguf``
         under the first ``LMSEXT_MODELS_PATH`` folder (else ``~/.lmstudio/models``); see
-        :mod:`lmsext.downloads`. Errors (offline, unknown repository, not a GGUF file) are one line:
+        :mod:`lmsext.engine.downloads`. Errors (offline, unknown repository, not a GGUF file) are one line:
         :class:`~lmsext.DownloadError` or :class:`~lmsext.ModelNotFoundError`. ``say`` prints the lines.
         """
-        from .downloads import start_download
-        job = start_download(model, quantization, progress_bar=progress_bar)
+        job = self.download_job(model, quantization, progress_bar=progress_bar)
         plan = job.plan
         if job.status != "already_downloaded":
             say(f"downloading {plan.repo_id}/{plan.filename} ({plan.reason}) to {plan.destination}")
@@ -250,6 +249,15 @@ class LLMNamespace:
         path = job.path or plan.destination
         return DownloadedModel(model_key=plan.model_key, path=str(path), size_bytes=path.stat().st_size,
                                info=self._client.engine.model_info(path))
+
+    def download_job(self, model: str, quantization: str | None = None, *, progress_bar: bool = True) -> Any:
+        """The planned, not yet run, download :meth:`download` runs (the REST server runs it on a thread and
+        reports its progress): ``run()``, ``cancel()``, ``status``, ``to_rest()``. Planning asks the hub which
+        files the repository has: errors (offline, unknown repository) are one line."""
+        engine = self._client.engine
+        if not isinstance(engine, SupportsDownload):
+            raise LmsextError(missing_capability(engine, "downloading models"))
+        return engine.download_job(model, quantization, progress_bar=progress_bar)
 
     def list_downloaded(self) -> list[DownloadedModel]:
         """GGUF files in the model folders and the embedded default model (see :meth:`Client.list_downloaded_models`)."""

@@ -16,7 +16,7 @@ import pytest
 from hf_hub_server import HubServer
 
 from lmsext import synth
-from lmsext.downloads import DownloadCancelled, parse_model_ref, pick_file
+from lmsext.engine.downloads import DownloadCancelled, parse_model_ref, pick_file
 from lmsext.errors import DownloadError, ModelNotFoundError
 
 REPO = "lmsext-test/tiny-GGUF"

@@ -11,7 +11,7 @@ from lmsext.backend import (Engine, LoadedModel, SupportsEstimate, SupportsNextT
                             SupportsVocabulary)
 from lmsext.engine.local import LocalEngine
 
-BASE_CALLS = ("check_load_config", "resolve", "model_info", "list_downloaded", "load", "unload", "is_loaded",
+BASE_CALLS = ("check_load_config", "check_prediction_config", "resolve", "model_info", "list_downloaded", "load", "unload", "is_loaded",
               "check_loaded", "tokenize", "apply_prompt_template", "predict", "stop", "close")
 
 

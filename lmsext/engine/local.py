@@ -68,6 +68,10 @@ class LocalEngine:
         """Refuse load settings beyond what llama.cpp can take."""
         check_load_limits(config)
 
+    def check_prediction_config(self, config: PredictionConfig) -> None:
+        """Refuse prediction settings beyond what llama.cpp can take."""
+        check_prediction_limits(config)
+
     def resolve(self, model_key: str, *, allow_download: bool = True, allow_paths: bool = True) -> ResolvedModelFile:
         """The GGUF file ``model_key`` names: a key in the model folders, a path or a Hugging Face id."""
         return resolve_model_and_key(model_key, allow_download=allow_download, allow_paths=allow_paths)
@@ -191,6 +195,12 @@ class LocalEngine:
         return next_token_distribution(handle, tokens, self._sampling(handle, config), top_n=top_n, samples=samples,
                                        n_threads=config.cpu_threads,
                                        overflow_policy=config.context_overflow_policy or "truncateMiddle")
+
+    def download_job(self, model: str, quantization: str | None = None, *, progress_bar: bool = True) -> Any:
+        """A planned (not yet run) :class:`~.downloads.DownloadJob` of ``model`` from the Hugging Face hub into
+        the model folders: ``run()`` it, or start it on a thread and poll ``to_rest()``; ``cancel()`` stops it."""
+        from .downloads import start_download
+        return start_download(model, quantization, progress_bar=progress_bar)
 
     def estimate(self, model: ResolvedModelFile | LoadedModel, config: LoadModelConfig | None = None
                  ) -> MemoryEstimate:

@@ -202,7 +202,7 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
 
 def download(repo_and_file: str) -> Path:
     """Download ``owner/repo`` (best GGUF in it) or ``owner/repo/file.gguf`` from the Hugging Face hub."""
-    from ..downloads import hf_endpoint  # $HF_ENDPOINT read now, not at huggingface_hub's import
+    from .downloads import hf_endpoint  # $HF_ENDPOINT read now, not at huggingface_hub's import
     try:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.utils import HfHubHTTPError

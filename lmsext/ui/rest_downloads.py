@@ -1,4 +1,4 @@
-"""LM Studio's download pair of the REST server (:mod:`lmsext.downloads` does the work).
+"""LM Studio's download pair of the REST server (:mod:`lmsext.engine.downloads` does the work, through `client.llm.download_job`).
 
 - ``POST /api/v1/models/download`` ``{model, quantization?}`` → ``{job_id, status, total_size_bytes,
   started_at, ...}``: ``downloading`` (a background thread fetches the file), ``already_downloaded``.
@@ -88,7 +88,6 @@ def _start(job: Any, state: Any) -> None:
 
 def routes(endpoint: Any, read_json: Any, run: Any, json_response: Any) -> list[Route]:
     """The two routes, wrapped with rest_routes' ``endpoint`` (errors as JSON), ``read_json``, ``_run`` and ``JSON``."""
-    from ..downloads import DownloadJob, plan_download
 
     @endpoint
     async def download_model(request: Request) -> Response:
@@ -96,10 +95,9 @@ def routes(endpoint: Any, read_json: Any, run: Any, json_response: Any) -> list[
         state = request.app.state.lmsext
         req = rs.validate(DownloadRequest, await read_json(request, state))
         try:
-            plan = await run(plan_download, req.model, req.quantization)
+            job = await run(state.client.llm.download_job, req.model, req.quantization, progress_bar=False)
         except DownloadError as exc:
             raise _download_error(exc) from None
-        job = DownloadJob(plan, progress_bar=False)
         jobs = _jobs(request)
         jobs[job.job_id] = job
         while len(jobs) > KEPT_JOBS:

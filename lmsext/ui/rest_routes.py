@@ -318,7 +318,7 @@ async def load_model(request: Request) -> Response:
     """POST /api/v1/models/load — seed 002."""
     state = _state(request)
     req = rs.validate(rs.LoadRequest, await read_json(request, state))
-    config = rs.load_config(req.config)
+    config = rs.load_config(req.config, check=state.client.engine.check_load_config)
     llm = await _run(state.client.llm.load, req.model, config=config, allow_download=False, allow_paths=False)
     return JSON(llm.load_result.to_rest())
 
@@ -449,7 +449,7 @@ async def api_chat(request: Request) -> Response:
     values = {k: getattr(req, k) for k in _CHAT_PREDICTION}
     if values["max_output_tokens"] is None:
         values["max_output_tokens"] = state.default_max_tokens
-    config = rs.prediction_config(values, _CHAT_RENAMES)
+    config = rs.prediction_config(values, _CHAT_RENAMES, check=state.client.engine.check_prediction_config)
     jit = {"context_length": req.context_length} if req.context_length is not None else None
     llm, loaded_now = await _run(get_model, state.client, req.model, jit)
     policy = config.context_overflow_policy or "truncateMiddle"
@@ -575,14 +575,14 @@ def _lms_stats(result: Any) -> dict[str, Any]:
             "generation_time": st.generation_time_sec, "stop_reason": st.stop_reason}
 
 
-def _openai_config(req: Any, max_tokens: int | None, structured: dict[str, Any] | None) -> Any:
+def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structured: dict[str, Any] | None) -> Any:
     values = {k: getattr(req, k) for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
                                            "stop")}
     values["max_tokens"] = max_tokens
     if structured is not None:
         values["structured"] = structured
     try:
-        return rs.prediction_config(values)
+        return rs.prediction_config(values, check=state.client.engine.check_prediction_config)
     except ApiError as exc:
         raise _as_response_format(exc) from None
 
@@ -684,7 +684,7 @@ async def openai_chat(request: Request) -> Response:
     messages = _openai_messages(req)
     if max_tokens is None:
         max_tokens = state.default_max_tokens
-    config = _openai_config(req, max_tokens, _response_format(req.response_format))
+    config = _openai_config(state, req, max_tokens, _response_format(req.response_format))
     try:  # the JSON schema becomes a grammar when the prediction starts: its errors come from there
         return await _openai_answer(request, state, req, _CHAT_SHAPE,
                                     lambda llm: llm.respond_stream(messages, config))
@@ -707,7 +707,7 @@ async def openai_completions(request: Request) -> Response:
             raise bad_request("prompt as a list must hold exactly one string (no batching)", param="prompt")
         prompt = prompt[0]
     max_tokens = state.default_max_tokens if req.max_tokens is None else req.max_tokens
-    config = _openai_config(req, max_tokens, None)
+    config = _openai_config(state, req, max_tokens, None)
     return await _openai_answer(request, state, req, _COMPLETION_SHAPE, lambda llm: llm.complete_stream(prompt, config))
 
 

@@ -13,12 +13,11 @@ import json
 import re
 import sys
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import GpuSetting, LoadModelConfig, PredictionConfig
-from ..engine.validate import check_load_limits, check_prediction_limits
 from ..errors import ConfigError
 
 # ------------------------------------------------------------------------------------------ errors
@@ -379,8 +378,10 @@ class OpenAICompletionRequest(_OpenAICommon):
 # ------------------------------------------------------------------------------------------ configs
 
 
-def load_config(raw: Any, param: str = "config") -> LoadModelConfig:
-    """The LoadModelConfig for a REST ``config`` object (snake_case names only), or a 400."""
+def load_config(raw: Any, param: str = "config", check: Callable[[LoadModelConfig], None] | None = None
+                ) -> LoadModelConfig:
+    """The LoadModelConfig for a REST ``config`` object (snake_case names only), or a 400; ``check`` (the
+    engine's ``check_load_config``) refuses what the engine cannot take, named by the request's field."""
     if raw is None:
         return LoadModelConfig()
     if not isinstance(raw, dict):
@@ -402,7 +403,8 @@ def load_config(raw: Any, param: str = "config") -> LoadModelConfig:
                     raise bad_request(f"unknown field '{param}.gpu.{sub}'{hint}", param=f"{param}.gpu.{sub}")
     try:
         config = LoadModelConfig.parse(raw)
-        check_load_limits(config)
+        if check is not None:
+            check(config)
         return config
     except ConfigError as exc:
         key = f"{param}.{exc.key}" if exc.key else param
@@ -411,8 +413,10 @@ def load_config(raw: Any, param: str = "config") -> LoadModelConfig:
         raise bad_request(str(exc), param=key) from None
 
 
-def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | None = None) -> PredictionConfig:
+def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | None = None,
+                      check: Callable[[PredictionConfig], None] | None = None) -> PredictionConfig:
     """The PredictionConfig for request fields ``values`` (None = unset); 400 naming the request field.
+    ``check`` (the engine's ``check_prediction_config``) refuses what the engine cannot take.
 
     ``renames`` maps request field names to PredictionConfig keys (``max_output_tokens`` → ``max_tokens``).
     """
@@ -421,7 +425,8 @@ def prediction_config(values: Mapping[str, Any], renames: Mapping[str, str] | No
     data = {renames.get(k, k): v for k, v in values.items() if v is not None}
     try:
         config = PredictionConfig.parse(data)
-        check_prediction_limits(config)  # here, so that the 400 names the request's field
+        if check is not None:
+            check(config)  # here, so that the 400 names the request's field
         return config
     except ConfigError as exc:
         key = exc.key or ""

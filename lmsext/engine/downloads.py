@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from .errors import DownloadError, ModelNotFoundError
+from ..errors import DownloadError, ModelNotFoundError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_FOLDER = "~/.lmstudio/models"
@@ -102,7 +102,7 @@ def _quant_of(name: str) -> str | None:
 
 def pick_file(files: dict[str, int | None], quantization: str | None, repo_id: str) -> tuple[str, str]:
     """``(filename, reason)``: the GGUF matching ``quantization``, else the smallest of at least 4 bits."""
-    from .engine.resolve import _is_part_file  # split models: the first part names the model
+    from .resolve import _is_part_file  # split models: the first part names the model
     ggufs = {f: s for f, s in files.items() if f.lower().endswith(".gguf") and not _is_part_file(f)
              and "mmproj" not in f.lower()}
     if not ggufs:
@@ -337,7 +337,7 @@ class DownloadJob:
         return next((e for e in _chain(exc) if isinstance(e, DownloadCancelled)), None)
 
     def _validate(self, staged: Path) -> None:
-        from .engine.gguf_info import read_model_info
+        from .gguf_info import read_model_info
         try:
             read_model_info(staged)
         except Exception as exc:
@@ -348,7 +348,7 @@ class DownloadJob:
     def describe(self) -> str:
         """One line: what was fetched (or found), its size and key."""
         size = self.total_size_bytes
-        from .engine.gguf_info import format_bytes
+        from ..units import format_bytes
         verb = {"already_downloaded": "already downloaded", "completed": "downloaded"}.get(self.status, self.status)
         return (f"{verb} {self.plan.repo_id}/{self.plan.filename}"
                 + (f" ({format_bytes(size)})" if size else "") + f" as model key {self.plan.model_key}")
