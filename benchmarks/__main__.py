@@ -1,8 +1,8 @@
 """``python -m benchmarks``: run the suite, print the tables, write results/latest.json and RESULTS.md.
 
 Options: ``--quick`` (a smoke run: few tokens, one round, stories260K only), ``--sections decode,ttft``,
-``--reps N``, ``--no-synth`` (skip the generated compute-bound model), ``--readme`` (also replace
-the table in README.md's Performance section), ``--out FILE``.
+``--reps N``, ``--no-synth`` (skip the generated compute-bound model), ``--docs`` (also replace
+the tables in docs/performance.md, the documentation's performance page), ``--out FILE``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from . import report
 from .common import HERE, RESULTS_DIR, WIDE_SHAPE, compute_bound_model, machine, stories_path, wide_model
 
-README_START = "<!-- benchmarks:start -->"
-README_END = "<!-- benchmarks:end -->"
+DOCS_START = "<!-- benchmarks:start -->"
+DOCS_END = "<!-- benchmarks:end -->"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JSON results file (default benchmarks/results/latest.json; quick.json with --quick)")
     p.add_argument("--markdown", type=Path, default=None,
                    help="Markdown report (default benchmarks/RESULTS.md; not written by --quick)")
-    p.add_argument("--readme", action="store_true", help="also put the tables into README.md's Performance section")
+    p.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                   help="also put the tables into docs/performance.md (the documentation's performance page)")
     return p.parse_args(argv)
 
 
@@ -123,8 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "(`python -m benchmarks`); raw numbers in `benchmarks/results/latest.json` (not committed).\n\n"
                       + text + "\n")
         log(f"wrote {args.out} and {md}")
-        if args.readme:
-            update_readme(text)
+        if args.docs:
+            update_docs(text)
     else:
         log(f"wrote {args.out}")
     return results
@@ -137,16 +138,16 @@ def _loadavg() -> float | None:
         return None
 
 
-def update_readme(text: str) -> None:
-    """Replace what is between the benchmark markers in README.md with ``text``."""
-    readme = HERE.parent / "README.md"
-    content = readme.read_text()
-    if README_START not in content or README_END not in content:
-        print(f"README.md has no {README_START} … {README_END} markers; not updated", file=sys.stderr)
+def update_docs(text: str) -> None:
+    """Replace what is between the benchmark markers in docs/performance.md with ``text``."""
+    page = HERE.parent / "docs" / "performance.md"
+    content = page.read_text()
+    if DOCS_START not in content or DOCS_END not in content:
+        print(f"{page} has no {DOCS_START} … {DOCS_END} markers; not updated", file=sys.stderr)
         return
-    head, rest = content.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + README_START + "\n" + text + "\n" + README_END + tail)
+    head, rest = content.split(DOCS_START, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    page.write_text(head + DOCS_START + "\n" + text + "\n" + DOCS_END + tail)
 
 
 if __name__ == "__main__":

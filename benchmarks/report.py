@@ -1,4 +1,4 @@
-"""Turn a results dict into the targets check, a terminal table and the Markdown for README/RESULTS.md."""
+"""Turn a results dict into the targets check, a terminal table and the Markdown for docs/performance.md and RESULTS.md."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def _mark(met: bool | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The Markdown report (README's Performance table, RESULTS.md)."""
+    """The Markdown report (docs/performance.md, RESULTS.md)."""
     m = results["machine"]
     sec = results.get("sections", {})
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, shared: load average "
