@@ -472,7 +472,7 @@ def _forget_metadata() -> None:
     """Drop lmsext's per-file metadata caches: the next load is a file's first load in the process."""
     from lmsext.engine import gguf_info
 
-    getattr(gguf_info, "_INFO_CACHE", {}).clear()
+    gguf_info._parsed.cache_clear()
     try:
         from lmsext.engine import validate
     except ImportError:

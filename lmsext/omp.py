@@ -17,6 +17,7 @@ ENV = "OMP_WAIT_POLICY"
 
 
 def _libgomp_loaded() -> bool:
+    # /proc/self/maps read directly: psutil's Process().memory_maps() parses smaps, 1.9 ms vs 0.13 ms at import
     try:
         with open("/proc/self/maps") as f:
             return "libgomp" in f.read()

@@ -206,9 +206,19 @@ def test_draft_model_is_refused_loudly(model):
         model.respond("x", config={"draftModel": "other"})
 
 
-def test_cpu_threads_is_applied_per_prediction(model):
-    r = model.complete("Once", config={**GREEDY, "maxTokens": 5, "cpuThreads": 1})
-    assert r.stats.predicted_tokens_count == 5
+def test_cpu_threads_is_what_llama_cpp_runs_with(model):
+    import llama_cpp
+
+    from lmsext.engine.threads import available_cpus
+
+    ctx = model._loaded.handle.ctx  # the instance's llama_context: ask llama.cpp what it was told
+    # stories260K's own default is 1 decode thread and a batch count from the pool: 1 and 2 each
+    # differ from it on one side, so an ignored setting fails here
+    for n in sorted({1, min(2, available_cpus())}):
+        r = model.complete("Once", config={**GREEDY, "maxTokens": 5, "cpuThreads": n})
+        assert r.stats.predicted_tokens_count == 5
+        assert (llama_cpp.llama_n_threads(ctx), llama_cpp.llama_n_threads_batch(ctx)) == (n, n)
+        assert r.stats.threads["max"] == n and r.stats.threads["batch"] == n and not r.stats.threads["adaptive"]
 
 
 def test_unloaded_model_raises_a_clear_error(client):

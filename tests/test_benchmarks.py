@@ -1,7 +1,11 @@
-"""The benchmark suite runs (``python -m benchmarks --quick``) and reports every section: correctness only.
+"""The benchmark suite runs (``python -m benchmarks --quick``) and reports every section; the verdicts
+of the last full run (the Targets tables the benchmarks write into ``benchmarks/RESULTS.md`` and
+``docs/performance.md``) hold no missed target beyond the named, explained ones.
 
-Benchmarks are not tests: nothing here checks a timing. It runs in a child process because the
-suite drives its own IPython shell (a singleton the magics tests also create).
+Nothing here times anything itself: the quick run is a smoke run (its verdicts are "not judged"),
+and the targets are judged on the recorded full runs, which the benchmarks write machine-readably.
+The runs happen in a child process because the suite drives its own IPython shell (a singleton the
+magics tests also create).
 """
 
 from __future__ import annotations
@@ -13,6 +17,20 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "lmsext" / "models"
+
+#: Targets the last full runs missed, each with why; a target missed and not listed here fails
+#: :func:`test_recorded_runs_miss_no_target_beyond_the_known_ones`, and so does one listed here that is
+#: now met (then take it off the list).
+KNOWN_MISSES = {
+    "multi-turn stories260K: TTFT turn 20 / turn 1: ≤ 1.5×":
+        "the raw C-API loop doing the same prompt work misses it too (5.28×): turn 20's new tokens cost more "
+        "than turn 1's whole prompt on a 260K model",
+    "multi-turn synth60M-f16: TTFT turn 20 / turn 1: ≤ 1.5×":
+        "the raw loop doing the same work is at 1.54×: the prompt's growth, not lmsext",
+    "default decode ≥ 0.95× the best cpuThreads (quiet) [stories260K]":
+        "one decode thread is best on a 260K model; the default's batch threads cost more than they bring",
+}
 
 
 def test_quick_benchmark_runs_every_section(tmp_path):
@@ -79,3 +97,53 @@ def _busy_loops(since: float) -> list[str]:
         if "time.monotonic() + float(sys.argv[1])" in cmd and (p.info["create_time"] or 0) >= since:
             found.append(cmd)
     return found
+
+
+def _recorded_verdicts(path: Path) -> dict[str, str]:
+    """target → verdict from every **Targets** table in ``path`` (the verdict is the last column)."""
+    verdicts: dict[str, str] = {}
+    in_table = False
+    header: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.strip() == "**Targets**":
+            in_table, header = True, []
+            continue
+        if not in_table:
+            continue
+        if not line.startswith("|"):
+            in_table = in_table and not header  # the blank line before the table
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not header:
+            header = cells
+        elif not set(line) <= set("|-: "):
+            row = dict(zip(header, cells))
+            name = cells[0] if "model" not in row else f"{cells[0]} [{row['model']}]"
+            verdicts[name] = cells[-1].lower()
+    return verdicts
+
+
+def test_recorded_runs_miss_no_target_beyond_the_known_ones():
+    verdicts = {**_recorded_verdicts(REPO / "benchmarks" / "RESULTS.md"),
+                **_recorded_verdicts(REPO / "docs" / "performance.md")}
+    assert len(verdicts) > 40 and {"met", "missed"} <= set(verdicts.values())  # the tables were read
+    assert set(verdicts.values()) <= {"met", "missed", "not judged"}, set(verdicts.values())
+    missed = {name for name, v in verdicts.items() if v == "missed"}
+    assert missed - KNOWN_MISSES.keys() == set(), "targets missed by the last full run"
+    assert KNOWN_MISSES.keys() - missed == set(), "known misses that are met now (or renamed): update KNOWN_MISSES"
+
+
+def test_the_verdicts_say_missed_when_a_value_misses_its_target():
+    from benchmarks import contention, report
+
+    results = {"sections": {"multiturn": {"models": {"m": {"last_over_first": 2.0, "last_turn": 20}}},
+                            "load": {"models": {"m": {"jit_hit_api": {"median": 0.5e-3}}}}}}
+    by_name = {t["name"]: t["met"] for t in report.targets(results)}
+    assert by_name["multi-turn m: TTFT turn 20 / turn 1"] is False
+    assert by_name["load m: JIT hit client.llm.model()"] is True
+    name, cond, what, thr = contention.TARGETS[0]
+    setting = {"x_best": thr / 2, "x_llama": thr / 2, "tok_s": 1.0}
+    cres = {"models": {"m": {"conditions": {cond: {"rounds_x_best": [thr / 2] * 4, "rounds_x_llama": [thr / 2] * 4,
+                                                   "settings": {contention.DEFAULT: setting}}}}}}
+    judged = {t["target"]: t for t in contention.targets(cres)}
+    assert judged[name]["met"] is False and judged[name]["verdict"] == "missed"

@@ -24,15 +24,15 @@
 * **overhead** — llama.cpp's per-model and per-context bookkeeping (tensor metadata, the vocabulary's
   maps, graph metadata, thread scratch): a few MB.
 
-:func:`available_memory` reads ``MemAvailable`` from ``/proc/meminfo`` (psutil elsewhere);
+:func:`available_memory` asks psutil (``MemAvailable`` on Linux);
 :func:`check_fits` refuses a load whose estimate exceeds it, with the numbers, unless forced.
 """
 
 from __future__ import annotations
 
-import os
-
 from typing import Any
+
+import psutil
 
 from ..backend import MemoryEstimate, ModelInfo
 from ..errors import InsufficientMemoryError
@@ -96,18 +96,11 @@ def estimate_memory(info: ModelInfo, plan: LoadPlan, *, available: int | None = 
 
 
 def available_memory() -> int | None:
-    """Bytes the system can give without swapping: ``MemAvailable`` (Linux), else psutil, else None."""
+    """Bytes the system can give without swapping (``psutil.virtual_memory().available``: Linux's
+    ``MemAvailable``), or None where psutil cannot tell."""
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
         return int(psutil.virtual_memory().available)
-    except Exception:
+    except (OSError, RuntimeError, AttributeError):  # pragma: no cover - a platform psutil does not know
         return None
 
 
@@ -123,13 +116,8 @@ def check_fits(estimate: MemoryEstimate, name: str, *, force: bool = False) -> N
 
 
 def rss_bytes() -> int:
-    """This process's resident set size (Linux: /proc/self/statm; else psutil)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-        return int(psutil.Process().memory_info().rss)
+    """This process's resident set size (psutil)."""
+    return int(psutil.Process().memory_info().rss)  # built per call: a forked child is another pid
 
 
 __all__ = ["MemoryEstimate", "available_memory", "check_fits", "compute_bytes", "estimate_memory", "rss_bytes"]

@@ -7,6 +7,7 @@ load-config summary and the widgets' slider ranges.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import math
 import os
@@ -56,11 +57,6 @@ def check_magic(path: Path) -> None:
         raise ModelLoadError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
 
 
-#: Parsed files, most recently used last: (path, size, mtime, inode) → (header digest, header bytes, info).
-_INFO_CACHE: collections.OrderedDict[tuple, tuple[bytes, int, ModelInfo]] = collections.OrderedDict()
-_INFO_CACHE_SIZE = 32
-
-
 def _header_digest(path: Path, n: int) -> bytes | None:
     try:
         with open(path, "rb") as fh:
@@ -80,23 +76,22 @@ def read_model_info(path: str | os.PathLike[str]) -> ModelInfo:
     path = Path(path)
     try:
         st = path.stat()
-        key: tuple | None = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
     except OSError:
-        key = None
-    hit = _INFO_CACHE.get(key) if key is not None else None
-    if hit is not None and _header_digest(path, hit[1]) == hit[0]:
-        try:
-            _INFO_CACHE.move_to_end(key)
-        except KeyError:  # evicted meanwhile by another thread
-            pass
-        return hit[2]
-    info, header_bytes = _parse_model_info(path)
-    digest = _header_digest(path, header_bytes) if key is not None else None
-    if digest is not None:
-        _INFO_CACHE[key] = (digest, header_bytes, info)
-        while len(_INFO_CACHE) > _INFO_CACHE_SIZE:
-            _INFO_CACHE.popitem(last=False)
+        return _parse_model_info(path)[0]  # _parse_model_info names the problem
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    digest, header_bytes, info = _parsed(key)
+    if digest is None or _header_digest(path, header_bytes) != digest:  # rewritten within the clock tick
+        _parsed.cache_clear()
+        digest, header_bytes, info = _parsed(key)
     return info
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(key: tuple) -> tuple[bytes | None, int, ModelInfo]:
+    """(header digest, header bytes, info) of the file ``key`` = (path, size, mtime, inode) names."""
+    path = Path(key[0])
+    info, header_bytes = _parse_model_info(path)
+    return _header_digest(path, header_bytes), header_bytes, info
 
 
 def _parse_model_info(path: Path) -> tuple[ModelInfo, int]:

@@ -45,7 +45,7 @@ SLOWDOWN_FACTOR = 3.0
 WINDOW = 8
 #: Prompts this long look at the run queue three times (~1 ms); shorter ones once (~30 µs).
 BATCH_SAMPLE_MIN_TOKENS = 32
-_LOADAVG = "/proc/loadavg"
+_LOADAVG = "/proc/loadavg"  # read directly: its runnable-task count has no psutil equivalent (getloadavg is averages)
 
 
 def available_cpus() -> int:

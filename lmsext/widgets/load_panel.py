@@ -12,7 +12,7 @@ public API's, ``client.llm.estimate(path, config)`` — the numbers ``model.esti
 the load applies (:attr:`MemoryEstimate.fits`: Load refuses a config that does not fit). Nothing is
 computed here. Recomputing it on every slider move is cheap: the model's metadata and GGUF summary
 are cached per file (the metadata cache re-checks a hash of the file's header: a few ms for a large
-vocabulary), so it costs a load plan and a ``/proc/meminfo`` read — 0.15 ms on stories260K. The
+vocabulary), so it costs a load plan and an available-memory read (psutil) — 0.15 ms on stories260K. The
 verdict uses the memory available now: while the panel's model is loaded, a reload (which unloads it
 first) has more.
 
