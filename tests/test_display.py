@@ -1,4 +1,4 @@
-"""Rendering (lmsext.render) and argument helpers (lmsext.ui.magic_args) without a model."""
+"""Rendering (lmsext.render) and the magics' argument helpers (lmsext.magics.args, .flags) without a model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from lmsext.engine.gguf_info import ModelInfo
 from lmsext.errors import ConfigError
 from lmsext.results import LoadResult, PredictionResult, PredictionStats
 from lmsext import render as views
-from lmsext.ui.magic_args import (LOAD_FLAGS, config_value, interpolate, key_values, reword_flag_error, unescape,
-                                  value_goes_to_displayhook)
+from lmsext.magics.args import config_value, interpolate, key_values, unescape, value_goes_to_displayhook
+from lmsext.magics.flags import LOAD_FLAGS, reword_flag_error
 from lmsext.session import Session
 
 CONFIG = {"context_length": 1024, "eval_batch_size": 512, "flash_attention": False, "num_experts": 2,
