@@ -109,6 +109,10 @@ class _NamespaceFormatter(string.Formatter):
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace ``{var}`` (also ``{obj.attr}``, ``{d[k]}``, ``{x:.2f}``) from ``namespace``; ``{{`` → ``{``."""
+    # Python's own string.Formatter, not IPython's shell.var_expand: measured on IPython 8, var_expand
+    # ("{nope} and {name}") returns the text untouched (a typo'd name silently reaches the model, and the
+    # good {name} is not filled either), it also expands $price (a prompt's "$word"), and its
+    # FullEvalFormatter reads {d[k]} as Python (NameError: k) where str.format means d["k"].
     formatter = _NamespaceFormatter()
     try:
         return formatter.vformat(text, (), namespace)
