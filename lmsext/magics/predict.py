@@ -96,7 +96,7 @@ class PredictMagics(FamilyMagics):
         table = dict(PREDICTION_FLAGS)
         if args.structured is not None:
             flags["structured"] = lookup(args.structured, self.lm._ns, "--structured")
-            table["structured"] = "structured"
+            table["structured"] = "--structured"
         from_flags = parse_flags(PredictionConfig, flags, table)
         return (self.lm.session.prediction_config.merged(PredictionConfig.parse(self.lm.default_prediction_config))
                 .merged(from_flags))
