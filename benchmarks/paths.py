@@ -370,7 +370,7 @@ class LmsextMagic:
 
     def __init__(self, shell: Any, identifier: str, prompt: str, capture: FrontEndCapture,
                  widgets: bool | None = True) -> None:
-        from lmsext.ui import magics as magics_module
+        from lmsext import magics as magics_module
 
         self.shell = shell
         self.magics = magics_module.get_magics(shell)

@@ -112,7 +112,7 @@ def _load(client, case: ModelCase, identifier: str, context_length: int | None =
 
 def decode(setup: Setup) -> dict[str, Any]:
     """Decode throughput of the four paths, per model and sampler setting, interleaved."""
-    from lmsext.ui import magics as magics_module
+    from lmsext import magics as magics_module
 
     out: dict[str, Any] = {"prompt": DECODE_PROMPT, "samplers": {k: SAMPLER_LABELS[k] for k in setup.samplers},
                            "own_rounds": setup.own_rounds, "models": {}}
@@ -325,7 +325,7 @@ def frontend(setup: Setup) -> dict[str, Any]:
     """What a 2,000-token ``%%lm_respond`` stream sends to the front end, per stream view (the widget
     a Jupyter kernel gets, and the plain view with ``LMMagics.widgets = 'off'``: stdout ``stream``
     messages and a live stats line); then the same view fed at simulated token rates."""
-    from lmsext.ui import magics as magics_module
+    from lmsext import magics as magics_module
 
     shell = setup.get_shell()
     magics = magics_module.get_magics(shell)
@@ -485,7 +485,7 @@ def load(setup: Setup) -> dict[str, Any]:
     from llama_cpp import Llama
 
     shell = setup.get_shell()
-    from lmsext.ui import magics as magics_module
+    from lmsext import magics as magics_module
     client = magics_module.get_magics(shell).client
     out: dict[str, Any] = {"models": {}}
     for case in setup.for_section("load"):

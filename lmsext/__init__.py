@@ -39,13 +39,13 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext lmsext``: register the magics."""
-    from .ui.magics import load_ipython_extension as load
+    from .magics import load_ipython_extension as load
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """``%unload_ext lmsext``."""
-    from .ui.magics import unload_ipython_extension as unload
+    from .magics import unload_ipython_extension as unload
     unload(ipython)
 
 

@@ -796,7 +796,7 @@ def ctx(files):
 @pytest.fixture(scope="module")
 def ip(ctx, shell):
     shell.run_line_magic("load_ext", "lmsext")
-    from lmsext.ui import magics as magics_module
+    from lmsext import magics as magics_module
     m = magics_module.get_magics(shell)
     old = {name: getattr(m, name) for name in ("display_mode", "widgets") if hasattr(m, name)}
     m.display_mode = "rich"

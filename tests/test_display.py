@@ -1,4 +1,4 @@
-"""Rendering (lmsext.render) and argument helpers (lmsext.ui.magic_args) without a model."""
+"""Rendering (lmsext.render) and the magics' argument helpers (lmsext.magics.args, .flags) without a model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from lmsext.engine.gguf_info import ModelInfo
 from lmsext.errors import ConfigError
 from lmsext.results import LoadResult, PredictionResult, PredictionStats
 from lmsext import render as views
-from lmsext.ui.magic_args import (LOAD_FLAGS, config_value, interpolate, key_values, reword_flag_error, unescape,
-                                  value_goes_to_displayhook)
+from lmsext.magics.args import config_value, interpolate, key_values, unescape, value_goes_to_displayhook
+from lmsext.config import LoadModelConfig, PredictionConfig
+from lmsext.magics.flags import LOAD_FLAGS, PREDICTION_FLAGS, flag_values, parse_flags, reword_flag_error
+from lmsext.magics.models import ModelMagics
+from lmsext.magics.predict import PredictMagics
 from lmsext.session import Session
 
 CONFIG = {"context_length": 1024, "eval_batch_size": 512, "flash_attention": False, "num_experts": 2,
@@ -144,6 +147,29 @@ def test_flag_errors_name_the_flag():
     assert str(reword_flag_error(exc, LOAD_FLAGS)) == "--k-cache 'q9': must be one of x"
     other = ConfigError("numExperts=2: dense", key="num_experts")
     assert reword_flag_error(other, LOAD_FLAGS) is other
+
+
+#: a valid value for the flags whose setting takes no plain number
+FLAG_SAMPLES = {"--gpu": "off", "--k-cache": "q8_0", "--v-cache": "q8_0", "--stop": "x", "--top-p": "0.9",
+                "--min-p": "0.1", "--temperature": "0.5", "--repeat-penalty": "1.1"}
+
+
+@pytest.mark.parametrize("magic, table, settings", [(ModelMagics.lm_load, LOAD_FLAGS, LoadModelConfig),
+                                                     (PredictMagics.lm_respond, PREDICTION_FLAGS, PredictionConfig),
+                                                     (PredictMagics.lm_complete, PREDICTION_FLAGS, PredictionConfig)])
+def test_each_flag_of_the_derived_tables_sets_exactly_its_setting(magic, table, settings):
+    """The flag -> setting tables are read from the magics' argparse flags: each flag, parsed by the magic's
+    own parser, sets its one setting; the flags that are no setting (--model, --structured) are not in them."""
+    assert {"--k-cache", "--mmap", "--context-length"} <= set(LOAD_FLAGS.values())
+    assert {"--top-k", "--stop", "--probs", "--seed"} <= set(PREDICTION_FLAGS.values())
+    assert "structured" not in PREDICTION_FLAGS and "--model" not in PREDICTION_FLAGS.values()
+    for key, flag in table.items():
+        try:
+            args = magic.parser.parse_args([flag])  # a switch (--mmap), or an optional value (--probs)
+        except UsageError:  # "expected one argument"
+            args = magic.parser.parse_args([flag, FLAG_SAMPLES.get(flag, "2")])
+        config = parse_flags(settings, flag_values(args, table), table)
+        assert config.model_fields_set == {key}, flag
 
 
 @pytest.mark.parametrize("cell, mode, expected", [

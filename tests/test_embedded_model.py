@@ -13,7 +13,7 @@ from lmsext import synth
 from lmsext.client import DEFAULT_MODEL_NOTE
 from lmsext.engine.resolve import EMBEDDED_MODEL_KEY, embedded_model_path
 from lmsext import render as views
-from lmsext.ui import magics as magics_module
+from lmsext import magics as magics_module
 from lmsext import session as session_module
 
 SHA256 = "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"

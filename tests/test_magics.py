@@ -20,9 +20,9 @@ from IPython.utils.capture import capture_output
 import lmsext
 from lmsext import synth
 from lmsext.results import LoadResult, PredictionResult
-from lmsext.ui import magics as magics_module
+from lmsext import magics as magics_module
 from lmsext import session as session_module
-from lmsext.ui.streaming import StreamView
+from lmsext.magics.stream_view import StreamView
 
 REPO = Path(__file__).resolve().parents[1]
 RED = '<span style="color:red">'

@@ -14,7 +14,7 @@ from lmsext import synth
 from lmsext.engine import TokenLogProb
 from lmsext.results import PredictionResult, PredictionStats
 from lmsext import render as views
-from lmsext.ui import magics as magics_module
+from lmsext import magics as magics_module
 from lmsext import session as session_module
 
 TITLE = re.compile(r'<span class="lmsext-token" data-p="([0-9.]+)" title="([^"]*)"[^>]*>(.*?)</span>', re.S)

@@ -19,9 +19,9 @@ import pytest
 from magic_runner import KernelOutput
 from pydantic import BaseModel
 
-from lmsext.ui import magics as magics_module
+from lmsext import magics as magics_module
 from lmsext import session as session_module
-from lmsext.ui.streaming import StreamView, run_stream
+from lmsext.magics.stream_view import StreamView, run_stream
 
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL = 0.05
@@ -221,7 +221,7 @@ def test_an_error_keeps_the_text_so_far_without_stats(ip, module_model):
 
 
 def test_ctrl_c_while_drawing_the_last_frame_shows_nothing_twice(ip, module_model, monkeypatch):
-    from lmsext.ui import streaming
+    from lmsext.magics import stream_view as streaming
     real, calls = streaming.stats_bundle, []
 
     def interrupted_once(*args, **kwargs):

@@ -20,7 +20,7 @@ from lmsext.engine import plan_load, read_model_info
 from lmsext.engine import estimate as estimate_module
 from lmsext.engine.params import CONTEXT_STEP
 from lmsext.config import LoadModelConfig
-from lmsext.ui import magics as magics_module
+from lmsext import magics as magics_module
 from lmsext import session as session_module
 from lmsext.widgets import LoadPanel, LoadSummaryWidget, PredictionPanel, StreamWidget
 from lmsext.widgets import frontend

@@ -8,7 +8,7 @@ the end :meth:`~StreamWidget.finish` sets the synced traits ``text``, ``stats``,
 
 Feeding is thread-safe: the prediction panel feeds from a background thread while the kernel's main
 thread stays free to process the Stop click. :class:`WidgetStreamView` is the drop-in for
-:class:`lmsext.ui.streaming.StreamView` that ``%%lm_respond`` uses in widget-capable front ends.
+:class:`lmsext.magics.stream_view.StreamView` that ``%%lm_respond`` uses in widget-capable front ends.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 class WidgetStreamView:
-    """:class:`~lmsext.ui.streaming.StreamView`'s interface (``start``/``feed``/``abort``/``finish``/``text``)
-    on a :class:`StreamWidget`, for :func:`lmsext.ui.streaming.run_stream` in a cell.
+    """:class:`~lmsext.magics.stream_view.StreamView`'s interface (``start``/``feed``/``abort``/``finish``/``text``)
+    on a :class:`StreamWidget`, for :func:`lmsext.magics.stream_view.run_stream` in a cell.
 
     The output is the widget plus a plain fallback (text/HTML, updated once at the end), so front ends
     without widgets and saved notebooks still show the final text and stats. Stop interrupts the

@@ -1,6 +1,6 @@
-"""Argument handling of the magics: flag → LM Studio config key tables, ``{var}`` interpolation,
-``key=value`` parsing, ``--config`` values. Pure functions; errors are IPython ``UsageError``s or the
-config package's ``ConfigError``s (both shown by the magics as one red line).
+"""Argument handling of the magics: splitting a magic's line, ``{var}`` interpolation, ``key=value``
+parsing, ``--config`` values, the names ``--out`` may store into (the settings flags: :mod:`.flags`).
+Pure functions; errors are IPython ``UsageError``s (shown by the magics as one red line).
 """
 
 from __future__ import annotations
@@ -17,34 +17,6 @@ from IPython.utils.process import arg_split
 
 from ..config.nesting import MAX_NESTING
 from ..config import unescape  # noqa: F401  (re-exported: the one definition is lmsext.config.unescape)
-from ..errors import ConfigError
-
-#: ``%lm_load`` flag (argparse dest) → LoadModelConfig key.
-LOAD_FLAGS = {
-    "context_length": "context_length",
-    "gpu": "gpu",
-    "eval_batch_size": "eval_batch_size",
-    "flash_attention": "flash_attention",
-    "num_experts": "num_experts",
-    "offload_kv_cache_to_gpu": "offload_kv_cache_to_gpu",
-    "seed": "seed",
-    "k_cache": "llama_k_cache_quantization_type",
-    "v_cache": "llama_v_cache_quantization_type",
-    "mmap": "try_mmap",
-}
-
-#: ``%%lm_respond`` / ``%%lm_complete`` flag (argparse dest) → PredictionConfig key.
-PREDICTION_FLAGS = {
-    "temperature": "temperature",
-    "max_tokens": "max_tokens",
-    "top_k": "top_k_sampling",
-    "top_p": "top_p_sampling",
-    "min_p": "min_p_sampling",
-    "repeat_penalty": "repeat_penalty",
-    "seed": "seed",
-    "stop": "stop_strings",
-    "probs": "log_probs",
-}
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
@@ -65,43 +37,6 @@ def parse_args(magic: Any, line: str):
     except ValueError as exc:  # unbalanced quotes
         raise UsageError(f"cannot split the arguments: {exc}") from None
     return magic.parser.parse_args(argv)
-
-
-def gpu_value(text: str) -> str | float:
-    """argparse type of ``--gpu``: ``off``, ``max`` or a number (the range is checked by the config)."""
-    low = text.strip().lower()
-    if low in ("off", "max"):
-        return low
-    try:
-        return float(low)
-    except ValueError:
-        raise UsageError(f"--gpu {text!r}: must be off, max or a number from 0 to 1") from None
-
-
-def flag_values(args: Any, table: Mapping[str, str]) -> dict[str, Any]:
-    """``{config_key: value}`` for every flag of ``table`` that was given (not None)."""
-    return {key: getattr(args, dest) for dest, key in table.items() if getattr(args, dest, None) is not None}
-
-
-def parse_flags(cls: Any, values: dict[str, Any], table: Mapping[str, str]) -> Any:
-    """``cls.parse(values)``, with a ConfigError about a flag's key re-worded to name the flag."""
-    try:
-        return cls.parse(values)
-    except ConfigError as exc:
-        raise reword_flag_error(exc, table) from None
-
-
-def reword_flag_error(exc: ConfigError, table: Mapping[str, str]) -> ConfigError:
-    """``temperature=3.0: must be …`` → ``--temperature 3.0: must be …`` (same ConfigError fields)."""
-    key = str(exc.key or "")
-    base = key.split("[", 1)[0].split(".", 1)[0]
-    flag = next((dest for dest, k in table.items() if k == base), None)
-    message = str(exc)
-    if flag is None or not message.startswith(f"{key}="):
-        return exc
-    new = ConfigError(f"--{flag.replace('_', '-')} {message[len(key) + 1:]}", key=exc.key, value=exc.value,
-                      allowed=exc.allowed)
-    return new
 
 
 def lookup(name: str, namespace: Mapping[str, Any], what: str) -> Any:
@@ -174,6 +109,10 @@ class _NamespaceFormatter(string.Formatter):
 
 def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
     """Replace ``{var}`` (also ``{obj.attr}``, ``{d[k]}``, ``{x:.2f}``) from ``namespace``; ``{{`` → ``{``."""
+    # Python's own string.Formatter, not IPython's shell.var_expand: measured on IPython 8, var_expand
+    # ("{nope} and {name}") returns the text untouched (a typo'd name silently reaches the model, and the
+    # good {name} is not filled either), it also expands $price (a prompt's "$word"), and its
+    # FullEvalFormatter reads {d[k]} as Python (NameError: k) where str.format means d["k"].
     formatter = _NamespaceFormatter()
     try:
         return formatter.vformat(text, (), namespace)
@@ -337,6 +276,6 @@ def value_goes_to_displayhook(code: str | None, mode: str, magic_name: str, line
     return False
 
 
-__all__ = ["IPYTHON_NAMES", "LOAD_FLAGS", "PREDICTION_FLAGS", "check_variable_name", "config_value", "flag_values", "gpu_value", "interpolate",
-           "key_values", "literal", "lookup", "parse_args", "parse_flags", "reword_flag_error", "unescape",
+__all__ = ["IPYTHON_NAMES", "check_variable_name", "config_value", "interpolate",
+           "key_values", "literal", "lookup", "parse_args", "unescape",
            "value_goes_to_displayhook"]
