@@ -33,7 +33,6 @@ from .threads import DecodeThreads, available_cpus, batch_threads
 
 
 @dataclass
-@dataclass
 class GenerationRequest:
     """Everything the loop needs beyond the model."""
 
