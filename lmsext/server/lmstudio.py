@@ -14,7 +14,7 @@ from .configs import load_config, prediction_config, unsupported
 from .errors import ApiError, bad_request
 from .http import JSON, dumps, endpoint, read_json, run_blocking, server_state, to_api_error
 from .jobs import GatedStream, PredictionJob, collect, failed, job_events, start_job
-from .requests import ChatRequest, InputImage, LoadRequest, UnloadRequest
+from .requests import CHAT_PREDICTION_FIELDS, CHAT_RENAMES, ChatRequest, InputImage, LoadRequest, UnloadRequest
 from .state import STORED_RESPONSES, ServerState
 from .validation import validate
 
@@ -58,12 +58,6 @@ async def get_models(request: Request) -> Response:
     return JSON({"models": await run_blocking(list_models, state.client)})
 
 
-
-
-_CHAT_RENAMES = {"max_output_tokens": "max_tokens"}
-_CHAT_PREDICTION = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed", "stop",
-                    "max_output_tokens", "context_overflow_policy", "structured", "xtc_probability",
-                    "xtc_threshold", "cpu_threads")
 
 
 def _chat_messages(state: ServerState, req: ChatRequest) -> StoredChat:
@@ -125,10 +119,10 @@ async def api_chat(request: Request) -> Response:
         raise bad_request("integrations (MCP servers, plugins) are not supported by lmsext", param="integrations")
     unsupported("reasoning", req.reasoning, ("off",), "a reasoning setting other than 'off'")
     chat = _chat_messages(state, req)
-    values = {k: getattr(req, k) for k in _CHAT_PREDICTION}
+    values = {k: getattr(req, k) for k in CHAT_PREDICTION_FIELDS}
     if values["max_output_tokens"] is None:
         values["max_output_tokens"] = state.default_max_tokens
-    config = prediction_config(values, _CHAT_RENAMES, check=state.client.engine.check_prediction_config)
+    config = prediction_config(values, CHAT_RENAMES, check=state.client.engine.check_prediction_config)
     jit = {"context_length": req.context_length} if req.context_length is not None else None
     llm, loaded_now = await run_blocking(get_model, state.client, req.model, jit)
     policy = config.context_overflow_policy or "truncateMiddle"

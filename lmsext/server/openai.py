@@ -15,7 +15,7 @@ from .configs import prediction_config, unsupported
 from .errors import ApiError, bad_request
 from .http import JSON, created, dumps, endpoint, read_json, run_blocking, server_state, to_api_error
 from .jobs import GatedStream, PredictionJob, collect, failed, job_events, start_job
-from .requests import ImagePart, OpenAIChatRequest, OpenAICompletionRequest
+from .requests import SAMPLING_FIELDS, ImagePart, OpenAIChatRequest, OpenAICompletionRequest
 from .state import ServerState
 from .validation import validate
 
@@ -110,8 +110,7 @@ def _lms_stats(result: Any) -> dict[str, Any]:
 
 
 def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structured: dict[str, Any] | None) -> Any:
-    values = {k: getattr(req, k) for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed",
-                                           "stop")}
+    values = {k: getattr(req, k) for k in SAMPLING_FIELDS}
     values["max_tokens"] = max_tokens
     if structured is not None:
         values["structured"] = structured

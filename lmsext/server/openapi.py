@@ -4,27 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from ..config import LoadModelConfig
+from ..results import REST_CONFIG_KEYS
 from .requests import ChatRequest, LoadRequest, OpenAIChatRequest, OpenAICompletionRequest, UnloadRequest
 
 # ------------------------------------------------------------------------------------------ OpenAPI
 
-_ERROR_SCHEMA = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"},
-        "param": {"type": ["string", "null"], "description": "The offending request field, if any."}}}},
-}
-_LOAD_RESPONSE = {
-    "type": "object", "required": ["model_instance_id", "config", "load_time_seconds"],
-    "properties": {
-        "model_instance_id": {"type": "string"},
-        "config": {"type": "object", "description": "Every effective load setting, defaults included.",
-                   "properties": {"context_length": {"type": "integer"}, "eval_batch_size": {"type": "integer"},
-                                  "flash_attention": {"type": "boolean"}, "num_experts": {"type": "integer"},
-                                  "offload_kv_cache_to_gpu": {"type": "boolean"}}},
-        "load_time_seconds": {"type": "number"}},
-}
+class ErrorDetail(BaseModel):
+    """The ``error`` object of every error response."""
+
+    message: str
+    type: str
+    param: str | None = Field(None, description="The offending request field, if any.")
+
+
+class ErrorBody(BaseModel):
+    """An error response: {"error": {"message", "type", "param"}}."""
+
+    error: ErrorDetail
+
+
+class LoadResponse(BaseModel):
+    """The answer of POST /api/v1/models/load: the instance id, every effective load setting, the load time."""
+
+    model_instance_id: str
+    config: dict[str, Any] = Field(description="Every effective load setting, defaults included.")
+    load_time_seconds: float
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of an optional field's schema (an effective setting always has a value)."""
+    branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+    return branches[0] if len(branches) == 1 else schema
+
+
+def _model_schemas(schemas: dict[str, Any], name: str, model: type[BaseModel], template: str) -> dict[str, Any]:
+    """Add ``model``'s JSON schema (and the models it refers to) to ``schemas`` as ``name``."""
+    schema = model.model_json_schema(ref_template=template)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[name] = schema
+    return schema
 
 
 def _clean(schema: Any) -> Any:
@@ -50,9 +71,7 @@ def _components() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
     template = "#/components/schemas/{model}"
     for model in (LoadRequest, UnloadRequest, ChatRequest, OpenAIChatRequest, OpenAICompletionRequest):
-        schema = model.model_json_schema(ref_template=template)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
+        _model_schemas(schemas, model.__name__, model, template)
     load = LoadModelConfig.model_json_schema(by_alias=False, ref_template=template)
     schemas.update(load.pop("$defs", {}))
     load["properties"]["gpu"] = {"anyOf": [
@@ -63,8 +82,9 @@ def _components() -> dict[str, Any]:
     schemas["LoadConfig"] = load
     schemas["LoadRequest"]["properties"]["config"] = {"anyOf": [{"$ref": "#/components/schemas/LoadConfig"},
                                                                 {"type": "null"}]}
-    schemas["Error"] = _ERROR_SCHEMA
-    schemas["LoadResponse"] = _LOAD_RESPONSE
+    _model_schemas(schemas, "Error", ErrorBody, template)
+    loaded = _model_schemas(schemas, "LoadResponse", LoadResponse, template)
+    loaded["properties"]["config"]["properties"] = {k: _not_null(load["properties"][k]) for k in REST_CONFIG_KEYS}
     if "GpuSetting" in schemas:  # its docstring is written for Python users
         schemas["GpuSetting"]["description"] = "GPU offload: ratio (0-1, 'max', 'off'), main_gpu, split_strategy, " \
                                                "disabled_gpus."

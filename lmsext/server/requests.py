@@ -56,7 +56,7 @@ Number = Union[float, int]
 StopValue = Union[str, list[str]]
 
 
-class _Sampling(Strict):
+class Sampling(Strict):
     """Sampling settings shared by the chat endpoints (LM Studio REST / OpenAI names, snake_case)."""
 
     temperature: Number | None = Field(None, description="0 to 2; 0 is greedy.")
@@ -68,7 +68,11 @@ class _Sampling(Strict):
     stop: StopValue | None = Field(None, description="A stop string or a list of them.")
 
 
-class ChatRequest(_Sampling):
+#: The sampling fields both chat endpoints and ``/v1/completions`` pass on to PredictionConfig, as named there.
+SAMPLING_FIELDS = tuple(Sampling.model_fields)
+
+
+class ChatRequest(Sampling):
     """``POST /api/v1/chat``: LM Studio's native chat endpoint."""
 
     model: str = _model_field()
@@ -87,6 +91,12 @@ class ChatRequest(_Sampling):
     xtc_probability: Number | None = None
     xtc_threshold: Number | None = None
     cpu_threads: int | None = Field(None, description="CPU threads for this prediction.")
+
+
+#: The fields of ChatRequest that make its PredictionConfig, and their PredictionConfig names where they differ.
+CHAT_PREDICTION_FIELDS = SAMPLING_FIELDS + ("max_output_tokens", "context_overflow_policy", "structured",
+                                            "xtc_probability", "xtc_threshold", "cpu_threads")
+CHAT_RENAMES = {"max_output_tokens": "max_tokens"}
 
 
 class TextPart(Strict):
@@ -117,7 +127,7 @@ class StreamOptions(Strict):
     include_usage: bool = False
 
 
-class _OpenAICommon(_Sampling):
+class _OpenAICommon(Sampling):
     model: str = _model_field()
     stream: bool = False
     stream_options: StreamOptions | None = None
