@@ -174,6 +174,7 @@ def _check_api_key(api_key: Any) -> str | None:
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
+# serve is ~70 lines: 20 of them are the docstring naming every keyword, the rest checks each one in turn.
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | None = None, client: Any = None, *,
           max_body_bytes: int | None = None, queue_timeout: float | None = None,
           default_max_tokens: int | None = None, prediction_timeout: float | None = None,
