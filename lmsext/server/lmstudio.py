@@ -66,7 +66,7 @@ def _chat_messages(state: ServerState, req: ChatRequest) -> StoredChat:
     if req.previous_response_id is not None:
         stored = state.responses.get(req.previous_response_id)
         if stored is None:
-            raise ApiError(404, f"no stored response '{req.previous_response_id}' (this server keeps the last "
+            raise ApiError(404, f"no stored response {req.previous_response_id!r} (this server keeps the last "
                            f"{STORED_RESPONSES}, and only while it runs)", type="not_found",
                            param="previous_response_id")
         chat = StoredChat([dict(m) for m in stored.messages], stored.tokens)
