@@ -22,7 +22,7 @@ from .errors import (ConfigError, DownloadError, InsufficientMemoryError, Lmsext
 from ._version import __version__
 
 _LAZY = {
-    "serve": "ui.server", "current_server": "ui.server",
+    "serve": "server", "current_server": "server",
     "Client": "client", "default_client": "client", "DownloadedModel": "client", "LLM": "llm",
     "LoadResult": "results", "PredictionResult": "results", "PredictionStats": "results",
     "PredictionFragment": "results", "PredictionStream": "results",

@@ -591,7 +591,7 @@ TABLE: list[Bad] = [
 ]
 
 
-# ---- REST (the server of lmsext.ui.server; each row is one HTTP request to a server sharing the victim's client)
+# ---- REST (the server of lmsext.server; each row is one HTTP request to a server sharing the victim's client)
 #      ``error`` is the HTTP status; the body is one JSON error whose message matches ``match``.
 
 
@@ -885,7 +885,7 @@ def rest_server(ctx, tmp_path_factory):
     pytest.importorskip("httpx")
     import httpx
 
-    from lmsext.ui import server as rest_module
+    from lmsext import server as rest_module
     folder = tmp_path_factory.mktemp("rest-models")
     (folder / "passwd.gguf").symlink_to("/etc/passwd")
     old = os.environ.get("LMSEXT_MODELS_PATH", "")

@@ -160,7 +160,7 @@ def test_rest_download_pair(hub, ggufs, isolated_models):
     import httpx
 
     import lmsext
-    from lmsext.ui import server as rest
+    from lmsext import server as rest
     hub.add(MULTI, "multi.Q8_0.gguf", ggufs["big"], delay=0.01)  # ~1 s: statuses while it downloads
     c = lmsext.Client()
     with rest.serve(port=0, client=c) as handle, httpx.Client(base_url=handle.url, timeout=30) as http:

@@ -562,7 +562,7 @@ def test_models_path_option_adds_a_model_folder(ip, lm, tmp_path, head32):
 # ------------------------------------------------------------------------------ %lm_serve
 
 def test_lm_serve_start_status_stop(ip):
-    from lmsext.ui import server
+    from lmsext import server
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -15,8 +15,8 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from lmsext.ui import rest_jobs  # noqa: E402
-from lmsext.ui import server as rest  # noqa: E402
+from lmsext.server import jobs as rest_jobs  # noqa: E402
+from lmsext import server as rest  # noqa: E402
 
 RUNAWAY = {"temperature": 1.0}
 """A prediction that never ends by itself on a base model: no token limit, the context shifts forever (the

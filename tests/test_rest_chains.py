@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmsext.ui.rest_chains import StoredChat, trim_chain
+from lmsext.server.chains import StoredChat, trim_chain
 
 GREEDY = {"temperature": 0, "maxTokens": 6}
 
@@ -49,7 +49,7 @@ def test_a_short_chain_is_kept_whole(module_model):
 
 def test_rest_chain_stays_bounded(module_client, module_model):
     httpx = pytest.importorskip("httpx")
-    from lmsext.ui import server as rest
+    from lmsext import server as rest
     with rest.serve(port=0, client=module_client) as handle:
         prev = None
         for turn in range(12):

@@ -21,7 +21,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from lmsext.ui import server as rest  # noqa: E402
+from lmsext import server as rest  # noqa: E402
 
 EXAMPLES_PER_ENDPOINT = 50
 BUDGET_SECONDS = 60.0

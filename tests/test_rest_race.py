@@ -25,7 +25,7 @@ pytest.importorskip("uvicorn")
 
 CHILD = textwrap.dedent("""
     import sys, time, lmsext
-    from lmsext.ui import server
+    from lmsext import server
     client = lmsext.Client()
     path = sys.argv[1]
     client.llm.load(path, config={"contextLength": 512}, identifier="target")

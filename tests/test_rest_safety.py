@@ -13,8 +13,9 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from lmsext.errors import ConfigError  # noqa: E402
-from lmsext.ui import rest_guard, rest_routes  # noqa: E402
-from lmsext.ui import server as rest  # noqa: E402
+from lmsext.server import guard as rest_guard  # noqa: E402
+from lmsext.server import http as rest_http  # noqa: E402
+from lmsext import server as rest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -165,18 +166,18 @@ def test_cannot_listen_is_said_once(ip):
 
 
 def test_json_encoding_cannot_fail():
-    body = rest_routes.JSON({"text": "a\ud800b", "nan": float("nan"), "odd": object()}).body
+    body = rest_http.JSON({"text": "a\ud800b", "nan": float("nan"), "odd": object()}).body
     data = json.loads(body)
     assert data["text"] == "a\ud800b" and data["nan"] is None and data["odd"].startswith("<object")
     cyclic: list = []
     cyclic.append(cyclic)
-    assert json.loads(rest_routes.JSON(cyclic).body)["error"]["type"] == "internal_error"
+    assert json.loads(rest_http.JSON(cyclic).body)["error"]["type"] == "internal_error"
 
 
 def test_public_messages_hold_no_server_paths():
-    msg = rest_routes.public_message("/srv/models/x/notes.gguf is not a GGUF file (it does not start with b'GGUF')")
+    msg = rest_http.public_message("/srv/models/x/notes.gguf is not a GGUF file (it does not start with b'GGUF')")
     assert msg == "notes.gguf is not a GGUF file (it does not start with b'GGUF')"
-    msg = rest_routes.public_message("model 'nope' not found in /srv/models, /root/.lmstudio/models or the "
+    msg = rest_http.public_message("model 'nope' not found in /srv/models, /root/.lmstudio/models or the "
                                      "Hugging Face cache; set LMSEXT_MODELS_PATH to your model folder")
     assert msg == "model 'nope' not found on this server (GET /api/v1/models lists its models)"
 

@@ -1,4 +1,4 @@
-"""The REST server (lmsext.ui.server) against a real uvicorn on loopback, with httpx, curl and openai."""
+"""The REST server (lmsext.server) against a real uvicorn on loopback, with httpx, curl and openai."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 import lmsext  # noqa: E402
 from lmsext.errors import ConfigError  # noqa: E402
 from lmsext.models import embedded_model_path  # noqa: E402
-from lmsext.ui import server as rest  # noqa: E402
+from lmsext import server as rest  # noqa: E402
 
 MODEL = "stories260K"  # the embedded default model: always in the catalog
 SEED_KEYS = ("context_length", "eval_batch_size", "flash_attention", "num_experts", "offload_kv_cache_to_gpu")

@@ -203,7 +203,7 @@ class subprocess_busy:
 def test_rest_load_takes_cpu_thread_pool_size_and_reports_the_threads(client):
     import httpx
 
-    from lmsext.ui import server as rest
+    from lmsext import server as rest
     handle = rest.serve(port=0, client=client)
     try:
         r = httpx.post(handle.url + "/api/v1/models/load", timeout=60,

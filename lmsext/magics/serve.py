@@ -32,7 +32,7 @@ class ServeMagics(FamilyMagics):
         if args.stop and args.status:
             raise UsageError("--stop and --status exclude each other")
         try:
-            from ..ui import server
+            from .. import server
         except ImportError as exc:
             raise UsageError(f"the REST server is not available in this installation ({exc})") from None
         current = server.current_server()

@@ -1,6 +1,6 @@
 """The REST server: LM Studio's ``/api/v1`` and OpenAI-compatible ``/v1`` endpoints, served from the kernel.
 
->>> import lmsext.ui.server as server
+>>> import lmsext.server as server
 >>> handle = server.serve(port=0)          # loopback, a free port
 >>> handle.url
 'http://127.0.0.1:40123'
@@ -10,8 +10,11 @@ Starlette + uvicorn run in a daemon thread of the kernel and share its client
 (:func:`lmsext.default_client` unless another is passed): models loaded over HTTP are the
 notebook's models and vice versa. Only one server runs per process: :func:`serve` while one is
 running stops it first. Binding anything but a loopback address requires an API key. The
-routes live in :mod:`.rest_routes`, the per-instance queues and prediction threads in :mod:`.rest_jobs`,
-request validation and the OpenAPI schema in :mod:`.rest_schema`.
+package's modules: :mod:`.app` (the Starlette app and its route table), :mod:`.lmstudio` (LM Studio's
+``/api/v1``), :mod:`.openai` (OpenAI-compatible ``/v1``), :mod:`.downloads`, :mod:`.requests` (the pydantic
+request bodies), :mod:`.validation` (bodies → 400 lines), :mod:`.configs` (request → load/prediction config),
+:mod:`.openapi`, :mod:`.http` (JSON, errors, worker threads), :mod:`.state` and :mod:`.jobs` (limits, the
+per-instance queues and prediction threads), :mod:`.guard` (Host, Origin, API key), :mod:`.chains`.
 """
 
 from __future__ import annotations
@@ -171,6 +174,7 @@ def _check_api_key(api_key: Any) -> str | None:
 _TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
+# serve is ~70 lines: 20 of them are the docstring naming every keyword, the rest checks each one in turn.
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | None = None, client: Any = None, *,
           max_body_bytes: int | None = None, queue_timeout: float | None = None,
           default_max_tokens: int | None = None, prediction_timeout: float | None = None,
@@ -190,7 +194,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
     global _current
     try:
         import uvicorn  # noqa: F401
-        from . import rest_guard, rest_routes
+        from . import app, guard, state as server_state
     except ImportError as exc:  # pragma: no cover - declared dependencies
         raise ImportError(f"the REST server needs starlette and uvicorn ({exc}); pip install starlette uvicorn") \
             from None
@@ -201,20 +205,20 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
                           value=port)
     api_key = _check_api_key(api_key)
     if max_body_bytes is None:
-        max_body_bytes = rest_routes.MAX_BODY_BYTES
+        max_body_bytes = server_state.MAX_BODY_BYTES
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
         raise ConfigError(f"max_body_bytes={max_body_bytes!r}: must be an integer >= 1", key="max_body_bytes")
     if default_max_tokens is None:
-        default_max_tokens = rest_routes.DEFAULT_MAX_TOKENS
+        default_max_tokens = server_state.DEFAULT_MAX_TOKENS
     if isinstance(default_max_tokens, bool) or not isinstance(default_max_tokens, int) \
             or not 1 <= default_max_tokens <= 2**31 - 1:
         raise ConfigError(f"default_max_tokens={default_max_tokens!r}: must be an integer from 1 to 2,147,483,647",
                           key="default_max_tokens")
-    queue_timeout = _seconds("queue_timeout", queue_timeout, rest_routes.QUEUE_TIMEOUT, True)
-    prediction_timeout = _seconds("prediction_timeout", prediction_timeout, rest_routes.PREDICTION_TIMEOUT, False)
-    stall_timeout = _seconds("stall_timeout", stall_timeout, rest_routes.STALL_TIMEOUT, False)
+    queue_timeout = _seconds("queue_timeout", queue_timeout, server_state.QUEUE_TIMEOUT, True)
+    prediction_timeout = _seconds("prediction_timeout", prediction_timeout, server_state.PREDICTION_TIMEOUT, False)
+    stall_timeout = _seconds("stall_timeout", stall_timeout, server_state.STALL_TIMEOUT, False)
     try:
-        origins = rest_guard.check_allowed_origins(allowed_origins)
+        origins = guard.check_allowed_origins(allowed_origins)
     except ValueError as exc:
         raise ConfigError(str(exc), key="allowed_origins") from None
     host = host.strip()
@@ -233,13 +237,13 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | Non
             raise ConfigError(f"host={host!r} is reachable from other machines: pass an api_key (clients then send "
                               "'Authorization: Bearer <key>'), or bind 127.0.0.1", key="api_key")
         actual_port = sock.getsockname()[1]
-        state = rest_routes.ServerState(client=client, api_key=api_key, loopback=loopback,
+        state = server_state.ServerState(client=client, api_key=api_key, loopback=loopback,
                                         max_body_bytes=max_body_bytes, queue_timeout=queue_timeout,
                                         default_max_tokens=default_max_tokens,
                                         prediction_timeout=prediction_timeout, stall_timeout=stall_timeout,
-                                        allowed_origins=origins | rest_guard.jupyter_origins(),
+                                        allowed_origins=origins | guard.jupyter_origins(),
                                         bound_host=address if loopback else "")
-        handle = _start(host, actual_port, sock, state, rest_routes.build_app(state))
+        handle = _start(host, actual_port, sock, state, app.build_app(state))
         _current = handle
         return handle
 

@@ -22,14 +22,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import DownloadError
-from . import rest_schema as rs
-from .rest_schema import ApiError
+from .errors import ApiError
+from .requests import Strict
+from .validation import validate
 
 #: How many finished download jobs stay queryable.
 KEPT_JOBS = 64
 
 
-class DownloadRequest(rs._Strict):
+class DownloadRequest(Strict):
     """``POST /api/v1/models/download``."""
 
     model: str = Field(min_length=1, max_length=512,
@@ -87,13 +88,13 @@ def _start(job: Any, state: Any) -> None:
 
 
 def routes(endpoint: Any, read_json: Any, run: Any, json_response: Any) -> list[Route]:
-    """The two routes, wrapped with rest_routes' ``endpoint`` (errors as JSON), ``read_json``, ``_run`` and ``JSON``."""
+    """The two routes, wrapped with :mod:`.http`'s ``endpoint`` (errors as JSON), ``read_json``, ``run_blocking`` and ``JSON``."""
 
     @endpoint
     async def download_model(request: Request) -> Response:
         """POST /api/v1/models/download."""
         state = request.app.state.lmsext
-        req = rs.validate(DownloadRequest, await read_json(request, state))
+        req = validate(DownloadRequest, await read_json(request, state))
         try:
             job = await run(state.client.llm.download_job, req.model, req.quantization, progress_bar=False)
         except DownloadError as exc:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 
-from .rest_schema import ApiError
+from .errors import ApiError
 
 _LOOPBACK_NAMES = ("localhost", "localhost.")
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -1,7 +1,7 @@
-"""Per-instance request queues and prediction jobs of the REST server.
+"""Prediction jobs of the REST server.
 
 A :class:`PredictionJob` drives one ``PredictionStream`` (the public API) in its own thread and
-hands its events to the server's event loop; it owns the instance's :class:`InstanceGates` lock
+hands its events to the server's event loop; it owns the instance's :class:`~.state.InstanceGates` lock
 from start to the end of the engine work, whatever happens to the HTTP request.
 """
 
@@ -10,53 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from .rest_schema import ApiError
-
-if TYPE_CHECKING:
-    from .rest_routes import ServerState
-
-
-class InstanceGates:
-    """One FIFO asyncio lock per model instance id; lives on the server's event loop."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def acquire(self, instance_id: str, timeout: float | None) -> None:
-        """Wait for ``instance_id`` (``timeout`` None = forever); 429 when it stays busy."""
-        lock = self._locks.setdefault(instance_id, asyncio.Lock())
-        if not lock.locked():
-            await lock.acquire()  # free: returns without suspending
-            return
-        if timeout is not None and timeout <= 0:
-            raise self._busy(instance_id, timeout)
-        try:
-            await asyncio.wait_for(lock.acquire(), timeout)
-        except asyncio.TimeoutError:
-            raise self._busy(instance_id, timeout) from None
-
-    def release(self, instance_id: str) -> None:
-        """Release ``instance_id`` (called on the event loop)."""
-        lock = self._locks.get(instance_id)
-        if lock is not None and lock.locked():
-            lock.release()
-
-    def busy(self, instance_id: str) -> bool:
-        """True while a prediction holds ``instance_id``."""
-        lock = self._locks.get(instance_id)
-        return bool(lock and lock.locked())
-
-    @staticmethod
-    def _busy(instance_id: str, timeout: float | None) -> ApiError:
-        return ApiError(429, f"model instance '{instance_id}' stayed busy with other requests for {timeout:g} s; "
-                        "retry later", type="model_busy", param="model", headers={"Retry-After": "1"})
-
-
+from .errors import ApiError
+from .state import ServerState
 
 QUEUE_EVENTS = 64
 """Fragments a job may have handed to the event loop that the response has not taken yet."""
@@ -230,3 +190,33 @@ async def job_events(job: PredictionJob, first: tuple[str, Any]) -> AsyncIterato
     while event[0] != "end":
         yield event
         event = await job.next_event()
+
+
+def failed(result: Any) -> ApiError | None:
+    """The 500 for a result whose prediction failed in the engine, else None."""
+    if result.stats.stop_reason == "failed":
+        return ApiError(500, f"the prediction failed: {result.stats.error or 'unknown engine error'}",
+                        type="prediction_error")
+    return None
+
+
+async def collect(job: PredictionJob, first: tuple[str, Any]) -> Any:
+    """The result of a non-streaming job (the job itself stops when its client disconnects)."""
+    result, error = None, None
+    async for kind, value in job_events(job, first):
+        if kind == "result":
+            result = value
+        elif kind == "error":
+            error = value
+    if error is not None:
+        raise error
+    if result is None:
+        if job.stopped_by == "modelUnloaded":
+            raise ApiError(409, f"model instance '{job.instance_id}' was unloaded during the prediction",
+                           type="model_unloaded", param="model")
+        raise ApiError(499 if job.stopped_by == "clientDisconnected" else 503,
+                       f"the prediction was stopped ({job.stopped_by or 'no result'})", type="prediction_stopped")
+    problem = failed(result)
+    if problem is not None:
+        raise problem
+    return result
