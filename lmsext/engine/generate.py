@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import llama_cpp
 import numpy as np
@@ -267,12 +267,13 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     # pointers and every sampler made from them stay valid for the run.
     stop = model.stop_requested
     n_ctx = model.n_ctx
+    ctx, vocab = model.ctx, model.vocab  # read once: an unload meanwhile stops the run, it does not raise
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
     stats.prompt_tokens = len(prompt)
     decoder = Decoder(model, stop)
-    chain = SamplerChain(model.vocab, model.n_vocab, req.sampling, history=prompt, prefilter=req.prefilter)
+    chain = SamplerChain(vocab, model.n_vocab, req.sampling, history=prompt, prefilter=req.prefilter)
     matcher = StopStringMatcher(list(req.stop_strings) + list(req.tool_call_stop_strings))
     utf8 = Utf8Assembler()
     keep = 1 if req.overflow_policy == "rollingWindow" else max(1, min(req.keep_head, n_ctx // 4))
@@ -292,7 +293,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # The SIGINT guard is held while we work, never across a yield: consumer code between
             # tokens gets ordinary Ctrl-C behaviour.
             with guard:
-                token, event = _sample(model, req, stats, chain, matcher, utf8)
+                token, event = _sample(model, ctx, vocab, req, stats, chain, matcher, utf8)
             if event is not None:
                 yield event
             if stats.stop_reason is not None:
@@ -316,15 +317,15 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
         _finish(stats, decoder, keep, threads)
 
 
-def _sample(model: EngineModel, req: GenerationRequest, stats: GenerationStats, chain: SamplerChain,
-            matcher: StopStringMatcher, utf8: Utf8Assembler) -> tuple[int, TokenEvent | None]:
+def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, stats: GenerationStats,
+            chain: SamplerChain, matcher: StopStringMatcher, utf8: Utf8Assembler) -> tuple[int, TokenEvent | None]:
     """Sample the next token; its event (None for an end token) and, when it ends the run, the stop reason."""
-    logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, -1) if req.log_probs else None
-    token = chain.sample(model.ctx)
+    logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
+    token = chain.sample(ctx)
     stats.predicted_tokens += 1
     if stats.t_first_token is None:
         stats.t_first_token = time.perf_counter()
-    if llama_cpp.llama_vocab_is_eog(model.vocab, token) or token in req.end_tokens:
+    if llama_cpp.llama_vocab_is_eog(vocab, token) or token in req.end_tokens:
         stats.stop_reason = "eosFound"
         return token, None
     text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))
