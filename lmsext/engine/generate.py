@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import llama_cpp
 import numpy as np
@@ -267,8 +267,7 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     # pointers and every sampler made from them stay valid for the run.
     stop = model.stop_requested
     n_ctx = model.n_ctx
-    ctx, vocab = model.ctx, model.vocab
-    end_tokens = req.end_tokens
+    ctx, vocab = model.ctx, model.vocab  # read once: an unload meanwhile stops the run, it does not raise
     reserve = min(req.max_tokens or n_ctx // 4, n_ctx // 2)
     prompt, removed = fit_prompt(req.prompt_tokens, n_ctx, reserve, req.overflow_policy, req.keep_head)
     stats.truncated_prompt_tokens = removed + req.pre_truncated
@@ -294,44 +293,13 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
             # The SIGINT guard is held while we work, never across a yield: consumer code between
             # tokens gets ordinary Ctrl-C behaviour.
             with guard:
-                logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
-                token = chain.sample(ctx)
-                stats.predicted_tokens += 1
-                if stats.t_first_token is None:
-                    stats.t_first_token = time.perf_counter()
-                event, found = None, None
-                if llama_cpp.llama_vocab_is_eog(vocab, token) or token in end_tokens:
-                    stats.stop_reason = "eosFound"
-                else:
-                    text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))
-                    logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
-                    event = TokenEvent(text, token, logprob)
-                    if found is not None:
-                        stats.stop_string = found
-                        stats.stop_reason = ("toolCalls" if found in req.tool_call_stop_strings
-                                             else "stopStringFound")
-                    elif req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
-                        stats.stop_reason = "maxPredictedTokensReached"
+                token, event = _sample(model, ctx, vocab, req, stats, chain, matcher, utf8)
             if event is not None:
                 yield event
             if stats.stop_reason is not None:
                 break
             with guard:
-                if stop.is_set():
-                    stats.stop_reason = "userStopped"
-                elif len(model.cached_tokens) >= n_ctx:
-                    if req.overflow_policy == "stopAtLimit" or not decoder.shift(keep):
-                        stats.stop_reason = "contextLengthReached"
-                    else:
-                        stats.context_shifts += 1
-                if stats.stop_reason is None:
-                    rc = decoder.token(token, threads)
-                    if rc != 0:
-                        if stop.is_set() or rc == 2:
-                            stats.stop_reason = "userStopped"
-                        else:
-                            stats.stop_reason = "failed"
-                            stats.error = f"llama_decode failed (code {rc})"
+                _advance(model, req, stats, decoder, token, threads, keep)
             if stats.stop_reason is not None:
                 break
         if stats.stop_reason not in ("stopStringFound", "toolCalls"):
@@ -346,12 +314,59 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
     finally:
         guard.close()
         chain.close()
-        if stats.context_shifts:
-            # after a shift the cached tokens past the head were computed with context that is gone:
-            # reusing them for the next prompt would not match a fresh run, so they are dropped
-            decoder.forget_after(keep)
-        stats.t_end = time.perf_counter()
-        if threads is not None:
-            stats.threads = {**threads.summary(), "batch": threads.batch}
-        if stats.stop_reason is None:
-            stats.stop_reason = "failed"
+        _finish(stats, decoder, keep, threads)
+
+
+def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, stats: GenerationStats,
+            chain: SamplerChain, matcher: StopStringMatcher, utf8: Utf8Assembler) -> tuple[int, TokenEvent | None]:
+    """Sample the next token; its event (None for an end token) and, when it ends the run, the stop reason."""
+    logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
+    token = chain.sample(ctx)
+    stats.predicted_tokens += 1
+    if stats.t_first_token is None:
+        stats.t_first_token = time.perf_counter()
+    if llama_cpp.llama_vocab_is_eog(vocab, token) or token in req.end_tokens:
+        stats.stop_reason = "eosFound"
+        return token, None
+    text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))
+    logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
+    if found is not None:
+        stats.stop_string = found
+        stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"
+    elif req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
+        stats.stop_reason = "maxPredictedTokensReached"
+    return token, TokenEvent(text, token, logprob)
+
+
+def _advance(model: EngineModel, req: GenerationRequest, stats: GenerationStats, decoder: Decoder, token: int,
+             threads: DecodeThreads | None, keep: int) -> None:
+    """Decode ``token`` (shifting the context first when it is full); sets the stop reason when it cannot."""
+    stop = model.stop_requested
+    if stop.is_set():
+        stats.stop_reason = "userStopped"
+    elif len(model.cached_tokens) >= model.n_ctx:
+        if req.overflow_policy == "stopAtLimit" or not decoder.shift(keep):
+            stats.stop_reason = "contextLengthReached"
+        else:
+            stats.context_shifts += 1
+    if stats.stop_reason is None:
+        rc = decoder.token(token, threads)
+        if rc != 0:
+            if stop.is_set() or rc == 2:
+                stats.stop_reason = "userStopped"
+            else:
+                stats.stop_reason = "failed"
+                stats.error = f"llama_decode failed (code {rc})"
+
+
+def _finish(stats: GenerationStats, decoder: Decoder, keep: int, threads: DecodeThreads | None) -> None:
+    """End-of-run bookkeeping: drop cache entries a context shift invalidated, times, threads, the stop reason."""
+    if stats.context_shifts:
+        # after a shift the cached tokens past the head were computed with context that is gone:
+        # reusing them for the next prompt would not match a fresh run, so they are dropped
+        decoder.forget_after(keep)
+    stats.t_end = time.perf_counter()
+    if threads is not None:
+        stats.threads = {**threads.summary(), "batch": threads.batch}
+    if stats.stop_reason is None:
+        stats.stop_reason = "failed"

@@ -216,6 +216,22 @@ def _read_value(cur: _Cursor, vtype: int, key: str, keep: bool) -> tuple[Any, in
 
 def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
     cur = _Cursor(buf, size)
+    version, n_tensors, n_kv = _read_header(cur, buf, size)
+    summary = GGUFSummary(path=str(path), file_size=size, version=version, alignment=DEFAULT_ALIGNMENT,
+                          data_offset=0)
+    _read_metadata(cur, summary, n_kv)
+    summary.alignment = _alignment(summary)
+    infos = _read_tensor_infos(cur, n_tensors)
+    data_offset = -(-cur.pos // summary.alignment) * summary.alignment
+    if data_offset > size:
+        raise _Bad(f"the tensor data should start at byte {data_offset:,} but the file ends at {size:,} (truncated)")
+    summary.data_offset = data_offset
+    _check_tensors(summary, infos)
+    return summary
+
+
+def _read_header(cur: _Cursor, buf: Any, size: int) -> tuple[int, int, int]:
+    """The version, tensor count and metadata count, each checked against what the file can hold."""
     if size < HEADER_SIZE:
         raise _Bad(f"is only {size} bytes: a GGUF header alone takes {HEADER_SIZE}")
     magic = bytes(buf[0:4])
@@ -238,8 +254,11 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
     if n_tensors > room // MIN_TENSOR_INFO_BYTES:
         raise _Bad(f"header claims {n_tensors:,} tensors; a file of {size:,} bytes has room for at most "
                    f"{room // MIN_TENSOR_INFO_BYTES:,}")
-    summary = GGUFSummary(path=str(path), file_size=size, version=version, alignment=DEFAULT_ALIGNMENT,
-                          data_offset=0)
+    return version, n_tensors, n_kv
+
+
+def _read_metadata(cur: _Cursor, summary: GGUFSummary, n_kv: int) -> None:
+    """The ``n_kv`` metadata entries into ``summary`` (values of huge arrays skipped, their lengths kept)."""
     meta = summary.metadata
     for i in range(n_kv):
         key = cur.string(f"the name of metadata entry {i}")
@@ -254,6 +273,11 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
         if count is not None:
             summary.array_lengths[key] = count
         meta[key] = value
+
+
+def _alignment(summary: GGUFSummary) -> int:
+    """general.alignment, checked (a uint32 power of two, not implausibly large), or the default."""
+    meta = summary.metadata
     alignment = meta.get("general.alignment", DEFAULT_ALIGNMENT)
     if "general.alignment" in meta:
         if summary.metadata_types["general.alignment"][0] != 4:
@@ -262,7 +286,11 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
             raise _Bad(f"general.alignment is {alignment}: must be a power of two")
         if alignment > 1 << 20:
             raise _Bad(f"general.alignment is {alignment:,}: implausibly large")
-    summary.alignment = alignment
+    return alignment
+
+
+def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """Name, shape, ggml type id and data offset of each tensor, in file order."""
     names: set[str] = set()
     infos: list[tuple[str, tuple[int, ...], int, int]] = []
     for i in range(n_tensors):
@@ -277,10 +305,12 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
         type_id = cur.u32(f"the type of tensor {name!r}")
         offset = cur.u64(f"the data offset of tensor {name!r}")
         infos.append((name, shape, type_id, offset))
-    data_offset = -(-cur.pos // alignment) * alignment
-    if data_offset > size:
-        raise _Bad(f"the tensor data should start at byte {data_offset:,} but the file ends at {size:,} (truncated)")
-    summary.data_offset = data_offset
+    return infos
+
+
+def _check_tensors(summary: GGUFSummary, infos: list[tuple[str, tuple[int, ...], int, int]]) -> None:
+    """Each tensor's shape, type, alignment and extent inside the file; no two overlap. Fills summary.tensors."""
+    size, alignment, data_offset = summary.file_size, summary.alignment, summary.data_offset
     spans = []
     for name, shape, type_id, offset in infos:
         if any(d < 1 for d in shape):
@@ -309,7 +339,6 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFSummary:
     for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
         if s1 < e0:
             raise _Bad(f"tensors {n0!r} and {n1!r} overlap in the file")
-    return summary
 
 
 # ------------------------------------------------------------------------------ semantic checks

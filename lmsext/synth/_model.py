@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from gguf import (
 
 from . import _vocab
 from ._vocab import Vocab
+from ._weights import _experts_fn, _normal, _rand_fn, _Source, _src_fn, _vocab_rows
 
 ARCH = "llama"
 RMS_EPS = 1e-5
@@ -92,39 +92,223 @@ class _Spec:
         return quantize(data, self.qtype)
 
 
-class _Source:
-    """Float32 tensors and vocabulary of a llama GGUF whose weights are reused."""
+@dataclass
+class _Shape:
+    """Checked hyper-parameters of the model being written."""
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.reader = GGUFReader(os.fspath(path))
-        self.tensors = {t.name: t for t in self.reader.tensors}
-        tok = self.reader.fields.get(Keys.Tokenizer.LIST)
-        self.tokens = [str(t) for t in tok.contents()] if tok is not None else None
-        bos = self.reader.fields.get(Keys.Tokenizer.BOS_ID)
-        self.bos_id = int(bos.contents()) if bos is not None else None
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    n_expert: int
+    n_expert_used: int
 
-    def get(self, name: str) -> np.ndarray:
-        from gguf.quants import dequantize
-
-        t = self.tensors[name]
-        data = dequantize(np.asarray(t.data), GGMLQuantizationType(t.tensor_type))
-        shape = tuple(int(x) for x in reversed(t.shape.tolist()))
-        return np.asarray(data, dtype=np.float32).reshape(shape)
-
-    def shape(self, name: str) -> tuple[int, ...] | None:
-        t = self.tensors.get(name)
-        return None if t is None else tuple(int(x) for x in reversed(t.shape.tolist()))
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
 
 
-def _rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+def _check_shape(n_layer: int, n_embd: int, n_head: int, n_head_kv: int | None, n_ff: int | None,
+                 n_expert: int, n_expert_used: int) -> _Shape:
+    """The hyper-parameters with their defaults filled in; ValueError for a shape llama.cpp cannot run."""
+    n_head_kv = n_head if n_head_kv is None else n_head_kv
+    n_ff = default_n_ff(n_embd) if n_ff is None else n_ff
+    if n_embd % n_head or (n_embd // n_head) % 2:
+        raise ValueError("n_embd must be a multiple of n_head with an even head size")
+    if n_head_kv <= 0 or n_head % n_head_kv:
+        raise ValueError("n_head must be a multiple of n_head_kv")
+    if n_expert < 0 or n_expert_used < 0:
+        raise ValueError("n_expert and n_expert_used must be >= 0")
+    if n_expert > 0:
+        n_expert_used = n_expert_used or min(2, n_expert)
+        if n_expert_used > n_expert:
+            raise ValueError("n_expert_used must be <= n_expert")
+    else:
+        n_expert_used = 0
+    return _Shape(n_layer, n_embd, n_head, n_head_kv, n_ff, n_expert, n_expert_used)
 
 
-def _normal(seed: int, name: str, shape: tuple[int, ...], std: float) -> np.ndarray:
-    out = _rng(seed, name).standard_normal(shape, dtype=np.float32)
-    out *= np.float32(std)
-    return out
+def _make_vocab(tokenizer_from: str | os.PathLike[str] | None, chat_template: str | None,
+                n_vocab: int | None) -> Vocab:
+    """The vocabulary: built in or copied, with the ChatML tokens when the template uses them."""
+    vocab = _vocab.vocab_from_gguf(tokenizer_from) if tokenizer_from is not None else _vocab.builtin_vocab()
+    if chat_template is not None:
+        vocab.set_str(Keys.Tokenizer.CHAT_TEMPLATE, chat_template)
+    template = vocab.get(Keys.Tokenizer.CHAT_TEMPLATE)
+    if isinstance(template, str) and _vocab.IM_START in template:
+        _vocab.add_chatml(vocab)
+    if n_vocab is not None:
+        if tokenizer_from is not None or n_vocab < len(vocab.tokens):
+            raise ValueError(f"n_vocab={n_vocab}: only grows the built-in vocabulary "
+                             f"({len(vocab.tokens)} tokens)")
+        _vocab.pad_vocab(vocab, n_vocab)
+    return vocab
+
+
+class _Plan:
+    """The tensors to write, in order, each with how to make its values (seeded random or from a source)."""
+
+    def __init__(self, shape: _Shape, vocab: Vocab, qtype: GGMLQuantizationType, seed: int, src: _Source | None):
+        self.shape, self.vocab, self.qtype, self.seed, self.src = shape, vocab, qtype, seed, src
+        self.n_vocab = len(vocab.tokens)
+        self.resid_scale = 1.0 / math.sqrt(2 * shape.n_layer)
+        self.specs: list[_Spec] = []
+        if src is not None:
+            n_embd = shape.n_embd
+            self.need("token_embd.weight",
+                      (len(src.tokens) if src.tokens else src.shape("token_embd.weight")[0], n_embd))
+        self._head()
+        for i in range(shape.n_layer):
+            self._layer(f"blk.{i}.")
+        if src is not None:  # validate shapes of every source tensor before writing anything
+            for s in self.specs:
+                getattr(s.make, "check", lambda: None)()
+
+    def _mat_type(self, shape: tuple[int, ...]) -> GGMLQuantizationType:
+        if self.qtype == GGMLQuantizationType.Q8_0 and shape[-1] % 32:
+            return GGMLQuantizationType.F16  # Q8_0 needs rows that are a multiple of 32
+        return self.qtype
+
+    def add(self, name: str, shape: tuple[int, ...], make: Callable[[], np.ndarray], *, f32: bool = False) -> None:
+        qtype = GGMLQuantizationType.F32 if f32 or len(shape) == 1 else self._mat_type(shape)
+        self.specs.append(_Spec(name, shape, qtype, make))
+
+    def need(self, src_name: str, shape: tuple[int, ...]) -> None:
+        """ValueError unless the source's tensor ``src_name`` has ``shape``."""
+        src = self.src
+        got = src.shape(src_name) if src is not None else None
+        if got != shape:
+            raise ValueError(
+                f"weights_from {src.path if src else None}: tensor {src_name} has shape {got}, expected {shape}; "
+                f"pass the source's shapes (read_hparams() gives {read_hparams(src.path) if src else None})"
+            )
+
+    def _norm(self, name: str) -> Callable[[], np.ndarray]:
+        n_embd = self.shape.n_embd
+        if self.src is None:
+            return lambda: np.ones(n_embd, dtype=np.float32)
+        return _src_fn(self.src, name, (n_embd,), self.need)
+
+    def _matrix(self, name: str, shape: tuple[int, ...], residual: bool) -> Callable[[], np.ndarray]:
+        if self.src is not None:
+            return _src_fn(self.src, name, shape, self.need)
+        std = 1.0 / math.sqrt(shape[1]) * (self.resid_scale if residual else 1.0)
+        return _rand_fn(self.seed, name, shape, std)
+
+    def _head(self) -> None:
+        """Token embeddings, the final norm and the output head."""
+        n_vocab, n_embd, seed, src = self.n_vocab, self.shape.n_embd, self.seed, self.src
+        if src is None:
+            self.add("token_embd.weight", (n_vocab, n_embd),
+                     lambda: _normal(seed, "token_embd.weight", (n_vocab, n_embd), 1.0))
+            self.add("output_norm.weight", (n_embd,), self._norm("output_norm.weight"))
+            self.add("output.weight", (n_vocab, n_embd), self._random_output)
+            return
+        rows = _vocab_rows(self.vocab, src, n_embd)
+        self.add("token_embd.weight", (n_vocab, n_embd), lambda: rows("token_embd.weight", seed))
+        self.add("output_norm.weight", (n_embd,), lambda: src.get("output_norm.weight"))
+        out_name = "output.weight" if "output.weight" in src.tensors else "token_embd.weight"
+        self.add("output.weight", (n_vocab, n_embd), lambda: rows(out_name, seed + 1, output=True))
+
+    def _random_output(self) -> np.ndarray:
+        n_embd = self.shape.n_embd
+        normal_out = 3.0 / math.sqrt(n_embd)  # final-norm output has unit RMS -> logits ~ N(0, 3)
+        out = _normal(self.seed, "output.weight", (self.n_vocab, n_embd), normal_out)
+        # Only NORMAL tokens get random rows: control/byte tokens then never win at
+        # temperature 0, so greedy text is readable and never stops at once.
+        keep = np.asarray(self.vocab.types) == int(TokenType.NORMAL)
+        out[~keep] = 0.0
+        return out
+
+    def _layer(self, p: str) -> None:
+        """One transformer block: attention, then a dense or a mixture-of-experts feed-forward."""
+        sh = self.shape
+        n_embd, head_dim = sh.n_embd, sh.head_dim
+        attention = {
+            "attn_q.weight": (sh.n_head * head_dim, n_embd),
+            "attn_k.weight": (sh.n_head_kv * head_dim, n_embd),
+            "attn_v.weight": (sh.n_head_kv * head_dim, n_embd),
+            "attn_output.weight": (n_embd, sh.n_head * head_dim),
+        }
+        self.add(p + "attn_norm.weight", (n_embd,), self._norm(p + "attn_norm.weight"))
+        for t, shape in attention.items():
+            self.add(p + t, shape, self._matrix(p + t, shape, residual=t == "attn_output.weight"))
+        self.add(p + "ffn_norm.weight", (n_embd,), self._norm(p + "ffn_norm.weight"))
+        ffn = {"ffn_gate": (sh.n_ff, n_embd), "ffn_up": (sh.n_ff, n_embd), "ffn_down": (n_embd, sh.n_ff)}
+        if sh.n_expert == 0:
+            for t, shape in ffn.items():
+                nm = p + t + ".weight"
+                self.add(nm, shape, self._matrix(nm, shape, residual=t == "ffn_down"))
+            return
+        nm = p + "ffn_gate_inp.weight"
+        self.add(nm, (sh.n_expert, n_embd), _rand_fn(self.seed, nm, (sh.n_expert, n_embd), 1.0 / math.sqrt(n_embd)),
+                 f32=True)
+        for t, shape in ffn.items():
+            nm = p + t + "_exps.weight"
+            eshape = (sh.n_expert, *shape)
+            if self.src is None:
+                std = 1.0 / math.sqrt(shape[1]) * (self.resid_scale if t == "ffn_down" else 1.0)
+                self.add(nm, eshape, _rand_fn(self.seed, nm, eshape, std))
+            else:
+                self.add(nm, eshape, _experts_fn(self.src, p + t + ".weight", shape, sh.n_expert, self.seed, nm,
+                                                 self.need))
+
+
+def _add_metadata(w: GGUFWriter, sh: _Shape, vocab: Vocab, ftype: LlamaFileType, context_length: int,
+                  name: str | None, weights_from: str | os.PathLike[str] | None) -> None:
+    """The model's GGUF metadata: names, hyper-parameters, the tokenizer."""
+    w.add_name(name or f"lmsext-synth-{sh.n_layer}x{sh.n_embd}" + (f"-{sh.n_expert}x-moe" if sh.n_expert else ""))
+    w.add_description("Synthetic model generated by lmsext.synth"
+                      + (f" from {Path(weights_from).name}" if weights_from else " (random weights)"))
+    w.add_file_type(int(ftype))
+    w.add_quantization_version(2)
+    w.add_vocab_size(len(vocab.tokens))
+    w.add_context_length(int(context_length))
+    w.add_embedding_length(sh.n_embd)
+    w.add_block_count(sh.n_layer)
+    w.add_feed_forward_length(sh.n_ff)
+    w.add_head_count(sh.n_head)
+    w.add_head_count_kv(sh.n_head_kv)
+    w.add_rope_dimension_count(sh.head_dim)
+    w.add_rope_freq_base(ROPE_FREQ_BASE)
+    w.add_layer_norm_rms_eps(RMS_EPS)
+    if sh.n_expert:
+        w.add_expert_count(sh.n_expert)
+        w.add_expert_used_count(sh.n_expert_used)
+    w.add_key_value(Keys.Tokenizer.LIST, vocab.tokens, GGUFValueType.ARRAY, GGUFValueType.STRING)
+    w.add_key_value(Keys.Tokenizer.SCORES, vocab.scores, GGUFValueType.ARRAY, GGUFValueType.FLOAT32)
+    w.add_key_value(Keys.Tokenizer.TOKEN_TYPE, vocab.types, GGUFValueType.ARRAY, GGUFValueType.INT32)
+    for key, (value, vtype, sub) in sorted(vocab.extra.items()):
+        w.add_key_value(key, value, vtype, sub)
+
+
+def _write_atomically(path: Path, fill: Callable[[GGUFWriter], None], specs: list[_Spec]) -> None:
+    """Write the GGUF to a temporary file beside ``path``, then rename it into place (no half-written model)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        w = GGUFWriter(tmp, ARCH)
+        fill(w)
+        # tensors, streamed one at a time (bounded memory for large random models)
+        for s in specs:
+            w.add_tensor_info(s.name, s.shape, np.dtype(np.float32), s.nbytes, raw_dtype=s.qtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        for s in specs:
+            data = s.encode()
+            assert data.nbytes == s.nbytes, (s.name, data.nbytes, s.nbytes)
+            w.write_tensor_data(data)
+        w.close()
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_model(
@@ -158,234 +342,14 @@ def write_model(
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
-    n_head_kv = n_head if n_head_kv is None else n_head_kv
-    n_ff = default_n_ff(n_embd) if n_ff is None else n_ff
-    if n_embd % n_head or (n_embd // n_head) % 2:
-        raise ValueError("n_embd must be a multiple of n_head with an even head size")
-    if n_head_kv <= 0 or n_head % n_head_kv:
-        raise ValueError("n_head must be a multiple of n_head_kv")
-    if n_expert < 0 or n_expert_used < 0:
-        raise ValueError("n_expert and n_expert_used must be >= 0")
-    if n_expert > 0:
-        n_expert_used = n_expert_used or min(2, n_expert)
-        if n_expert_used > n_expert:
-            raise ValueError("n_expert_used must be <= n_expert")
-    else:
-        n_expert_used = 0
-    head_dim = n_embd // n_head
+    sh = _check_shape(n_layer, n_embd, n_head, n_head_kv, n_ff, n_expert, n_expert_used)
     qtype, ftype = _DTYPES[dtype]
-
-    # ---- tokenizer
     if tokenizer_from is None and weights_from is not None:
         tokenizer_from = weights_from
-    vocab = _vocab.vocab_from_gguf(tokenizer_from) if tokenizer_from is not None else _vocab.builtin_vocab()
-    if chat_template is not None:
-        vocab.set_str(Keys.Tokenizer.CHAT_TEMPLATE, chat_template)
-    template = vocab.get(Keys.Tokenizer.CHAT_TEMPLATE)
-    chatml = isinstance(template, str) and _vocab.IM_START in template
-    if chatml:
-        _vocab.add_chatml(vocab)
-    if n_vocab is not None:
-        if tokenizer_from is not None or n_vocab < len(vocab.tokens):
-            raise ValueError(f"n_vocab={n_vocab}: only grows the built-in vocabulary "
-                             f"({len(vocab.tokens)} tokens)")
-        _vocab.pad_vocab(vocab, n_vocab)
-    n_vocab = len(vocab.tokens)
-
-    # ---- tensor plan
+    vocab = _make_vocab(tokenizer_from, chat_template, n_vocab)
     src = _Source(weights_from) if weights_from is not None else None
-    rows = _vocab_rows(vocab, src, n_embd) if src is not None else None
-
-    def mat_type(shape: tuple[int, ...]) -> GGMLQuantizationType:
-        if qtype == GGMLQuantizationType.Q8_0 and shape[-1] % 32:
-            return GGMLQuantizationType.F16  # Q8_0 needs rows that are a multiple of 32
-        return qtype
-
-    specs: list[_Spec] = []
-
-    def add(name: str, shape: tuple[int, ...], make: Callable[[], np.ndarray], *, f32: bool = False) -> None:
-        specs.append(_Spec(name, shape, GGMLQuantizationType.F32 if f32 or len(shape) == 1 else mat_type(shape), make))
-
-    ones = lambda n: (lambda: np.ones(n, dtype=np.float32))  # noqa: E731
-    normal_out = 3.0 / math.sqrt(n_embd)  # final-norm output has unit RMS -> logits ~ N(0, 3)
-    resid_scale = 1.0 / math.sqrt(2 * n_layer)
-
-    def need(src_name: str, shape: tuple[int, ...]) -> None:
-        got = src.shape(src_name) if src is not None else None
-        if got != shape:
-            raise ValueError(
-                f"weights_from {src.path if src else None}: tensor {src_name} has shape {got}, expected {shape}; "
-                f"pass the source's shapes (read_hparams() gives {read_hparams(src.path) if src else None})"
-            )
-
-    if src is not None:
-        need("token_embd.weight", (len(src.tokens) if src.tokens else src.shape("token_embd.weight")[0], n_embd))
-
-    # token embeddings and output head
-    if src is None:
-        add("token_embd.weight", (n_vocab, n_embd), lambda: _normal(seed, "token_embd.weight", (n_vocab, n_embd), 1.0))
-        add("output_norm.weight", (n_embd,), ones(n_embd))
-
-        def make_output() -> np.ndarray:
-            out = _normal(seed, "output.weight", (n_vocab, n_embd), normal_out)
-            # Only NORMAL tokens get random rows: control/byte tokens then never win at
-            # temperature 0, so greedy text is readable and never stops at once.
-            keep = np.asarray(vocab.types) == int(TokenType.NORMAL)
-            out[~keep] = 0.0
-            return out
-
-        add("output.weight", (n_vocab, n_embd), make_output)
-    else:
-        assert rows is not None
-        add("token_embd.weight", (n_vocab, n_embd), lambda: rows("token_embd.weight", seed))
-        add("output_norm.weight", (n_embd,), lambda: src.get("output_norm.weight"))
-        out_name = "output.weight" if "output.weight" in src.tensors else "token_embd.weight"
-        add("output.weight", (n_vocab, n_embd), lambda: rows(out_name, seed + 1, output=True))
-
-    for i in range(n_layer):
-        p = f"blk.{i}."
-        shapes = {
-            "attn_q.weight": (n_head * head_dim, n_embd),
-            "attn_k.weight": (n_head_kv * head_dim, n_embd),
-            "attn_v.weight": (n_head_kv * head_dim, n_embd),
-            "attn_output.weight": (n_embd, n_head * head_dim),
-        }
-        add(p + "attn_norm.weight", (n_embd,), ones(n_embd) if src is None else _src_fn(src, p + "attn_norm.weight", (n_embd,), need))
-        for t, shape in shapes.items():
-            std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "attn_output.weight" else 1.0)
-            add(p + t, shape, _rand_fn(seed, p + t, shape, std) if src is None else _src_fn(src, p + t, shape, need))
-        add(p + "ffn_norm.weight", (n_embd,), ones(n_embd) if src is None else _src_fn(src, p + "ffn_norm.weight", (n_embd,), need))
-        ffn = {
-            "ffn_gate": (n_ff, n_embd),
-            "ffn_up": (n_ff, n_embd),
-            "ffn_down": (n_embd, n_ff),
-        }
-        if n_expert == 0:
-            for t, shape in ffn.items():
-                nm = p + t + ".weight"
-                std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "ffn_down" else 1.0)
-                add(nm, shape, _rand_fn(seed, nm, shape, std) if src is None else _src_fn(src, nm, shape, need))
-        else:
-            nm = p + "ffn_gate_inp.weight"
-            add(nm, (n_expert, n_embd), _rand_fn(seed, nm, (n_expert, n_embd), 1.0 / math.sqrt(n_embd)), f32=True)
-            for t in ("ffn_gate", "ffn_up", "ffn_down"):
-                shape = ffn[t]
-                nm = p + t + "_exps.weight"
-                eshape = (n_expert, *shape)
-                if src is None:
-                    std = 1.0 / math.sqrt(shape[1]) * (resid_scale if t == "ffn_down" else 1.0)
-                    add(nm, eshape, _rand_fn(seed, nm, eshape, std))
-                else:
-                    add(nm, eshape, _experts_fn(src, p + t + ".weight", shape, n_expert, seed, nm, need))
-
-    # Validate shapes of every source tensor before writing anything.
-    if src is not None:
-        for s in specs:
-            getattr(s.make, "check", lambda: None)()
-
-    # ---- metadata
+    plan = _Plan(sh, vocab, qtype, seed, src)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        w = GGUFWriter(tmp, ARCH)
-        w.add_name(name or f"lmsext-synth-{n_layer}x{n_embd}" + (f"-{n_expert}x-moe" if n_expert else ""))
-        w.add_description("Synthetic model generated by lmsext.synth" + (f" from {Path(weights_from).name}" if weights_from else " (random weights)"))
-        w.add_file_type(int(ftype))
-        w.add_quantization_version(2)
-        w.add_vocab_size(n_vocab)
-        w.add_context_length(int(context_length))
-        w.add_embedding_length(n_embd)
-        w.add_block_count(n_layer)
-        w.add_feed_forward_length(n_ff)
-        w.add_head_count(n_head)
-        w.add_head_count_kv(n_head_kv)
-        w.add_rope_dimension_count(head_dim)
-        w.add_rope_freq_base(ROPE_FREQ_BASE)
-        w.add_layer_norm_rms_eps(RMS_EPS)
-        if n_expert:
-            w.add_expert_count(n_expert)
-            w.add_expert_used_count(n_expert_used)
-        w.add_key_value(Keys.Tokenizer.LIST, vocab.tokens, GGUFValueType.ARRAY, GGUFValueType.STRING)
-        w.add_key_value(Keys.Tokenizer.SCORES, vocab.scores, GGUFValueType.ARRAY, GGUFValueType.FLOAT32)
-        w.add_key_value(Keys.Tokenizer.TOKEN_TYPE, vocab.types, GGUFValueType.ARRAY, GGUFValueType.INT32)
-        for key, (value, vtype, sub) in sorted(vocab.extra.items()):
-            w.add_key_value(key, value, vtype, sub)
-
-        # ---- tensors, streamed one at a time (bounded memory for large random models)
-        for s in specs:
-            w.add_tensor_info(s.name, s.shape, np.dtype(np.float32), s.nbytes, raw_dtype=s.qtype)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for s in specs:
-            data = s.encode()
-            assert data.nbytes == s.nbytes, (s.name, data.nbytes, s.nbytes)
-            w.write_tensor_data(data)
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _write_atomically(path, lambda w: _add_metadata(w, sh, vocab, ftype, context_length, name, weights_from),
+                      plan.specs)
     return path
-
-
-def _rand_fn(seed: int, name: str, shape: tuple[int, ...], std: float) -> Callable[[], np.ndarray]:
-    return lambda: _normal(seed, name, shape, std)
-
-
-def _src_fn(src: _Source, name: str, shape: tuple[int, ...], need: Callable[[str, tuple[int, ...]], None]) -> Callable[[], np.ndarray]:
-    def make() -> np.ndarray:
-        return src.get(name)
-
-    make.check = lambda: need(name, shape)  # type: ignore[attr-defined]
-    return make
-
-
-def _experts_fn(
-    src: _Source, name: str, shape: tuple[int, ...], n_expert: int, seed: int, out_name: str,
-    need: Callable[[str, tuple[int, ...]], None],
-) -> Callable[[], np.ndarray]:
-    def make() -> np.ndarray:
-        base = src.get(name)
-        noise = _normal(seed, out_name, (n_expert, *shape), 0.02 * float(base.std() or 1.0))
-        return base[None, :, :] + noise
-
-    make.check = lambda: need(name, shape)  # type: ignore[attr-defined]
-    return make
-
-
-def _vocab_rows(vocab: Vocab, src: _Source, n_embd: int) -> Callable[..., np.ndarray]:
-    """Build token-embedding / output rows for ``vocab`` from the source: rows of tokens the
-    source knows (matched by text) are copied; ``<|im_start|>``/``<|im_end|>`` input rows and the
-    ``<|im_end|>`` output row borrow the source's BOS row (a base model's text boundary; the output
-    row is scaled by 1.25 so at temperature 0 ``<|im_end|>`` wins where the source would start a
-    new text, ending the chat turn); other added rows get small random values."""
-    src_index: dict[str, int] = {}
-    if src.tokens is not None:
-        for i, t in enumerate(src.tokens):
-            src_index.setdefault(t, i)
-    bos = src.bos_id
-
-    def rows(tensor: str, seed: int, output: bool = False) -> np.ndarray:
-        base = src.get(tensor)
-        std = float(base.std() or 0.02)
-        out = np.empty((len(vocab.tokens), n_embd), dtype=np.float32)
-        rng = _rng(seed, "added-rows:" + tensor)
-        for i, tok in enumerate(vocab.tokens):
-            j = src_index.get(tok) if src.tokens is not None else (i if i < base.shape[0] else None)
-            if j is not None and j < base.shape[0]:
-                out[i] = base[j]
-            elif bos is not None and 0 <= bos < base.shape[0] and (
-                (tok == _vocab.IM_START and not output) or tok == _vocab.IM_END
-            ):
-                out[i] = base[bos] * (1.25 if output else 1.0)
-            else:
-                out[i] = rng.standard_normal(n_embd, dtype=np.float32) * (0.1 * std)
-        return out
-
-    return rows

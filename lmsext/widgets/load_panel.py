@@ -64,42 +64,8 @@ class LoadPanel(w.VBox):
         ctx_max = max(CONTEXT_STEP, -(-trained // CONTEXT_STEP) * CONTEXT_STEP)
 
         self.binding = Binding(self.session, "load", self._refresh, self._show_error)
-        add = self.binding.add
-        self.context_length = add(w.IntSlider(
-            min=CONTEXT_STEP, max=ctx_max, step=CONTEXT_STEP, description="context length",
-            tooltip=f"tokens; llama.cpp allocates multiples of {CONTEXT_STEP}; trained on {trained}",
-            style=_STYLE, layout=_WIDE), "context_length")
-        self.gpu = add(w.IntSlider(min=0, max=self.total_layers, description="GPU offload", readout=False,
-                                   style=_STYLE, layout=_WIDE), "gpu", self._gpu_config)
-        self.gpu_label = w.Label()
-        self.eval_batch_size = add(w.IntSlider(min=1, max=max(ctx_max, base.effective["eval_batch_size"]),
-                                               description="eval batch size", style=_STYLE, layout=_WIDE),
-                                   "eval_batch_size")
-        self.flash_attention = add(w.Checkbox(description="flash attention", indent=False), "flash_attention")
-        self.offload_kv = add(w.Checkbox(description="offload KV cache to GPU", indent=False),
-                              "offload_kv_cache_to_gpu")
-        experts = max(info.expert_count, 1)
-        self.num_experts = add(w.IntSlider(min=1, max=experts, description="active experts", style=_STYLE,
-                                           layout=_WIDE, disabled=not info.is_moe), "num_experts")
-        self.experts_label = w.Label(f"of {info.expert_count} experts" if info.is_moe
-                                     else "dense model: no experts to choose")
-        self.k_cache = add(w.Dropdown(options=CACHE_QUANTIZATION_TYPES, description="K cache type",
-                                      style=_STYLE), "llama_k_cache_quantization_type")
-        self.v_cache = add(w.Dropdown(options=CACHE_QUANTIZATION_TYPES, description="V cache type",
-                                      style=_STYLE), "llama_v_cache_quantization_type")
-        self.mmap = add(w.Checkbox(description="mmap", indent=False), "try_mmap")
-        self.keep_in_memory = add(w.Checkbox(description="keep in memory", indent=False), "keep_model_in_memory")
-        self.seed = add(w.Text(description="seed", placeholder="random", continuous_update=False, style=_STYLE),
-                        "seed", parse_seed)
-        self.estimate = w.HTML()
-        self.notes = w.HTML()
-        self.load_button = w.Button(description="Load", button_style="primary", icon="play")
-        self.reset_button = w.Button(description="Defaults", tooltip="forget the session's load settings")
-        self.progress = w.FloatProgress(min=0.0, max=1.0, value=0.0, description="", layout=w.Layout(width="300px"))
-        self.status = w.HTML()
-        self.summary = LoadSummaryWidget()
-        self.load_button.on_click(lambda _: self.start_load())
-        self.reset_button.on_click(lambda _: self.session.reset("load"))
+        self._make_setting_controls(base.effective["eval_batch_size"], trained, ctx_max)
+        self._make_action_controls()
 
         title = w.HTML(f"<b>Load {esc(self.model_key)}</b> <span style='color:#888'>{esc(info.architecture)} · "
                        f"{info.n_layer} layers · trained context {trained}</span>")
@@ -119,6 +85,49 @@ class LoadPanel(w.VBox):
         ])
         self.add_class("lmsext-load-panel")
         self._refresh(self.session.load_config)
+
+    def _make_setting_controls(self, eval_batch_size: int, trained: int, ctx_max: int) -> None:
+        """One control per load setting, each bound to the session's load config."""
+        info = self.info
+        add = self.binding.add
+        self.context_length = add(w.IntSlider(
+            min=CONTEXT_STEP, max=ctx_max, step=CONTEXT_STEP, description="context length",
+            tooltip=f"tokens; llama.cpp allocates multiples of {CONTEXT_STEP}; trained on {trained}",
+            style=_STYLE, layout=_WIDE), "context_length")
+        self.gpu = add(w.IntSlider(min=0, max=self.total_layers, description="GPU offload", readout=False,
+                                   style=_STYLE, layout=_WIDE), "gpu", self._gpu_config)
+        self.gpu_label = w.Label()
+        self.eval_batch_size = add(w.IntSlider(min=1, max=max(ctx_max, eval_batch_size),
+                                               description="eval batch size", style=_STYLE, layout=_WIDE),
+                                   "eval_batch_size")
+        self.flash_attention = add(w.Checkbox(description="flash attention", indent=False), "flash_attention")
+        self.offload_kv = add(w.Checkbox(description="offload KV cache to GPU", indent=False),
+                              "offload_kv_cache_to_gpu")
+        experts = max(info.expert_count, 1)
+        self.num_experts = add(w.IntSlider(min=1, max=experts, description="active experts", style=_STYLE,
+                                           layout=_WIDE, disabled=not info.is_moe), "num_experts")
+        self.experts_label = w.Label(f"of {info.expert_count} experts" if info.is_moe
+                                     else "dense model: no experts to choose")
+        self.k_cache = add(w.Dropdown(options=CACHE_QUANTIZATION_TYPES, description="K cache type",
+                                      style=_STYLE), "llama_k_cache_quantization_type")
+        self.v_cache = add(w.Dropdown(options=CACHE_QUANTIZATION_TYPES, description="V cache type",
+                                      style=_STYLE), "llama_v_cache_quantization_type")
+        self.mmap = add(w.Checkbox(description="mmap", indent=False), "try_mmap")
+        self.keep_in_memory = add(w.Checkbox(description="keep in memory", indent=False), "keep_model_in_memory")
+        self.seed = add(w.Text(description="seed", placeholder="random", continuous_update=False, style=_STYLE),
+                        "seed", parse_seed)
+
+    def _make_action_controls(self) -> None:
+        """The estimate and notes, Load and Defaults, the progress bar, the status and the load summary."""
+        self.estimate = w.HTML()
+        self.notes = w.HTML()
+        self.load_button = w.Button(description="Load", button_style="primary", icon="play")
+        self.reset_button = w.Button(description="Defaults", tooltip="forget the session's load settings")
+        self.progress = w.FloatProgress(min=0.0, max=1.0, value=0.0, description="", layout=w.Layout(width="300px"))
+        self.status = w.HTML()
+        self.summary = LoadSummaryWidget()
+        self.load_button.on_click(lambda _: self.start_load())
+        self.reset_button.on_click(lambda _: self.session.reset("load"))
 
     # -- session ↔ controls --------------------------------------------------------------------
 

@@ -83,6 +83,28 @@ class PredictionPanel(w.VBox):
         self._stop_wanted = False
 
         self.binding = Binding(self.session, "predict", self._refresh, self._show_error)
+        max_tokens_row = self._make_setting_controls()
+        self._make_action_controls(chat)
+
+        super().__init__([
+            w.HTML("<b>Prediction settings</b> <span style='color:#888'>(session defaults: %%lm_respond uses "
+                   "them too)</span>"),
+            self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
+            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
+            w.HBox([self.mode, self.model_label]),
+            w.HBox([self.chat_label, self.new_chat_button]),
+            self.prompt,
+            w.HBox([self.send_button, self.stop_button, self.reset_button, self.status]),
+            self.stream,
+        ])
+        self.add_class("lmsext-prediction-panel")
+        self._refresh(self.session.prediction_config)
+        self._model_changed()
+        self._show_chat()
+
+    def _make_setting_controls(self) -> w.HBox:
+        """One control per prediction setting, each bound to the session's prediction config; returns the
+        max-tokens row (label, "no limit", the number)."""
         add = self.binding.add
         self.temperature = add(_float_slider("temperature", "temperature"), "temperature", _rounded)
         self.max_tokens = add(w.BoundedIntText(min=1, max=int(field_bounds(PredictionConfig, "max_tokens")[1]),
@@ -107,6 +129,10 @@ class PredictionPanel(w.VBox):
                         "seed", parse_seed)
         self.stop_strings = add(w.TagsInput(allow_duplicates=False, placeholder="stop strings (\\n = newline)"),
                                 "stop_strings", lambda tags: [unescape(s) for s in tags] or None)
+        return max_tokens_row
+
+    def _make_action_controls(self, chat: str) -> None:
+        """Mode, prompt, Send/Stop/Defaults/New chat, the labels and the streamed reply, with their handlers."""
         self.mode = w.ToggleButtons(options=[("respond", "respond"), ("complete", "complete")], value="respond",
                                     tooltips=["chat reply through the model's template", "continue the raw text"],
                                     style={"button_width": "90px"})
@@ -127,22 +153,6 @@ class PredictionPanel(w.VBox):
         self.mode.observe(self._show_chat, names="value")
         self.session.observe(self._model_changed, names="model")
         self.session.observe(self._show_chat, names="chats")
-
-        super().__init__([
-            w.HTML("<b>Prediction settings</b> <span style='color:#888'>(session defaults: %%lm_respond uses "
-                   "them too)</span>"),
-            self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
-            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
-            w.HBox([self.mode, self.model_label]),
-            w.HBox([self.chat_label, self.new_chat_button]),
-            self.prompt,
-            w.HBox([self.send_button, self.stop_button, self.reset_button, self.status]),
-            self.stream,
-        ])
-        self.add_class("lmsext-prediction-panel")
-        self._refresh(self.session.prediction_config)
-        self._model_changed()
-        self._show_chat()
 
     # -- session ↔ controls --------------------------------------------------------------------
 
