@@ -12,7 +12,7 @@ import random
 import pytest
 
 from lmsext.engine.textstream import StopStringMatcher
-from lmsext.engine.validate import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
+from lmsext.config.limits import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS
 from lmsext.errors import ConfigError
 
 GREEDY = {"temperature": 0}

@@ -8,6 +8,7 @@ from pydantic import ConfigDict, StrictBool
 
 from .constants import CACHE_QUANTIZATION_TYPES, MAX_SEED
 from .gpu import GPU_ALLOWED, GpuSetting
+from .limits import check_load_limits
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .value_types import FalseOnly, PositiveFloat, PositiveInt, SeedInt, quoted
@@ -28,6 +29,10 @@ class LoadModelConfig(SettingsModel):
 
     model_config = ConfigDict(alias_generator=alias_generator({"gpu": ("gpuOffload", "gpu_offload")}))
     setting_kind: ClassVar[str] = "load"
+
+    def check_limits(self) -> None:
+        """The upper limits of :mod:`lmsext.config.limits` (``parse`` calls this)."""
+        check_load_limits(self)
     root_allowed: ClassVar[str] = "a dict (any key spelling), a LoadModelConfig or None"
 
     gpu: GpuSetting | None = setting(GPU_ALLOWED, "GPU offload: ratio, main GPU, split strategy, disabled GPUs.")

@@ -7,10 +7,11 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import ConfigDict, Field, field_validator
 
 from .constants import CONTEXT_OVERFLOW_POLICIES, MAX_LOG_PROBS, MAX_SEED
+from .limits import check_prediction_limits
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
-from .value_types import (FalseOnly, Int, NonEmptyStr, NonNegativeInt, PositiveFloat, PositiveFloat32, PositiveInt,
+from .value_types import (FalseOnly, Int, NonEmptyStr, NonNegativeInt, PositiveFloat32, PositiveInt,
                           ProbabilityMassFloat, SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
 
 _STOP_ALLOWED = "a non-empty string or a list of non-empty strings"
@@ -34,6 +35,10 @@ class PredictionConfig(SettingsModel):
 
     model_config = ConfigDict(alias_generator=alias_generator(_EXTRA_SPELLINGS))
     setting_kind: ClassVar[str] = "prediction"
+
+    def check_limits(self) -> None:
+        """The upper limits of :mod:`lmsext.config.limits` (``parse`` calls this)."""
+        check_prediction_limits(self)
     root_allowed: ClassVar[str] = "a dict (any key spelling), a PredictionConfig or None"
 
     max_tokens: PositiveInt | FalseOnly | None = setting(

@@ -240,7 +240,13 @@ class SettingsModel(ValidatedModel):
             base = cls.model_validate(dict(obj) if isinstance(obj, Mapping) else obj)
         if kwargs:
             check_nesting(kwargs, f"{cls.setting_kind} settings")
-        return base.merged(kwargs) if kwargs else base
+        config = base.merged(kwargs) if kwargs else base
+        config.check_limits()
+        return config
+
+    def check_limits(self) -> None:
+        """Refuse values beyond what llama.cpp's C parameters hold (:mod:`lmsext.config.limits`); :meth:`parse`
+        calls it, so a parsed config is always in range. Subclasses with such limits override it."""
 
     def merged(self, other: Any) -> Self:
         """A new config: settings explicitly set in ``other`` (any form :meth:`parse` takes) override this one's.

@@ -26,7 +26,7 @@ from .overflow import fit_chat
 from .params import LOAD_SETTINGS, plan_load
 from .resolve import list_model_files, resolve_model_and_key
 from .sampling import SamplingSettings
-from .validate import check_load_limits, check_prediction_limits
+from .validate import check_gpu_indexes
 
 #: Which llama.cpp parameters each load setting drives (the summary's "llama.cpp" column).
 SETTING_PARAMS = {row.name: row.llama_params for row in LOAD_SETTINGS}
@@ -65,12 +65,11 @@ class LocalEngine:
     # -- models -----------------------------------------------------------------------------------
 
     def check_load_config(self, config: LoadModelConfig) -> None:
-        """Refuse load settings beyond what llama.cpp can take."""
-        check_load_limits(config)
+        """Refuse GPU indexes beyond the devices llama.cpp sees (the config's own limits hold once parsed)."""
+        check_gpu_indexes(config.gpu)
 
     def check_prediction_config(self, config: PredictionConfig) -> None:
-        """Refuse prediction settings beyond what llama.cpp can take."""
-        check_prediction_limits(config)
+        """Nothing to add: a parsed PredictionConfig is within llama.cpp's limits (lmsext.config.limits)."""
 
     def resolve(self, model_key: str, *, allow_download: bool = True, allow_paths: bool = True) -> ResolvedModelFile:
         """The GGUF file ``model_key`` names: a key in the model folders, a path or a Hugging Face id."""
@@ -154,7 +153,6 @@ class LocalEngine:
             tokens, keep_head, pre_truncated = fitted.tokens, fitted.keep_head, fitted.removed_tokens
             implicit_stops = handle.chat_template.implicit_stops
             prompt_text = handle.detokenize(fitted.tokens, True)
-        check_prediction_limits(config)
         if config.draft_model is not None:
             raise ConfigError("draftModel: speculative decoding is not supported by lmsext yet; remove draftModel",
                               key="draft_model", value=config.draft_model)
