@@ -1,4 +1,11 @@
-"""StructuredSpec: a structured-output request (JSON schema or GBNF grammar) in one normalised form."""
+"""StructuredSpec: a structured-output request (JSON schema or GBNF grammar) in one normalised form.
+
+The schema check below is a walk of its own, not ``jsonschema``'s ``check_schema``: users send schemas
+of every draft without a ``$schema`` (draft-07 tuple ``items``, draft-4 boolean ``exclusiveMinimum``),
+which ``Draft202012Validator.check_schema`` rejects, and the walk must also refuse what the grammar
+converter cannot enforce (non-finite bounds, huge repeats, integer ranges with no integer) with one
+line naming the key.
+"""
 
 from __future__ import annotations
 

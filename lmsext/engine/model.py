@@ -24,10 +24,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import llama_cpp
 
+from ..backend import ProgressCallback
 from ..config import LoadModelConfig
 from ..models import is_embedded_file
 from ..errors import ModelLoadError, ModelNotLoadedError
@@ -37,7 +38,6 @@ from .params import LoadPlan, plan_load
 from .sigint import SigintGuard
 from .templates import ChatTemplate
 
-ProgressCallback = Callable[[float], Any]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,7 @@ class EngineModel:
     # -- loading -------------------------------------------------------------------------------
 
     @classmethod
+    # ~80 lines: the steps of one load must share the guard, the progress wrapper and the cleanup on failure
     def load(cls, path: str | Path, config: LoadModelConfig | None = None, *,
              info: ModelInfo | None = None, progress: ProgressCallback | None = None
              ) -> tuple["EngineModel", LoadReport]:
