@@ -23,6 +23,7 @@ problem. Results are cached per (path, size, mtime).
 
 from __future__ import annotations
 
+import functools
 import math
 import mmap
 import os
@@ -194,42 +195,37 @@ def check_gpu_indexes(gpu: Any) -> None:
 
 # ------------------------------------------------------------------------------ entry point
 
-_cache: dict[tuple[str, int, int], GGUFSummary] = {}
-
-
 def validate_gguf(path: str | os.PathLike[str]) -> GGUFSummary:
-    """Check ``path`` as described in the module docstring; raise :class:`ModelLoadError` on any problem."""
+    """Check ``path`` as described in the module docstring; raise :class:`ModelLoadError` on any problem.
+    A file seen before (same path, size and modification time) is not parsed again."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key in _cache:
-        return _cache[key]
+    return _validated(str(path), str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _validated(given: str, resolved: str, size: int, mtime_ns: int) -> GGUFSummary:
+    """:func:`validate_gguf` for one state of one file (errors are raised, so never cached)."""
+    path = Path(given)
     try:
         with open(path, "rb") as fh:
-            if st.st_size == 0:
+            if size == 0:
                 raise BadGGUF("is empty (0 bytes): not a GGUF file")
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 summary = _parse(path, buf, len(buf))
-    except BadGGUF as exc:
-        raise ModelLoadError(f"{path.name} {exc}" if str(exc).startswith(("is ", "has ")) else
-                             f"{path.name} is not a valid GGUF file: {exc}") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
         check_architecture(summary)
         check_tokenizer(summary)
     except BadGGUF as exc:
         raise ModelLoadError(f"{path.name} {exc}" if str(exc).startswith(("is ", "has ")) else
                              f"{path.name} is not a valid GGUF file: {exc}") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from None
     # big token lists are not needed after the checks
     summary.metadata.pop("tokenizer.ggml.tokens", None)
     summary.metadata.pop("tokenizer.ggml.token_type", None)
-    if len(_cache) > 64:
-        _cache.clear()
-    _cache[key] = summary
     return summary
 
 
