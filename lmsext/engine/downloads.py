@@ -33,18 +33,13 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from ..errors import DownloadError, ModelNotFoundError
+from .resolve import hf_endpoint, is_part_file
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_FOLDER = "~/.lmstudio/models"
 STAGING_DIR = ".lmsext-downloads"
 #: Quantizations below 4 bits: never picked unless asked for by name.
 _LOW_BITS = re.compile(r"(^|[^A-Z0-9])(I?Q[123]_|IQ[123][A-Z_]|TQ[12]_)", re.IGNORECASE)
 _REPO = re.compile(r"[\w.-]+/[\w.-]+")
-
-
-def hf_endpoint() -> str:
-    """The hub to download from: ``$HF_ENDPOINT`` read now (huggingface_hub reads it once, at import)."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def download_folder() -> Path:
@@ -102,8 +97,7 @@ def _quant_of(name: str) -> str | None:
 
 def pick_file(files: dict[str, int | None], quantization: str | None, repo_id: str) -> tuple[str, str]:
     """``(filename, reason)``: the GGUF matching ``quantization``, else the smallest of at least 4 bits."""
-    from .resolve import _is_part_file  # split models: the first part names the model
-    ggufs = {f: s for f, s in files.items() if f.lower().endswith(".gguf") and not _is_part_file(f)
+    ggufs = {f: s for f, s in files.items() if f.lower().endswith(".gguf") and not is_part_file(f)
              and "mmproj" not in f.lower()}
     if not ggufs:
         raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no GGUF model files")
@@ -363,5 +357,5 @@ def start_download(model: str, quantization: str | None = None, *, progress_bar:
     return DownloadJob(plan, progress_bar=progress_bar)
 
 
-__all__ = ["DownloadCancelled", "DownloadJob", "DownloadPlan", "download_folder", "hf_endpoint", "parse_model_ref",
+__all__ = ["DownloadCancelled", "DownloadJob", "DownloadPlan", "download_folder", "parse_model_ref",
            "pick_file", "plan_download", "start_download"]

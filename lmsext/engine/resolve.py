@@ -63,7 +63,17 @@ def _hf_cache_files() -> list[ModelFile]:
     return files
 
 
-def _is_part_file(name: str) -> bool:
+#: The Hugging Face hub (``$HF_ENDPOINT`` overrides it: a mirror, or the tests' loopback hub).
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hf_endpoint() -> str:
+    """The hub to download from: ``$HF_ENDPOINT`` read now (huggingface_hub reads it once, at import)."""
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def is_part_file(name: str) -> bool:
+    """True for the second and later parts of a split model (llama.cpp loads them through the first)."""
     # split models: keep only the first part (llama.cpp loads the rest itself)
     m = re.search(r"-(\d{5})-of-(\d{5})\.gguf$", name, re.IGNORECASE)
     return bool(m and m.group(1) != "00001")
@@ -78,7 +88,7 @@ def _folder_files() -> list[ModelFile]:
             rel_parts = path.relative_to(folder).parts
             if any(part.startswith(".") for part in rel_parts[:-1]):
                 continue
-            if path.is_file() and not _is_part_file(path.name) and "mmproj" not in path.name.lower():
+            if path.is_file() and not is_part_file(path.name) and "mmproj" not in path.name.lower():
                 rel = path.relative_to(folder).as_posix()
                 found.append(ModelFile(key=rel.removesuffix(".gguf"), path=path, folder=folder,
                                        size=path.stat().st_size))
@@ -202,7 +212,6 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
 
 def download(repo_and_file: str) -> Path:
     """Download ``owner/repo`` (best GGUF in it) or ``owner/repo/file.gguf`` from the Hugging Face hub."""
-    from .downloads import hf_endpoint  # $HF_ENDPOINT read now, not at huggingface_hub's import
     try:
         from huggingface_hub import HfApi, hf_hub_download
         from huggingface_hub.utils import HfHubHTTPError
@@ -220,7 +229,7 @@ def download(repo_and_file: str) -> Path:
             if not ggufs:
                 raise ModelNotFoundError(f"Hugging Face repository {repo_id} has no .gguf files")
             filename = _pick([ModelFile(key=f, path=Path(f), folder=Path("."), size=0) for f in ggufs
-                              if not _is_part_file(f)], repo_and_file).key
+                              if not is_part_file(f)], repo_and_file).key
         if offline:
             try:
                 return Path(hf_hub_download(repo_id, filename, local_files_only=True))
