@@ -323,8 +323,11 @@ def test_structured_output_from_a_variable(ip):
 
 
 def test_model_flag_and_default_model_load_just_in_time(ip, lm):
-    _, cap = run(ip, "%%lm_complete --max-tokens 2", "Once")
-    assert RED in htmls(cap)[0] and "no model is loaded" in htmls(cap)[0]
+    _, cap = run(ip, "%%lm_complete --max-tokens 2", "Once")  # nothing loaded: the embedded default model, said once
+    text = "".join(o.data.get("text/plain", "") for o in cap.outputs)
+    assert RED not in "".join(htmls(cap)) and "using the embedded default model stories260K" in text
+    assert loaded() == ["stories260K"] and ip.user_ns["_lm"].stats.predicted_tokens_count == 2
+    run(ip, "%lm_unload --all")
     lm.default_model = "stories260K"
     _, cap = run(ip, "%%lm_complete --max-tokens 2", "Once")
     assert "just in time" in cap.outputs[0].data["text/plain"] and loaded() == ["stories260K"]

@@ -12,13 +12,11 @@ from .. import render as views
 from ..chat import Chat
 from ..config import PredictionConfig
 from ..errors import ModelNotLoadedError
+from ..models import EMBEDDED_MODEL_KEY
 from .args import check_variable_name, interpolate, lookup, parse_args, unescape
 from .flags import PREDICTION_FLAGS, flag_values, parse_flags, prediction_arguments
 from .shared import FamilyMagics, apply, user_errors
 from .stream_view import run_stream
-
-NO_MODEL = "no model is loaded: run %lm_load MODEL first (or set %config LMMagics.default_model = 'KEY')"
-
 
 @magics_class
 class PredictMagics(FamilyMagics):
@@ -118,7 +116,9 @@ class PredictMagics(FamilyMagics):
         loaded = llms.list_loaded()
         if loaded:
             return loaded[0]
-        raise UsageError(NO_MODEL)
+        self.show(views.message_bundle(f"no model is loaded: using the embedded default model {EMBEDDED_MODEL_KEY} "
+                                       "(%lm_load MODEL for another)"))
+        return self._jit(EMBEDDED_MODEL_KEY)
 
     def _jit(self, key: str):
         before = {llm.identifier for llm in self.lm.client.llm.list_loaded()}
@@ -141,4 +141,4 @@ def _check_out(out: str | None) -> None:
         check_variable_name(out, "--out")
 
 
-__all__ = ["NO_MODEL", "PredictMagics"]
+__all__ = ["PredictMagics"]
