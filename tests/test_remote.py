@@ -152,3 +152,46 @@ def test_connection_refused_timeout_5xx_and_a_dying_stream_are_one_line(module_c
         assert "the server closed the connection mid-answer" in result.stats.error
         assert "\n" not in result.stats.error and client.llm.list_loaded() == [llm]
     assert kept.complete("Once", config={"maxTokens": 2}).stats.predicted_tokens_count == 2
+
+
+def shown(cap) -> str:
+    """Everything a magic printed or displayed, as text."""
+    return cap.stdout + cap.stderr + "".join(str(o.data.get("text/plain", "")) for o in cap.outputs)
+
+
+def test_magics_run_unchanged_on_a_connected_server(ip, lmsext_url, llama_url, unload_all):
+    from magic_runner import run
+
+    from lmsext.client import default_client
+    local = default_client()
+    try:
+        _, cap = run(ip, f"%lm_connect {lmsext_url}")
+        assert f"connected to {lmsext_url} (LM Studio REST v1, lmsext server); it serves: stories260K" in shown(cap)
+        remote = default_client()
+        assert remote is not local and isinstance(remote.engine, RemoteEngine)
+        run(ip, "%lm_load stories260K --context-length 256")
+        assert [m.get_context_length() for m in remote.llm.list_loaded()] == [256]
+        _, cap = run(ip, "%%lm_respond --max-tokens 4 --temperature 0", "Hi")
+        assert ip.user_ns["_lm"].stats.predicted_tokens_count == 4 and ip.user_ns["_lm"].content in shown(cap)
+        run(ip, "%%lm_complete --max-tokens 4 --temperature 0", "Once upon a time")
+        assert ip.user_ns["_lm"].content == ", there was a"
+        _, cap = run(ip, "%lm_ps")
+        assert "stories260K" in shown(cap)
+        run(ip, "%lm_unload stories260K")
+        assert remote.llm.list_loaded() == []
+        assert httpx.get(lmsext_url + "/api/v1/models").json()["models"][0]["loaded_instances"] == []
+        # an OpenAI-only server: a load flag is one red line, the plain load works
+        run(ip, f"%lm_connect {llama_url}")
+        _, cap = run(ip, "%lm_load stories260K --context-length 256")
+        assert "contextLength:" in shown(cap)
+        assert default_client().llm.list_loaded() == []
+        run(ip, "%lm_load stories260K")
+        run(ip, "%%lm_complete --max-tokens 4 --temperature 0", "Once upon a time")
+        assert ip.user_ns["_lm"].content == ", there was a"
+        _, cap = run(ip, "%lm_connect local")
+        assert "back on the in-kernel engine" in shown(cap) and default_client() is local
+        _, cap = run(ip, f"%lm_connect http://127.0.0.1:{free_port()}")  # unreachable: one line, nothing switched
+        assert "cannot connect to http://127.0.0.1:" in shown(cap) and default_client() is local
+    finally:
+        from lmsext.client import set_default_client
+        set_default_client(local)
