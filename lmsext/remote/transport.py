@@ -41,10 +41,7 @@ class Transport:
 
     def try_get(self, path: str) -> Any | None:
         """``GET path``'s JSON, or None when the server has no such endpoint (404/405 or not JSON)."""
-        try:
-            response = self._send("GET", path, None)
-        except RemoteError:
-            raise
+        response = self._send("GET", path, None)
         if response.status_code in (404, 405):
             return None
         self._check(response, "GET", path)
