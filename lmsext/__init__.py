@@ -17,13 +17,13 @@ from . import omp  # noqa: F401  (first: sets OMP_WAIT_POLICY before llama.cpp's
 from .chat import Chat
 from .config import GpuSetting, LoadModelConfig, PredictionConfig
 from .errors import (ConfigError, DownloadError, InsufficientMemoryError, LmsextError, ModelBusyError, ModelLoadError,
-                     ModelNotFoundError, ModelNotLoadedError, PredictionError)
+                     ModelNotFoundError, ModelNotLoadedError, PredictionError, RemoteError)
 
 from ._version import __version__
 
 _LAZY = {
     "serve": "server", "current_server": "server",
-    "Client": "client", "default_client": "client", "DownloadedModel": "client", "LLM": "llm",
+    "Client": "client", "default_client": "client", "set_default_client": "client", "DownloadedModel": "client", "LLM": "llm",
     "LoadResult": "results", "PredictionResult": "results", "PredictionStats": "results",
     "PredictionFragment": "results", "PredictionStream": "results",
 }
@@ -53,5 +53,6 @@ __all__ = [
     "Chat", "Client", "ConfigError", "DownloadError", "DownloadedModel", "InsufficientMemoryError", "GpuSetting", "LLM", "LmsextError", "LoadModelConfig",
     "LoadResult", "ModelBusyError", "ModelLoadError", "ModelNotFoundError", "ModelNotLoadedError",
     "PredictionConfig", "PredictionError", "PredictionFragment", "PredictionResult", "PredictionStats",
-    "PredictionStream", "current_server", "default_client", "load_ipython_extension", "serve",
+    "PredictionStream", "RemoteError", "current_server", "default_client", "load_ipython_extension", "serve",
+    "set_default_client",
 ]

@@ -148,10 +148,15 @@ class GenerationStats:
     threads: dict | None = None
     #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
     notes: list[str] = field(default_factory=list)
+    #: what a remote server reported (preferred over the times measured in this kernel)
+    server_tokens_per_second: float | None = None
+    server_time_to_first_token_sec: float | None = None
 
     @property
     def time_to_first_token_sec(self) -> float | None:
-        """Seconds from the request to the first generated token."""
+        """Seconds from the request to the first generated token (the server's figure when it reports one)."""
+        if self.server_time_to_first_token_sec is not None:
+            return self.server_time_to_first_token_sec
         return None if self.t_first_token is None else self.t_first_token - self.t_start
 
     @property
@@ -162,7 +167,9 @@ class GenerationStats:
 
     @property
     def tokens_per_second(self) -> float | None:
-        """Generated tokens per second of generation time."""
+        """Generated tokens per second of generation time (the server's figure when it reports one)."""
+        if self.server_tokens_per_second is not None:
+            return self.server_tokens_per_second
         t = self.generation_time_sec
         return self.predicted_tokens / t if self.predicted_tokens and t > 0 else None
 

@@ -267,11 +267,22 @@ class LLMNamespace:
 class Client:
     """The entry point, as in LM Studio's SDK: ``client.llm.model("stories260K").respond("Hi")``.
 
-    ``engine`` is what runs the models (see :class:`lmsext.backend.Engine`); by default the in-kernel
-    llama.cpp engine, :class:`lmsext.engine.local.LocalEngine`.
+    ``engine`` is what runs the models (see :class:`lmsext.backend.Engine`): by default the in-kernel
+    llama.cpp engine, :class:`lmsext.engine.local.LocalEngine`; a server address (``"http://host:port"``,
+    ``"host:port"``) connects to a model server (:class:`lmsext.remote.RemoteEngine`, LM Studio REST v1 or
+    OpenAI-compatible) with ``api_key``. With no engine, ``$LMSEXT_API_HOST`` names the server when set.
     """
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | str | None = None, api_key: str | None = None) -> None:
+        if engine is None:
+            from .remote import default_address
+            engine = default_address()
+        if isinstance(engine, str):
+            from .remote import RemoteEngine
+            engine = RemoteEngine(engine, api_key=api_key)
+        elif api_key is not None:
+            raise ConfigError("api_key: only for a server address (Client('http://host:port', api_key=...))",
+                              key="api_key")
         self.engine: Engine = engine if engine is not None else _local_engine()
         self.llm = LLMNamespace(self)
 
@@ -283,6 +294,11 @@ class Client:
     def list_loaded_models(self) -> list[LLM]:
         """Same as ``client.llm.list_loaded()``."""
         return self.llm.list_loaded()
+
+    def describe_engine(self) -> str:
+        """One line: which engine runs the models (``in-kernel llama.cpp`` or the server and its API)."""
+        describe = getattr(self.engine, "describe", None)
+        return describe() if callable(describe) else f"in-kernel {type(self.engine).__name__}"
 
     def __repr__(self) -> str:
         return f"<lmsext.Client: {len(self.llm.list_loaded())} loaded>"
@@ -307,4 +323,13 @@ def default_client() -> Client:
         return _default
 
 
-__all__ = ["Client", "DownloadedModel", "LLMNamespace", "default_client"]
+def set_default_client(client: Client | None) -> Client | None:
+    """Make ``client`` the kernel-wide client the magics and panels use (None: a fresh in-kernel one on next
+    use); returns the previous one, whose loaded models stay loaded."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, client
+        return previous
+
+
+__all__ = ["Client", "DownloadedModel", "LLMNamespace", "default_client", "set_default_client"]

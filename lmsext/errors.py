@@ -55,3 +55,7 @@ class ModelBusyError(LmsextError):
 
 class PredictionError(LmsextError):
     """A prediction failed inside the engine."""
+
+
+class RemoteError(LmsextError):
+    """A remote server could not be reached, refused a request or failed (one line naming the server)."""

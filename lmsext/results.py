@@ -41,7 +41,7 @@ class LoadResult:
 
     def to_rest(self) -> dict[str, Any]:
         """Seed 002's JSON: ``model_instance_id``, ``config`` (its five keys first), ``load_time_seconds``."""
-        config = {k: self.config[k] for k in REST_CONFIG_KEYS}
+        config = {k: self.config.get(k) for k in REST_CONFIG_KEYS}  # a server may echo only what applied
         config.update({k: v for k, v in self.config.items() if k not in config})
         return {"model_instance_id": self.model_instance_id, "config": config,
                 "load_time_seconds": round(self.load_time_seconds, 3)}

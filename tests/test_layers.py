@@ -17,7 +17,7 @@ def test_import_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
     run = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert "0 broken" in run.stdout and "5 kept" in run.stdout, run.stdout[-2000:]
+    assert "0 broken" in run.stdout and "6 kept" in run.stdout, run.stdout[-2000:]
 
 
 def test_render_and_public_api_modules_import_without_llama_cpp():
@@ -29,6 +29,8 @@ def test_render_and_public_api_modules_import_without_llama_cpp():
             "assert not any(m.startswith('lmsext.engine') for m in sys.modules), "
             "sorted(m for m in sys.modules if m.startswith('lmsext.engine'))\n"
             "import lmsext\n"
+            "lmsext.Client('http://127.0.0.1:9')\n"  # a remote engine loads no llama.cpp either
+            "assert 'llama_cpp' not in sys.modules and 'lmsext.remote' in sys.modules\n"
             "lmsext.Client()\n"
             "assert 'llama_cpp' in sys.modules and 'lmsext.engine.local' in sys.modules\n"
             "print('ok')\n")

@@ -8,6 +8,8 @@ One family per module, as IPython's own ``IPython.core.magics``; each is registe
 * :mod:`.chat` — ``%lm_chat show|reset|save``.
 * :mod:`.config` — ``%lm_config`` (the session defaults), ``%lm_panel [load|predict]`` (the slider panels).
 * :mod:`.serve` — ``%lm_serve``: LM Studio's REST API from the kernel.
+* :mod:`.connect` — ``%lm_connect URL [--api-key-env VAR]`` / ``%lm_connect local``: a model server or the
+  in-kernel engine behind the other magics and the panels.
 
 Their shared options are one ``Configurable``, :class:`~.shared.LMMagics` (``%config LMMagics.<option>``);
 in a Jupyter kernel the load summary and the stream are widgets (``LMMagics.widgets``), with the plain
@@ -23,13 +25,15 @@ from typing import Any
 
 from .chat import ChatMagics
 from .config import ConfigMagics
+from .connect import ConnectMagics
 from .models import ModelMagics
 from .predict import PredictMagics
 from .serve import ServeMagics
 from .shared import FamilyMagics, LMMagics
 
 #: The magic families ``%load_ext lmsext`` registers, in this order.
-FAMILIES: tuple[type[FamilyMagics], ...] = (ModelMagics, PredictMagics, ChatMagics, ConfigMagics, ServeMagics)
+FAMILIES: tuple[type[FamilyMagics], ...] = (ModelMagics, PredictMagics, ChatMagics, ConfigMagics, ServeMagics,
+                                             ConnectMagics)
 
 #: id(shell) → (its LMMagics, its registered families)
 _loaded: dict[int, tuple[LMMagics, list[FamilyMagics]]] = {}

@@ -30,6 +30,7 @@ class LoadRequest(Strict):
 
     model: str = _model_field()
     config: dict[str, Any] | None = Field(None, description="Load settings in snake_case; see LoadConfig.")
+    echo_load_config: bool = Field(False, description="LM Studio's flag; lmsext always answers with the config.")
 
 
 class UnloadRequest(Strict):
