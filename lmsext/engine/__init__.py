@@ -4,7 +4,7 @@
 - :mod:`.model` — loading with guards (:class:`EngineModel`).
 - :mod:`.generate` — the lean token loop with stop reasons, KV prefix reuse, interrupts.
 - :mod:`.sampling`, :mod:`.grammar` — the native sampler chain and structured output.
-- :mod:`.templates` — chat templates; :mod:`.gguf_info` — GGUF metadata; :mod:`.resolve` — model files.
+- chat templates: :mod:`lmsext.chat_templates` (shared with the remote engine); :mod:`.gguf_info` — GGUF metadata; :mod:`.resolve` — model files.
 """
 
 from .gguf_info import ModelInfo, read_model_info

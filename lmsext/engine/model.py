@@ -36,7 +36,7 @@ from . import _lib, logs
 from .gguf_info import ModelInfo, read_model_info
 from .params import LoadPlan, plan_load
 from .sigint import SigintGuard
-from .templates import ChatTemplate
+from ..chat_templates import ChatTemplate
 
 
 

@@ -103,11 +103,13 @@ class RemoteEngine:
                             "architecture": e.get("architecture") or "unknown",
                             "quantization": (quant.get("name") if isinstance(quant, dict) else quant) or "unknown",
                             "max_context_length": e.get("max_context_length") or 0,
-                            "loaded": [i.get("id") for i in e.get("loaded_instances") or [] if isinstance(i, dict)]})
+                            "loaded": [i.get("id") for i in e.get("loaded_instances") or [] if isinstance(i, dict)],
+                            "templates": {i.get("id"): i["lmsext_chat_template"] for i in e.get("loaded_instances") or []
+                                          if isinstance(i, dict) and isinstance(i.get("lmsext_chat_template"), dict)}})
             return out
         return [{"key": e.get("id", ""), "size_bytes": 0, "architecture": "unknown", "quantization": "unknown",
                  "max_context_length": (e.get("meta") or {}).get("n_ctx_train") or e.get("max_model_len") or 0,
-                 "loaded": [e.get("id", "")]} for e in self.transport.get("/v1/models").get("data", [])]
+                 "loaded": [e.get("id", "")], "templates": {}} for e in self.transport.get("/v1/models").get("data", [])]
 
     # -- models ---------------------------------------------------------------------------------------
 
@@ -121,12 +123,13 @@ class RemoteEngine:
 
     def resolve(self, model_key: str, *, allow_download: bool = True, allow_paths: bool = True) -> RemoteModelFile:
         """The model the server lists as ``model_key`` (its key, a loaded instance id, or the file name of a
-        path-like id such as llama.cpp's)."""
+        path-like id such as llama.cpp's); a path to a file here finds the served model of that file name."""
         entries = self._entries()
         name = str(model_key).lower()
         for match in (lambda e: e["key"] == model_key, lambda e: e["key"].lower() == name,
                       lambda e: name in (i.lower() for i in e["loaded"] if i),
-                      lambda e: _stem(e["key"]) == name):
+                      lambda e: _stem(e["key"]) == name,
+                      lambda e: Path(str(model_key)).is_file() and _stem(e["key"]) == _stem(str(model_key))):
             for e in entries:
                 if match(e):
                     return RemoteModelFile(key=e["key"], path=self._path(e["key"]), entry=e)
@@ -203,8 +206,17 @@ class RemoteEngine:
         raise LmsextError(f"tokenize needs an in-kernel engine; {self.url} ({self.api}) has no tokenizer endpoint")
 
     def apply_prompt_template(self, model: LoadedModel, messages: list[dict[str, str]]) -> str:
-        """Not over HTTP: the server applies its own chat template (one line)."""
-        raise LmsextError(f"the chat template is applied by the server {self.url}; an in-kernel engine shows it")
+        """The server's own chat template rendered here, where the server lists it (lmsext's server does);
+        otherwise a one-line refusal (the server applies a template it does not show)."""
+        from ..chat_templates import ChatTemplate
+        server_id = model.handle.server_id
+        for e in self._entries():
+            template = e["templates"].get(server_id)
+            if template is not None:
+                return ChatTemplate(template.get("source"), bos_token=template.get("bos_token") or "",
+                                    eos_token=template.get("eos_token") or "").render(messages)
+        raise LmsextError(f"the chat template is applied by the server {self.url}, which does not show it; "
+                          "an in-kernel engine shows it")
 
     # -- prediction -------------------------------------------------------------------------------------
 

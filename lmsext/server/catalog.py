@@ -42,13 +42,23 @@ def _model_entry(key: str, info: Any, size: int, instances: Iterable[Any]) -> di
                          "bits_per_weight": _bits(info.quantization if info else None)},
         "size_bytes": size,
         "params_string": _params_string(info.parameter_count if info else None),
-        "loaded_instances": [{"id": llm.identifier, "config": llm.load_result.to_rest()["config"]}
-                             for llm in instances],
+        "loaded_instances": [{"id": llm.identifier, "config": llm.load_result.to_rest()["config"],
+                              **_template_field(llm)} for llm in instances],
         "max_context_length": info.trained_context if info else None,
         "format": "gguf",
         "capabilities": {"vision": False, "trained_for_tool_use": False},
         "description": None,
     }
+
+
+def _template_field(llm: Any) -> dict[str, Any]:
+    """lmsext's extension of an instance entry: its chat template (Jinja source or None for the plain fallback,
+    BOS and EOS text), so a remote client's ``apply_prompt_template`` renders exactly what this server would."""
+    template = getattr(llm.engine, "chat_template", None)
+    if template is None:
+        return {}
+    return {"lmsext_chat_template": {"source": template.source, "bos_token": template.bos_token,
+                                     "eos_token": template.eos_token}}
 
 
 def list_models(client: Any) -> list[dict[str, Any]]:

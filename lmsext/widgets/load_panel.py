@@ -57,14 +57,17 @@ class LoadPanel(w.VBox):
         self.memory: Any = None
         self._thread: threading.Thread | None = None
         self._last_progress = 0.0
-        base = self.client.llm.plan(self.info, LoadModelConfig())
-        self.total_layers = base.offloadable_layers
+        try:
+            base = self.client.llm.plan(self.info, LoadModelConfig())
+            self.total_layers, batch = base.offloadable_layers, base.effective["eval_batch_size"]
+        except LmsextError:  # a server plans its own loads: the refusal shows in the notes, Load stays off
+            self.total_layers, batch = self.info.n_layer + 1, LoadModelConfig().eval_batch_size or 512
         info = self.info
         trained = info.trained_context or DEFAULT_CONTEXT_LENGTH
         ctx_max = max(CONTEXT_STEP, -(-trained // CONTEXT_STEP) * CONTEXT_STEP)
 
         self.binding = Binding(self.session, "load", self._refresh, self._show_error)
-        self._make_setting_controls(base.effective["eval_batch_size"], trained, ctx_max)
+        self._make_setting_controls(batch, trained, ctx_max)
         self._make_action_controls()
 
         title = w.HTML(f"<b>Load {esc(self.model_key)}</b> <span style='color:#888'>{esc(info.architecture)} · "

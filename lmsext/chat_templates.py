@@ -28,7 +28,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import Namespace
 
-from ..errors import PredictionError
+from .errors import PredictionError
 
 FALLBACK_NAME = "lmsext-plain"
 FALLBACK_STOP = "\nUser:"
