@@ -147,3 +147,21 @@ def test_the_verdicts_say_missed_when_a_value_misses_its_target():
                                                    "settings": {contention.DEFAULT: setting}}}}}}
     judged = {t["target"]: t for t in contention.targets(cres)}
     assert judged[name]["met"] is False and judged[name]["verdict"] == "missed"
+
+
+def test_quick_remote_benchmark_decodes_through_both_clients_and_counts_messages(tmp_path):
+    out = tmp_path / "remote.json"
+    env = {**os.environ, "LMSEXT_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.remote", "--quick", "--out", str(out)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert "lmsext server" in results["server"]
+    decode = results["decode"]
+    for name in ("lmsext", "openai"):  # both clients decoded the full token count every round
+        assert decode["clients"][name]["tok_s"] > 0 and decode["clients"][name]["tokens"] == [32, 32]
+    assert len(decode["round_ratios"]) == 2 and decode["ratio_median"] > 0
+    frontend = results["frontend"]
+    assert frontend["tokens"] == 64 and frontend["messages"] >= 1 and "stream" in frontend["kinds"]
+    assert [t["met"] for t in results["targets"]] == [None, None]  # quick: not judged
+    assert "× openai" in proc.stdout and "front-end messages" in proc.stdout

@@ -59,7 +59,7 @@ def test_the_quickstart_runs_unchanged_against_a_connected_server(tmp_path, monk
     assert not errors, errors
     assert all(c.execution_count for c in code)  # every cell ran
     connect = next(c for c in code if c.source.startswith("%lm_connect"))
-    assert f"connected to" in text_of(connect) and url.split("//")[1] in text_of(connect)
+    assert "connected to" in text_of(connect) and url.split("//")[1] in text_of(connect)
     ps = text_of(code[-1])
     assert "stories260K" in ps and "storyteller" in ps  # the server holds the models the notebook loaded
     template = next(c for c in code if "apply_prompt_template" in c.source)
