@@ -66,5 +66,10 @@ def test_the_quickstart_runs_unchanged_against_a_connected_server(tmp_path, monk
     assert "loaded in" in text_of(template) and "<|im_start|>user\nHi<|im_end|>" in text_of(template)
     panels = text_of(next(c for c in code if "LoadPanel" in c.source))
     assert "[widget]" in panels or "LoadPanel" in panels or "VBox" in panels, panels
+    # stop strings end the text and are reported as on the in-kernel engine (the reference outputs recorded there)
+    reference = {c.source: text_of(c) for c in nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4).cells
+                 if c.cell_type == "code"}
+    stops = next(c for c in code if "done.stats.stop_reason" in c.source)
+    assert text_of(stops) == reference[stops.source] and "stopStringFound '.'" in text_of(stops)
     story = next(c for c in code if c.source.startswith("# NBVAL_CHECK_OUTPUT\nprint(story.stats"))
     assert "tokens" in text_of(story)

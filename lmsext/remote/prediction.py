@@ -109,6 +109,9 @@ class RemotePrediction:
             yield from self._text(text, logprob)
             if choice.get("finish_reason"):
                 self.stats.stop_reason = FINISH_REASONS.get(choice["finish_reason"], "eosFound")
+                if choice["finish_reason"] == "stop" and isinstance(choice.get("stop_reason"), str):
+                    # vLLM's (and lmsext's server's) stop_reason: the stop string that ended the text
+                    self.stats.stop_reason, self.stats.stop_string = "stopStringFound", choice["stop_reason"]
         if "stats" in payload and isinstance(payload["stats"], dict):  # LM Studio's extra (non-streamed) stats
             self._lmstudio_stats(payload["stats"])
 

@@ -166,8 +166,12 @@ async def _openai_request(request: Request, schema: type) -> tuple[ServerState, 
     return state, req
 
 
-def _choice(fields: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"index": 0, **fields, "logprobs": None, "finish_reason": finish}
+def _choice(fields: dict[str, Any], finish: str | None, result: Any = None) -> dict[str, Any]:
+    """One choice; with the final ``result``, vLLM's ``stop_reason`` (the stop string that ended it) when one did,
+    since ``finish_reason: "stop"`` alone does not tell a stop string from the end of sequence."""
+    stop = getattr(getattr(result, "stats", None), "stop_string", None)
+    extra = {"stop_reason": stop} if stop and result.stats.stop_reason == "stopStringFound" else {}
+    return {"index": 0, **fields, "logprobs": None, "finish_reason": finish, **extra}
 
 
 def _finish(result: Any) -> str:
@@ -183,15 +187,16 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
             "model": llm.identifier}
     if not req.stream:
         result = await collect(job, first)
-        return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result))],
+        return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result), result)],
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     chunk_head = {**head, "object": shape.chunk_object}
     if shape.chunk_fingerprint:
         chunk_head["system_fingerprint"] = llm.identifier
     usage = bool(req.stream_options and req.stream_options.include_usage)
 
-    def chunk(text: str | None, finish: str | None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {**chunk_head, "choices": [_choice(shape.delta(text) if fields is None else fields, finish)]}
+    def chunk(text: str | None, finish: str | None, fields: dict[str, Any] | None = None,
+              result: Any = None) -> dict[str, Any]:
+        return {**chunk_head, "choices": [_choice(shape.delta(text) if fields is None else fields, finish, result)]}
 
     def usage_event(result: Any) -> dict[str, Any] | None:
         return {**head, "object": shape.chunk_object, "choices": [], "usage": _usage(result)} if usage else None
@@ -258,7 +263,7 @@ async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callabl
             if problem is not None:
                 yield _data(problem.body())
                 continue
-            yield _data(chunk(None, _finish(value)))
+            yield _data(chunk(None, _finish(value), result=value))
             extra = usage_event(value)
             if extra is not None:
                 yield _data(extra)
