@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from . import report
-from .common import HERE, RESULTS_DIR, WIDE_SHAPE, compute_bound_model, machine, stories_path, wide_model
+from .common import (HERE, RESULTS_DIR, WIDE_SHAPE, compute_bound_model, machine, stories_path, wide_model,
+                     write_between_markers)
 
 DOCS_START = "<!-- benchmarks:start -->"
 DOCS_END = "<!-- benchmarks:end -->"
@@ -141,13 +142,8 @@ def _loadavg() -> float | None:
 def update_docs(text: str) -> None:
     """Replace what is between the benchmark markers in docs/performance.md with ``text``."""
     page = HERE.parent / "docs" / "performance.md"
-    content = page.read_text()
-    if DOCS_START not in content or DOCS_END not in content:
+    if not write_between_markers(page, DOCS_START, DOCS_END, text):
         print(f"{page} has no {DOCS_START} … {DOCS_END} markers; not updated", file=sys.stderr)
-        return
-    head, rest = content.split(DOCS_START, 1)
-    _, tail = rest.split(DOCS_END, 1)
-    page.write_text(head + DOCS_START + "\n" + text + "\n" + DOCS_END + tail)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def write_between_markers(doc: Path, start: str, end: str, text: str) -> bool:
+    """Replace what is between the ``start`` and ``end`` markers of ``doc`` with ``text``; False (and
+    ``doc`` untouched) if it lacks them."""
+    content = doc.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(head + start + "\n" + text + "\n" + end + tail)
+    return True
+
+
 def median(values: Sequence[float]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (HERE, LARGE_VOCAB, RESULTS_DIR, SAMPLERS, compute_bound_model, large_vocab_model,
-                     llama_cpp_sampling, machine, stories_path)
+                     llama_cpp_sampling, machine, stories_path, write_between_markers)
 
 DOC = HERE.parent / "docs" / "performance.md"
 DOC_START, DOC_END = "<!-- contention:start -->", "<!-- contention:end -->"
@@ -380,10 +380,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def update_doc(text: str, doc: Path = DOC) -> None:
     """Put ``text`` between the contention markers of docs/performance.md."""
-    content = doc.read_text()
-    head, rest = content.split(DOC_START, 1)
-    _, tail = rest.split(DOC_END, 1)
-    doc.write_text(head + DOC_START + "\n" + text + "\n" + DOC_END + tail)
+    if not write_between_markers(doc, DOC_START, DOC_END, text):
+        raise ValueError(f"{doc} has no {DOC_START} … {DOC_END} markers")
 
 
 # ------------------------------------------------------------------------------ main

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from .common import HERE, RESULTS_DIR, machine
+from .common import HERE, RESULTS_DIR, machine, write_between_markers
 
 DOC = HERE.parent / "docs" / "performance.md"
 DOC_START, DOC_END = "<!-- remote:start -->", "<!-- remote:end -->"
@@ -209,10 +209,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def update_doc(text: str, doc: Path = DOC) -> None:
     """Put ``text`` between the remote markers of docs/performance.md."""
-    content = doc.read_text()
-    head, rest = content.split(DOC_START, 1)
-    _, tail = rest.split(DOC_END, 1)
-    doc.write_text(head + DOC_START + "\n" + text + "\n" + DOC_END + tail)
+    if not write_between_markers(doc, DOC_START, DOC_END, text):
+        raise ValueError(f"{doc} has no {DOC_START} … {DOC_END} markers")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
