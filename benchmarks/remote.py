@@ -128,43 +128,22 @@ def magic_messages(url: str, tokens: int) -> dict[str, Any]:
 
     from .common import FrontEndCapture
     from .paths import make_shell
-    from .sections import _KernelStdout, _Timed, _traffic
+    from .sections import measured_stream, timed_views
 
     shell = make_shell()
     capture = FrontEndCapture().install(shell)
     magics = magics_module.get_magics(shell)
-    original = type(magics)._view
-    views: list[_Timed] = []
-
-    def _view(this=magics):
-        view = original(this)
-        views.append(_Timed(view, time.perf_counter))
-        return view
-
-    magics._view = _view
-    stdout, sys.stdout = sys.stdout, _KernelStdout(capture)
     try:
-        shell.run_line_magic("lm_connect", url)
-        magics.display_mode = "rich"
-        if magics.has_trait("widgets"):
-            magics.widgets = "off"
-        for n in (16, tokens):  # a warm-up, then the measured stream
-            views.clear()
-            capture.clear()
-            run = shell.run_cell(f"%%lm_complete --temperature 0 --max-tokens {n} --model {MODEL}\n{PROMPT}",
-                                 store_history=False)
-            if run.error_in_exec is not None:
-                raise RuntimeError(f"%%lm_complete failed: {run.error_in_exec}")
-        timed = views[-1]
-        result = shell.user_ns["_lm"]
-        res = _traffic(capture.messages, timed.t_start, timed.t_finish, timed.text_bytes, timed.fed)
-        res.update(tokens=result.stats.predicted_tokens_count, stream_seconds=timed.t_finish - timed.t_start,
-                   view=type(timed.view).__name__)
-        shell.run_line_magic("lm_connect", "local")
-        return res
+        with timed_views(magics, capture) as views:
+            shell.run_line_magic("lm_connect", url)
+            magics.display_mode = "rich"
+            if magics.has_trait("widgets"):
+                magics.widgets = "off"
+            res = measured_stream(shell, capture, views, lambda n: (
+                f"%%lm_complete --temperature 0 --max-tokens {n} --model {MODEL}\n{PROMPT}"), tokens)
+            shell.run_line_magic("lm_connect", "local")
+            return res
     finally:
-        sys.stdout = stdout
-        magics.__dict__.pop("_view", None)
         capture.uninstall()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import statistics
@@ -9,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .common import (SAMPLER_LABELS, SAMPLERS, FrontEndCapture, interleave, median, ratio, rss_bytes,
                      summary_stats)
@@ -321,6 +322,45 @@ class _Timed:
         view.start, view.feed, view.finish = timed_start, timed_feed, timed_finish
 
 
+@contextlib.contextmanager
+def timed_views(magics: Any, capture: FrontEndCapture) -> Iterator[list[_Timed]]:
+    """While inside: every stream view the magics make is timed (appended to the yielded list) and stdout
+    goes out as ipykernel's per-flush ``stream`` messages into ``capture``."""
+    original = type(magics)._view
+    views: list[_Timed] = []
+
+    def _view(this=magics):
+        view = original(this)
+        views.append(_Timed(view, time.perf_counter))
+        return view
+
+    magics._view = _view
+    stdout, sys.stdout = sys.stdout, _KernelStdout(capture)
+    try:
+        yield views
+    finally:
+        sys.stdout = stdout
+        magics.__dict__.pop("_view", None)
+
+
+def measured_stream(shell: Any, capture: FrontEndCapture, views: list[_Timed], cell_for: Callable[[int], str],
+                    tokens: int) -> dict[str, Any]:
+    """Run ``cell_for(16)`` (a warm-up), then ``cell_for(tokens)``: the front-end traffic of the second
+    stream (:func:`_traffic`) with its token count, tok/s, duration and view class."""
+    for n in (16, tokens):
+        views.clear()
+        capture.clear()
+        run = shell.run_cell(cell_for(n), store_history=False)
+        if run.error_in_exec is not None:
+            raise RuntimeError(f"{cell_for(n).split(chr(10))[0]} failed: {run.error_in_exec}")
+    timed = views[-1]
+    result = shell.user_ns["_lm"]
+    res = _traffic(capture.messages, timed.t_start, timed.t_finish, timed.text_bytes, timed.fed)
+    res.update(tokens=result.stats.predicted_tokens_count, tok_s=result.stats.tokens_per_second,
+               stream_seconds=timed.t_finish - timed.t_start, view=type(timed.view).__name__)
+    return res
+
+
 def frontend(setup: Setup) -> dict[str, Any]:
     """What a 2,000-token ``%%lm_respond`` stream sends to the front end, per stream view (the widget
     a Jupyter kernel gets, and the plain view with ``LMMagics.widgets = 'off'``: stdout ``stream``
@@ -339,64 +379,47 @@ def frontend(setup: Setup) -> dict[str, Any]:
         variants["widget"] = True
     out: dict[str, Any] = {"tokens": n, "model": case.label, "views": {}}
     original = type(magics)._view
-    views: list[_Timed] = []
-
-    def _view(this=magics):
-        view = original(this)
-        views.append(_Timed(view, time.perf_counter))
-        return view
-
-    magics._view = _view
-    stdout, sys.stdout = sys.stdout, _KernelStdout(capture)
     try:
-        for name, widgets in variants.items():
-            setup.log(f"  front end: %%lm_respond into the {name} view, {n}-token stream")
-            magics.display_mode = "rich"
-            if magics.has_trait("widgets"):
-                magics.widgets = "on" if widgets else "off"
-            cell = f"%%lm_respond --no-history --model bench-frontend\n{DECODE_PROMPT}"
-            for tokens in (16, n):  # a warm-up, then the measured stream
-                magics.default_prediction_config = {**SAMPLERS["greedy"], "maxTokens": tokens}
-                views.clear()
-                capture.clear()
-                run = shell.run_cell(cell, store_history=False)
-                if run.error_in_exec is not None:
-                    raise RuntimeError(f"%%lm_respond failed: {run.error_in_exec}")
-            timed = views[-1]
-            result = shell.user_ns["_lm"]
-            res = _traffic(capture.messages, timed.t_start, timed.t_finish, timed.text_bytes, timed.fed)
-            res.update(tokens=result.stats.predicted_tokens_count, tok_s=result.stats.tokens_per_second,
-                       stream_seconds=timed.t_finish - timed.t_start, view=type(timed.view).__name__)
-            # the same view at simulated token rates: its clock advanced 1/rate per fragment, 5 simulated
-            # seconds each; the capture timestamps with the same clock
-            rates = {}
-            for rate in (30, 300, 3_000, 30_000):
-                fake = [0.0]
-                fake_clock = lambda: fake[0]  # noqa: E731
-                v = original(magics)
-                if not _set_clock(v, fake_clock):
-                    break
-                capture.clear()
-                capture.clock = fake_clock
-                try:
-                    tv = _Timed(v, fake_clock)
-                    v.start()
-                    for _ in range(int(rate * 5.0)):
-                        fake[0] += 1.0 / rate
-                        v.feed(" word")
-                    tv.t_finish = fake[0] + 1e-9
-                    sys.stdout.flush()  # what a view left unflushed (ipykernel's timer): counted as streamed
-                finally:
-                    capture.clock = time.perf_counter
-                sim = _traffic(capture.messages, tv.t_start, tv.t_finish, tv.text_bytes, tv.fed)
-                rates[str(rate)] = {k: sim[k] for k in ("messages", "messages_per_s", "min_gap_ms",
-                                                        "bytes_per_message_median", "payload_per_text_byte",
-                                                        "max_excess_bytes")}
-            res["simulated_rates"] = rates
-            out["views"][name] = res
+        with timed_views(magics, capture) as views:
+            for name, widgets in variants.items():
+                setup.log(f"  front end: %%lm_respond into the {name} view, {n}-token stream")
+                magics.display_mode = "rich"
+                if magics.has_trait("widgets"):
+                    magics.widgets = "on" if widgets else "off"
+                cell = f"%%lm_respond --no-history --model bench-frontend\n{DECODE_PROMPT}"
+
+                def run_with(tokens: int) -> str:
+                    magics.default_prediction_config = {**SAMPLERS["greedy"], "maxTokens": tokens}
+                    return cell
+                res = measured_stream(shell, capture, views, run_with, n)
+                # the same view at simulated token rates: its clock advanced 1/rate per fragment, 5 simulated
+                # seconds each; the capture timestamps with the same clock
+                rates = {}
+                for rate in (30, 300, 3_000, 30_000):
+                    fake = [0.0]
+                    fake_clock = lambda: fake[0]  # noqa: E731
+                    v = original(magics)
+                    if not _set_clock(v, fake_clock):
+                        break
+                    capture.clear()
+                    capture.clock = fake_clock
+                    try:
+                        tv = _Timed(v, fake_clock)
+                        v.start()
+                        for _ in range(int(rate * 5.0)):
+                            fake[0] += 1.0 / rate
+                            v.feed(" word")
+                        tv.t_finish = fake[0] + 1e-9
+                        sys.stdout.flush()  # what a view left unflushed (ipykernel's timer): counted as streamed
+                    finally:
+                        capture.clock = time.perf_counter
+                    sim = _traffic(capture.messages, tv.t_start, tv.t_finish, tv.text_bytes, tv.fed)
+                    rates[str(rate)] = {k: sim[k] for k in ("messages", "messages_per_s", "min_gap_ms",
+                                                            "bytes_per_message_median", "payload_per_text_byte",
+                                                            "max_excess_bytes")}
+                res["simulated_rates"] = rates
+                out["views"][name] = res
     finally:
-        sys.stdout = stdout
-        magics.__dict__.pop("_view", None)
         client.llm.unload("bench-frontend")
     return out
 
