@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -189,6 +190,18 @@ class PredictionStream:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (in dicts, lists and tuples, at any depth) replaced by None:
+    JSON has no such numbers (a stream's stats, a REST response)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
 
 
 def dumps(obj: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import time
 from typing import Any, Callable
@@ -16,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import (ConfigError, InsufficientMemoryError, ModelBusyError, ModelLoadError, ModelNotFoundError,
                       ModelNotLoadedError, PredictionError)
+from ..results import finite
 from .errors import ApiError, bad_request
 from .state import ServerState
 from .validation import parse_json_body
@@ -25,18 +25,8 @@ log = logging.getLogger("lmsext.server")
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def dumps(obj: Any) -> str:
-    return json.dumps(_finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _encode(obj: Any) -> bytes:

@@ -23,6 +23,7 @@ import traitlets as t
 from IPython.display import display
 
 from ..render import stream_bundle
+from ..results import finite
 from .frontend import asset, kernel_id, widget_bundle
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class StreamWidget(anywidget.AnyWidget):
         self.flush()
         with self.hold_sync():
             self.text = result.content
-            self.stats = _jsonable(result.stats.to_dict())
+            self.stats = finite(result.stats.to_dict())
             self.stop_reason = result.stats.stop_reason
             self.error = result.parse_error or result.stats.error or ""
             self.running, self.done = False, True
@@ -150,10 +151,6 @@ class StreamWidget(anywidget.AnyWidget):
             with self._lock:
                 text = self.partial_text[:self._sent]  # what the messages so far carried
                 self.send({"type": "snapshot", "seq": self._seq - 1, "text": text, "tokens": self._tokens})
-
-
-def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
 
 
 class WidgetStreamView:
