@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 import lmsext.config as config
 from lmsext.config import (CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES, ConfigError, GpuSetting,
                            LoadModelConfig, PredictionConfig, StructuredSpec)
+from lmsext.config.tools import RawToolsSetting
 from lmsext.errors import ConfigError as ErrorsConfigError
 
 # --------------------------------------------------------------------------- spelling tables
@@ -54,6 +55,7 @@ PREDICTION_FIELDS = [
     ("draft_model", "draftModel", "qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct"),
     ("seed", "seed", 7, 7),
     ("log_probs", "logProbs", 5, 5),
+    ("raw_tools", "rawTools", {"type": "none"}, RawToolsSetting(type="none")),
 ]
 # The REST names of seed rest-load-a-model.md.
 REST_LOAD_KEYS = ["context_length", "eval_batch_size", "flash_attention", "num_experts", "offload_kv_cache_to_gpu"]

@@ -11,6 +11,7 @@ from .limits import check_prediction_limits
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
+from .tools import RAW_TOOLS_ALLOWED, RawToolsSetting
 from .value_types import (FalseOnly, Int, NonEmptyStr, NonNegativeInt, PositiveFloat32, PositiveInt,
                           ProbabilityMassFloat, SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
 
@@ -70,6 +71,8 @@ class PredictionConfig(SettingsModel):
     log_probs: Annotated[Int, Field(ge=0, le=MAX_LOG_PROBS)] | None = setting(
         f"an integer from 0 to {MAX_LOG_PROBS} (top alternatives per token)",
         "How many top alternatives to report with each generated token.")
+    raw_tools: RawToolsSetting | None = setting(
+        RAW_TOOLS_ALLOWED, "Tools the model may call (rendered through its chat template; calls parsed from the output).")
 
     @field_validator("stop_strings", "tool_call_stop_strings", mode="before")
     @classmethod
