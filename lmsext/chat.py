@@ -9,7 +9,9 @@ from typing import Any, Iterable
 
 from .errors import ConfigError
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
+TOOL_FIELDS = ("tool_calls", "tool_call_id", "name")
+"""Extra message keys kept for tool use: an assistant's ``tool_calls``, a tool result's ``tool_call_id`` / ``name``."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -34,7 +36,7 @@ class Chat:
     """
 
     def __init__(self, initial_prompt: str | None = None) -> None:
-        self._messages: list[dict[str, str]] = []
+        self._messages: list[dict[str, Any]] = []
         if initial_prompt is not None:
             self.add_system_prompt(initial_prompt)
 
@@ -57,16 +59,18 @@ class Chat:
         for message in history:
             if not isinstance(message, dict) or "role" not in message or "content" not in message:
                 raise ConfigError(f"each chat message needs 'role' and 'content', got {message!r:.60}", key="history")
-            chat._add(message["role"], message["content"])
+            chat._add(message["role"], message["content"], **{k: message[k] for k in TOOL_FIELDS if k in message})
         return chat
 
-    def _add(self, role: str, content: Any) -> None:
+    def _add(self, role: str, content: Any, **tool_fields: Any) -> None:
         if role not in ROLES:
             raise ConfigError(f"chat role {role!r:.40} is not one of {', '.join(ROLES)}", key="role", value=role)
         content = getattr(content, "content", content)  # accept a PredictionResult
         if not isinstance(content, str):
             raise ConfigError(f"chat message content must be text, got {type(content).__name__}", key="content")
-        self._messages.append({"role": role, "content": clean_text(content)})
+        message: dict[str, Any] = {"role": role, "content": clean_text(content)}
+        message.update({k: copy.deepcopy(v) for k, v in tool_fields.items() if v is not None})
+        self._messages.append(message)
 
     def add_system_prompt(self, prompt: str) -> None:
         """Set (or replace) the system prompt, kept as the first message."""
@@ -79,12 +83,17 @@ class Chat:
         """Append a user message."""
         self._add("user", content)
 
-    def add_assistant_response(self, content: Any) -> None:
-        """Append the assistant's reply (text or a prediction result)."""
-        self._add("assistant", content)
+    def add_assistant_response(self, content: Any, tool_calls: list[dict[str, Any]] | None = None) -> None:
+        """Append the assistant's reply (text or a prediction result), with the ``tool_calls`` it made
+        (``[{"id", "type": "function", "function": {"name", "arguments"}}]``, as chat templates take them)."""
+        self._add("assistant", content, tool_calls=list(tool_calls) if tool_calls else None)
+
+    def add_tool_result(self, content: str, tool_call_id: str | None = None, name: str | None = None) -> None:
+        """Append a tool's result (role ``tool``) for the call ``tool_call_id`` of tool ``name``."""
+        self._add("tool", content, tool_call_id=tool_call_id, name=name)
 
     @property
-    def messages(self) -> list[dict[str, str]]:
+    def messages(self) -> list[dict[str, Any]]:
         """A copy of the messages."""
         return copy.deepcopy(self._messages)
 

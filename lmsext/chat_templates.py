@@ -13,15 +13,25 @@ Fallback (models without ``tokenizer.chat_template``, such as base models)::
     Assistant:                          (the generation prompt)
 
 and ``"\\nUser:"`` is added as an implicit stop string so a base model does not write the user's
-next turn.
+next turn. With tools (``rawTools``), the fallback writes after the system prompt
+``Tools (call one as {"name": ..., "arguments": {...}}):\\n`` and one JSON line per tool definition,
+then a blank line; a tool result is ``Tool: {content}\\n``; an assistant message with ``tool_calls``
+and no text is written as their JSON.
+
+Tool definitions reach a template as its ``tools`` variable (OpenAI's list of
+``{"type": "function", "function": {...}}``, as Hugging Face templates take them) while
+:func:`template_tools` is active: the prediction that offers tools renders its prompt inside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
+import json
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -32,6 +42,20 @@ from .errors import PredictionError
 
 FALLBACK_NAME = "lmsext-plain"
 FALLBACK_STOP = "\nUser:"
+
+
+_TOOLS: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar("lmsext_template_tools",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def template_tools(tools: list[dict[str, Any]] | None) -> Iterator[None]:
+    """Within this block, chat templates render with ``tools`` (None or [] = no tools)."""
+    token = _TOOLS.set(list(tools) if tools else None)
+    try:
+        yield
+    finally:
+        _TOOLS.reset(token)
 
 
 def _raise(message: str) -> None:
@@ -148,13 +172,14 @@ class ChatTemplate:
 
     def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         """Render ``messages`` (``{"role", "content"}`` dicts) to the prompt text."""
+        tools = _TOOLS.get()
         if self._compiled is None:
-            return _render_fallback(messages, add_generation_prompt)
+            return _render_fallback(messages, add_generation_prompt, tools)
         _budget.calls = _budget.iterations = _budget.output = 0
         try:
             return _check_size(self._compiled.render(
                 messages=list(messages), add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token))
+                bos_token=self.bos_token, eos_token=self.eos_token, **({"tools": tools} if tools else {})))
         except Exception as exc:  # TemplateError, SecurityError, TypeError, RecursionError, MemoryError, …
             raise PredictionError(f"the model's chat template failed: {_describe(exc)}") from None
 
@@ -166,19 +191,36 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _render_fallback(messages: Sequence[dict[str, Any]], add_generation_prompt: bool) -> str:
+def _render_fallback(messages: Sequence[dict[str, Any]], add_generation_prompt: bool,
+                     tools: list[dict[str, Any]] | None = None) -> str:
     parts: list[str] = []
+    listed = not tools
     for message in messages:
         role, content = message["role"], message["content"]
+        if not listed and role != "system":
+            parts.append(_fallback_tools(tools or []))
+            listed = True
         if role == "system":
             parts.append(f"{content}\n\n")
         elif role == "user":
             parts.append(f"User: {content}\n")
+        elif role == "tool":
+            parts.append(f"Tool: {content}\n")
         else:
+            if not content and message.get("tool_calls"):
+                calls = [c.get("function", c) for c in message["tool_calls"]]
+                content = " " + json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
             # A reply the model wrote continues "Assistant:" with its own leading space: render it as
             # the model saw it, so the next turn's prompt reuses the reply's tokens from the KV cache.
             sep = "" if content[:1].isspace() else " "
             parts.append(f"Assistant:{sep}{content}\n")
+    if not listed:
+        parts.append(_fallback_tools(tools or []))
     if add_generation_prompt:
         parts.append("Assistant:")
     return "".join(parts)
+
+
+def _fallback_tools(tools: list[dict[str, Any]]) -> str:
+    lines = [json.dumps(t.get("function", t), ensure_ascii=False) for t in tools]
+    return 'Tools (call one as {"name": ..., "arguments": {...}}):\n' + "\n".join(lines) + "\n\n"

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from .backend import (Engine, LoadedModel, MemoryEstimate, ModelInfo, SupportsEstimate, SupportsNextTokenDistribution,
                       SupportsVocabulary, missing_capability)
 from .chat import Chat, clean_text
+from .chat_templates import template_tools
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
+from .tools import ActResult, act, parse_tool_calls, template_tool_list, tool_config
 
 if TYPE_CHECKING:
     from .client import LLMNamespace
@@ -172,9 +174,21 @@ class LLM:
         """Like :meth:`respond`, as a stream of fragments."""
         self._check_open()
         messages = Chat.from_history(history).messages
-        pconfig = PredictionConfig.parse(config)
-        return self._stream(self._backend.predict(self._loaded, messages, pconfig), pconfig,
-                            on_prediction_fragment, on_first_token)
+        pconfig = tool_config(PredictionConfig.parse(config))
+        with template_tools(template_tool_list(pconfig)):  # the engine renders the prompt in predict()
+            run = self._backend.predict(self._loaded, messages, pconfig)
+        return self._stream(run, pconfig, on_prediction_fragment, on_first_token)
+
+    def act(self, chat: Chat | str | list | dict, tools: Any, *, max_prediction_rounds: int | None = None,
+            config: Any = None, **callbacks: Any) -> ActResult:
+        """LM Studio's multi-round tool use: predict, run the tools the model calls, append their results,
+        repeat until a round calls none or ``max_prediction_rounds``; see :func:`lmsext.tools.act` for the
+        callbacks (``on_message``, ``on_round_start``, ``on_prediction_completed``, ``on_tool_call``, …).
+
+        ``tools``: Python functions (name, docstring and type hints make the definition), ToolDefinitions
+        or their dicts. ``config={"rawTools": {"type": "toolArray", "force": True}}`` forces a well-formed
+        call in every round but the last. Errors of a tool go back to the model as its result text."""
+        return act(self, chat, tools, max_prediction_rounds=max_prediction_rounds, config=config, **callbacks)
 
     def complete_stream(self, prompt: str, config: Any = None, *,
                         on_prediction_fragment: FragmentCallback | None = None,
@@ -183,7 +197,7 @@ class LLM:
         if not isinstance(prompt, str):
             raise ConfigError(f"complete() takes a prompt string, got {type(prompt).__name__}", key="prompt")
         self._check_open()
-        pconfig = PredictionConfig.parse(config)
+        pconfig = tool_config(PredictionConfig.parse(config))
         return self._stream(self._backend.predict(self._loaded, clean_text(prompt), pconfig), pconfig,
                             on_prediction_fragment, on_first_token)
 
@@ -226,10 +240,12 @@ class LLM:
             parsed, error = content, None
             if structured is not None and structured.type != "none":
                 parsed, error = parse_output(content, structured)
+            tool_calls = _tool_calls(content, pconfig, stats)
             return PredictionResult(content=content, stats=stats, model_instance_id=self.identifier,
                                     model_info=self._loaded.info, prediction_config=pconfig.to_dict("camel"),
                                     parsed=parsed, parse_error=error,
-                                    logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text)
+                                    logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text,
+                                    tool_calls=tool_calls)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
         return PredictionStream(fragments(), finish, run.cancel)
@@ -245,6 +261,18 @@ def _token_ids(prompt: Any) -> bool:
         return prompt.size > 0 and prompt.dtype.kind in "iu"
     return isinstance(prompt, (list, tuple)) and bool(prompt) and all(
         isinstance(t, numbers.Integral) and not isinstance(t, bool) and type(t).__name__ != "bool_" for t in prompt)
+
+
+def _tool_calls(content: str, pconfig: PredictionConfig, stats: PredictionStats) -> list[Any]:
+    """The tool calls in ``content`` when the prediction offered tools; a malformed one becomes a note."""
+    tools = template_tool_list(pconfig)
+    if not tools:
+        return []
+    found = parse_tool_calls(content, [t["function"]["name"] for t in tools])
+    stats.notes.extend(found.notes)
+    if pconfig.raw_tools.force and not found.calls and not found.notes:
+        stats.notes.append(f"rawTools.force: the output is no complete tool call (stop reason {stats.stop_reason})")
+    return found.calls
 
 
 def unloaded_error(identifier: str) -> ModelNotLoadedError:

@@ -127,6 +127,9 @@ class PredictionResult:
     parse_error: str | None = None
     logprobs: list[Any] | None = None
     prompt: str | None = None
+    tool_calls: list[Any] = field(default_factory=list)
+    """The tool calls parsed from the reply when the prediction offered tools (``rawTools``):
+    :class:`lmsext.tools.ToolCallRequest` objects."""
 
     def __str__(self) -> str:
         return self.content

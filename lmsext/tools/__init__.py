@@ -10,11 +10,14 @@ The ``rawTools`` setting itself (``ToolDefinition``, ``ToolFunctionDefinition``)
 """
 
 from ..config.tools import RawToolsSetting, ToolDefinition, ToolFunctionDefinition
+from .act import ActResult, PredictionRoundResult, ToolCallOutcome, act, run_tool_call
 from .definitions import Tool, as_tools, tool_from_function
 from .forcing import forced_call_schema, template_tool_list, tool_config
 from .parsing import ParsedToolCalls, ToolCallRequest, parse_tool_calls
+from .view import ActView
 
 __all__ = [
-    "ParsedToolCalls", "RawToolsSetting", "Tool", "ToolCallRequest", "ToolDefinition", "ToolFunctionDefinition",
-    "as_tools", "forced_call_schema", "parse_tool_calls", "template_tool_list", "tool_config", "tool_from_function",
+    "ActResult", "ActView", "ParsedToolCalls", "PredictionRoundResult", "RawToolsSetting", "Tool", "ToolCallOutcome",
+    "ToolCallRequest", "ToolDefinition", "ToolFunctionDefinition", "act", "as_tools", "forced_call_schema",
+    "parse_tool_calls", "run_tool_call", "template_tool_list", "tool_config", "tool_from_function",
 ]
