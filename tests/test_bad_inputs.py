@@ -717,7 +717,8 @@ TABLE += [
          body={"model": "victim", "prompt": "Once", "stream": "yes"}),
     rest("rest-messages-empty", '/v1/chat/completions {"messages": []}', 400, r"^messages=\[\]", path=_OAI_CHAT,
          body={"model": "victim", "messages": []}),
-    rest("rest-role-tool", '{"role": "tool"} message', 400, r"role 'tool' is not supported", path=_OAI_CHAT,
+    rest("rest-role-tool", '{"role": "tool"} message without tool_call_id', 400,
+         r"^a tool message needs the tool_call_id of the call it answers$", path=_OAI_CHAT,
          body={"model": "victim", "messages": [{"role": "tool", "content": "x"}]}),
     rest("rest-image-input", '/api/v1/chat input [{"type": "image"}]', 400, r"image input is not supported",
          path=_CHAT, body={"model": "victim", "input": [{"type": "image", "data_url": "data:,"}]}),
@@ -754,6 +755,31 @@ TABLE += [
                "structured": {"type": "json", "jsonSchema": {"type": "array"}}}),
     rest("rest-body-too-large", "a 5 MB prompt (limit 4 MiB)", 413, r"^request body larger than 4194304 bytes$",
          body={"model": "victim", "prompt": "x" * 5_000_000}),
+]
+
+# tools and act() (issue 17)
+_TOOL = {"type": "function", "function": {"name": "add", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
+TABLE += [
+    api("raw-tools-bad-name", 'config={"rawTools": {"type": "toolArray", "tools": [{"function": {"name": "a b"}}]}}',
+        lambda c: c.victim.respond("Hi", config={"rawTools": {"type": "toolArray", "tools": [
+            {"type": "function", "function": {"name": "a b"}}]}}), ConfigError,
+        r"^rawTools\.tools\[0\]\.function\.name='a b': must be 1 to 64 letters, digits"),
+    api("raw-tools-bad-schema", 'rawTools tool parameters {"properties": {"x": {"type": "nope"}}}',
+        lambda c: c.victim.respond("Hi", config={"rawTools": {"type": "toolArray", "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {
+                "type": "object", "properties": {"x": {"type": "nope"}}}}}]}}), ConfigError,
+        r"^rawTools\.tools\[0\]\.function\.parameters\.properties\.x\.type: not a valid JSON schema"),
+    api("act-not-a-tool", 'model.act("Hi", [1])', lambda c: c.victim.act("Hi", [1]), ConfigError,
+        r"^tools: int is not a tool"),
+    api("act-force-without-round-limit", 'model.act("Hi", [tool], config={"rawTools": {"type": "toolArray", '
+        '"force": True}})', lambda c: c.victim.act("Hi", [_TOOL], config={"rawTools": {"type": "toolArray",
+                                                                                     "force": True}}),
+        ConfigError, r"^rawTools\.force makes every round call a tool: give max_prediction_rounds$"),
+    rest("rest-tool-choice-unknown", '"tool_choice": "sometimes" with tools', 400,
+         r"^tool_choice='sometimes': must be 'none', 'auto', 'required' or a function$", path=_OAI_CHAT,
+         body={"model": "victim", "messages": [{"role": "user", "content": "Hi"}], "tools": [_TOOL],
+               "tool_choice": "sometimes"}),
 ]
 
 

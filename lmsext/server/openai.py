@@ -10,11 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ConfigError
+from ..tools import parse_tool_calls
 from .catalog import get_model, list_models
 from .configs import prediction_config, unsupported
 from .errors import ApiError, bad_request
 from .http import JSON, created, dumps, endpoint, read_json, run_blocking, server_state, to_api_error
 from .jobs import GatedStream, PredictionJob, collect, failed, job_events, start_job
+from .openai_tools import as_tools_error, template_message, tool_call_deltas, tool_message, tool_settings
 from .requests import SAMPLING_FIELDS, ImagePart, OpenAIChatRequest, OpenAICompletionRequest
 from .state import ServerState
 from .validation import validate
@@ -54,11 +56,11 @@ def _openai_common_checks(req: Any) -> None:
         raise bad_request("logit_bias is not supported by lmsext", param="logit_bias")
 
 
-def _openai_messages(req: OpenAIChatRequest) -> list[dict[str, str]]:
+def _openai_messages(req: OpenAIChatRequest) -> list[dict[str, Any]]:
     out = []
     for i, msg in enumerate(req.messages):
-        if msg.role in ("tool", "function"):
-            raise bad_request(f"role '{msg.role}' is not supported by lmsext (no tool calling)",
+        if msg.role == "function":
+            raise bad_request("role 'function' is not supported by lmsext (use tools and role 'tool')",
                               param=f"messages[{i}].role")
         content = msg.content
         if content is None:
@@ -73,7 +75,8 @@ def _openai_messages(req: OpenAIChatRequest) -> list[dict[str, str]]:
                                       param=f"messages[{i}].content[{j}]")
                 texts.append(part.text)
             text = "".join(texts)
-        out.append({"role": "system" if msg.role == "developer" else msg.role, "content": text})
+        out.append(template_message(i, "system" if msg.role == "developer" else msg.role, text, msg.tool_calls,
+                                    msg.tool_call_id))
     return out
 
 
@@ -109,15 +112,18 @@ def _lms_stats(result: Any) -> dict[str, Any]:
             "generation_time": st.generation_time_sec, "stop_reason": st.stop_reason}
 
 
-def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structured: dict[str, Any] | None) -> Any:
+def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structured: dict[str, Any] | None,
+                   tools: dict[str, Any] | None = None) -> Any:
     values = {k: getattr(req, k) for k in SAMPLING_FIELDS}
     values["max_tokens"] = max_tokens
     if structured is not None:
         values["structured"] = structured
+    if tools is not None:
+        values["raw_tools"] = tools
     try:
         return prediction_config(values, check=state.client.engine.check_prediction_config)
     except ApiError as exc:
-        raise _as_response_format(exc) from None
+        raise as_tools_error(_as_response_format(exc)) from None
 
 
 def _as_response_format(err: ApiError) -> ApiError:
@@ -175,7 +181,14 @@ def _choice(fields: dict[str, Any], finish: str | None, result: Any = None) -> d
 
 
 def _finish(result: Any) -> str:
-    return FINISH_REASONS.get(result.stats.stop_reason, "stop")
+    return "tool_calls" if getattr(result, "tool_calls", None) else FINISH_REASONS.get(result.stats.stop_reason, "stop")
+
+
+def _answer_fields(shape: _OpenAIShape, result: Any) -> dict[str, Any]:
+    """The choice's fields of a whole answer: the text, or the message with its ``tool_calls``."""
+    if getattr(result, "tool_calls", None) and shape is _CHAT_SHAPE:
+        return {"message": tool_message(result, parse_tool_calls(result.content).content)}
+    return shape.content(result.content)
 
 
 async def _openai_answer(request: Request, state: ServerState, req: Any, shape: _OpenAIShape,
@@ -187,7 +200,7 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
             "model": llm.identifier}
     if not req.stream:
         result = await collect(job, first)
-        return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result), result)],
+        return JSON({**head, "choices": [_choice(_answer_fields(shape, result), _finish(result), result)],
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     chunk_head = {**head, "object": shape.chunk_object}
     if shape.chunk_fingerprint:
@@ -202,7 +215,9 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
         return {**head, "object": shape.chunk_object, "choices": [], "usage": _usage(result)} if usage else None
 
     first_event = None if shape.first_delta is None else chunk(None, None, shape.first_delta)
-    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event), job, "text/event-stream")
+    held = getattr(req, "tools", None) and getattr(req, "tool_choice", None) != "none"
+    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event, bool(held)), job,
+                       "text/event-stream")
 
 
 @endpoint
@@ -211,10 +226,7 @@ async def openai_chat(request: Request) -> Response:
     state, req = await _openai_request(request, OpenAIChatRequest)
     unsupported("logprobs", req.logprobs, (False,), "logprobs")
     unsupported("top_logprobs", req.top_logprobs, (0,), "top_logprobs")
-    if req.tools:
-        raise bad_request("tools are not supported by lmsext", param="tools")
-    if req.tool_choice not in (None, "none", "auto"):
-        raise bad_request("tool_choice is not supported by lmsext (no tools)", param="tool_choice")
+    tools = tool_settings(req.tools, req.tool_choice)
     if req.max_tokens is not None and req.max_completion_tokens is not None \
             and req.max_tokens != req.max_completion_tokens:
         raise bad_request("give max_tokens or max_completion_tokens, not both", param="max_completion_tokens")
@@ -222,7 +234,7 @@ async def openai_chat(request: Request) -> Response:
     messages = _openai_messages(req)
     if max_tokens is None:
         max_tokens = state.default_max_tokens
-    config = _openai_config(state, req, max_tokens, _response_format(req.response_format))
+    config = _openai_config(state, req, max_tokens, _response_format(req.response_format), tools)
     try:  # the JSON schema becomes a grammar when the prediction starts: its errors come from there
         return await _openai_answer(request, state, req, _CHAT_SHAPE,
                                     lambda llm: llm.respond_stream(messages, config))
@@ -251,18 +263,26 @@ async def openai_completions(request: Request) -> Response:
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
                       usage_event: Callable[[Any], dict[str, Any] | None],
-                      first_event: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event."""
+                      first_event: dict[str, Any] | None = None, held: bool = False) -> AsyncIterator[str]:
+    """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event; ``held``: the
+    reply (which may call tools) is sent once complete, as a content delta and a ``tool_calls`` delta."""
     if first_event is not None:
         yield _data(first_event)
     async for kind, value in job_events(job, first):
         if kind == "fragment":
-            yield _data(chunk(value.content, None))
+            if not held:
+                yield _data(chunk(value.content, None))
         elif kind == "result":
             problem = failed(value)
             if problem is not None:
                 yield _data(problem.body())
                 continue
+            if held:
+                text = parse_tool_calls(value.content).content if value.tool_calls else value.content
+                if text:
+                    yield _data(chunk(text, None))
+                if value.tool_calls:
+                    yield _data(chunk(None, None, {"delta": tool_call_deltas(value)}))
             yield _data(chunk(None, _finish(value), result=value))
             extra = usage_event(value)
             if extra is not None:

@@ -120,6 +120,8 @@ class OpenAIMessage(Strict):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: Union[str, list[Annotated[Union[TextPart, ImagePart], Field(discriminator="type")]], None] = None
     name: str | None = None
+    tool_calls: list[Any] | None = Field(None, description="An assistant's calls: [{id, type: function, function: {name, arguments}}].")
+    tool_call_id: str | None = Field(None, description="A tool message: the id of the call it answers.")
 
 
 class StreamOptions(Strict):
@@ -149,8 +151,8 @@ class OpenAIChatRequest(_OpenAICommon):
         None, description="`{type: text}`, `{type: json_object}` or `{type: json_schema, json_schema: {schema}}`.")
     logprobs: bool | None = Field(None, description="Only false is supported.")
     top_logprobs: int | None = Field(None, description="Only 0 is supported.")
-    tools: list[Any] | None = Field(None, description="Not supported: must be absent or empty.")
-    tool_choice: Any = Field(None, description="Only 'none' or 'auto' without tools.")
+    tools: list[Any] | None = Field(None, description="[{type: function, function: {name, description, parameters}}].")
+    tool_choice: Any = Field(None, description="'auto' (default), 'none', 'required' or {type: function, function: {name}}.")
     parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored.")
     metadata: dict[str, Any] | None = Field(None, description="Accepted and ignored.")
     store: bool | None = Field(None, description="Accepted and ignored.")
