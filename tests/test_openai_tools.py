@@ -129,3 +129,27 @@ def test_bad_tool_requests_are_one_line_400s(http, change, param, message):
     error = r.json()["error"]
     assert error["param"] == param and "\n" not in error["message"]
     assert __import__("re").search(message, error["message"]), error["message"]
+
+
+def test_the_remote_engine_passes_tools_and_reads_tool_calls(server):
+    """act() on a RemoteEngine connected to the kernel's server: the server forces the call (tool_choice required),
+    its streamed tool_calls become the result's tool_calls, the tool runs here and its result goes back."""
+    client = lmsext.Client(server.url)
+    try:
+        remote = client.llm.model(MODEL)
+        ran = []
+
+        def add(a: int, b: int) -> int:
+            """Add two integers."""
+            ran.append((a, b))
+            return a + b
+
+        result = remote.act("What is 2 + 3?", [add], max_prediction_rounds=2,
+                            config={"rawTools": {"type": "toolArray", "force": True}, "temperature": 0,
+                                    "maxTokens": 100})
+        assert result.rounds == 2 and len(ran) == 1
+        outcome = result.tool_calls[0]
+        assert outcome.error is False and outcome.result == str(sum(ran[0]))
+        assert [m["role"] for m in result.chat.messages] == ["user", "assistant", "tool", "assistant"]
+    finally:
+        client.engine.close()

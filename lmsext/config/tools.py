@@ -26,7 +26,8 @@ from lmsext.errors import ConfigError
 from .error_messages import bad_value
 from .settings_base import ValidatedModel, check_style
 
-RAW_TOOLS_ALLOWED = "{'type': 'toolArray', 'tools': [{'type': 'function', 'function': {...}}], 'force': bool} or {'type': 'none'}"
+RAW_TOOLS_ALLOWED = ("{'type': 'toolArray', 'tools': [{'type': 'function', 'function': {...}}], 'force': bool} "
+                     "or {'type': 'none'}")
 """What the ``rawTools`` prediction setting accepts, as quoted in error messages."""
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """A tool name (OpenAI's rule: letters, digits, ``_``, ``-``, ``.``; at most 64)."""

@@ -20,7 +20,7 @@ from ..config import LoadModelConfig, PredictionConfig
 from ..errors import LmsextError, ModelNotFoundError, ModelNotLoadedError, RemoteError
 from .prediction import RemotePrediction
 from .requests import (LMSTUDIO_V1, OPENAI, fits_api_chat, lmstudio_chat_body, load_body, openai_body,
-                       refuse_load_settings, refuse_prediction_settings)
+                       openai_messages, refuse_load_settings, refuse_prediction_settings)
 from .transport import READ_TIMEOUT, Transport
 
 #: The environment variable naming the server ``lmsext.Client()`` connects to when set.
@@ -239,7 +239,7 @@ class RemoteEngine:
                 body = lmstudio_chat_body(handle.server_id, prompt, config)
             else:
                 path, kind = "/v1/chat/completions", "openai_chat"
-                body = {**openai_body(handle.server_id, config, chat=True), "messages": list(prompt)}
+                body = {**openai_body(handle.server_id, config, chat=True), "messages": openai_messages(prompt)}
         prediction = RemotePrediction(self.transport, path, body, kind, prompt_text=prompt_text,
                                       log_probs=config.log_probs or 0)
         handle.current = prediction

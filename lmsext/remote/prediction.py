@@ -39,6 +39,7 @@ class RemotePrediction:
         self._transport, self._path = transport, path
         self._cancelled = False
         self._deltas = 0
+        self._tool_calls: dict[int, dict[str, str]] = {}  # streamed tool_calls by index: name, arguments text
         self._reported: set[str] = set()  # which stats the server reported
         self._events: Iterator[TokenEvent] | None = None
         self._response: httpx.Response | None = transport.stream(path, body)
@@ -103,6 +104,9 @@ class RemotePrediction:
             if self.kind == "openai_chat":
                 text = (choice.get("delta") or {}).get("content") or ""
                 logprob = _chat_logprob(choice.get("logprobs"))
+                self._collect_tool_calls((choice.get("delta") or {}).get("tool_calls"))
+                if choice.get("finish_reason"):
+                    text += self._tool_call_text()
             else:
                 text = choice.get("text") or ""
                 logprob = _completion_logprob(choice.get("logprobs"))
@@ -114,6 +118,23 @@ class RemotePrediction:
                     self.stats.stop_reason, self.stats.stop_string = "stopStringFound", choice["stop_reason"]
         if "stats" in payload and isinstance(payload["stats"], dict):  # LM Studio's extra (non-streamed) stats
             self._lmstudio_stats(payload["stats"])
+
+    def _collect_tool_calls(self, deltas: Any) -> None:
+        """OpenAI streams a call in pieces: the name, then the arguments' JSON text in fragments, per index."""
+        for delta in deltas or []:
+            if not isinstance(delta, dict):
+                continue
+            call = self._tool_calls.setdefault(int(delta.get("index") or 0), {"name": "", "arguments": ""})
+            function = delta.get("function") or {}
+            call["name"] += function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
+
+    def _tool_call_text(self) -> str:
+        """The server's tool calls written as Qwen/Hermes ``<tool_call>`` text, which lmsext parses like a
+        reply of an in-kernel model (so a remote call gives the same ``tool_calls``)."""
+        calls, self._tool_calls = self._tool_calls, {}
+        return "".join(f'<tool_call>{{"name": {json.dumps(c["name"])}, "arguments": {c["arguments"] or "{}"}}}'
+                       f'</tool_call>' for _, c in sorted(calls.items()))
 
     def _text(self, text: str, logprob: TokenLogProb | None) -> Iterator[TokenEvent]:
         if not text and logprob is None:

@@ -7,6 +7,7 @@ server would silently drop.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..config import LoadModelConfig, PredictionConfig
@@ -106,6 +107,11 @@ def openai_body(model: str, config: PredictionConfig, *, chat: bool) -> dict[str
     if limit is not None:
         body["max_tokens"] = limit
     structured = config.structured
+    tools = config.raw_tools.active if chat and config.raw_tools is not None else []
+    if tools:  # the server renders them and returns tool_calls (prediction.py writes them as <tool_call> text)
+        body["tools"] = [t.to_dict() for t in tools]
+        if config.raw_tools.force:  # the server forces the call: not lmsext's forced-call schema as a format
+            body["tool_choice"], structured = "required", None
     if structured is not None and structured.type == "json":
         schema = structured.json_schema or {"type": "object"}
         if not chat:
@@ -145,8 +151,22 @@ def fits_api_chat(messages: list[dict[str, str]], config: PredictionConfig) -> b
     and no log probabilities (the endpoint has none). A longer history goes through ``/v1/chat/completions``."""
     if config.log_probs or not messages or messages[-1]["role"] != "user":
         return False
+    if config.raw_tools is not None and config.raw_tools.active:  # tools go through /v1/chat/completions
+        return False
     head = messages[:-1]
     return len(head) <= 1 and all(m["role"] == "system" for m in head)
+
+
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages as OpenAI takes them: an assistant's ``tool_calls`` with their arguments as JSON text."""
+    out = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = [{**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"])}}
+                     if not isinstance(c["function"].get("arguments"), str) else c for c in message["tool_calls"]]
+            message = {**message, "tool_calls": calls}
+        out.append(message)
+    return out
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
