@@ -150,6 +150,32 @@ for question in ("Tell me about a dog.", "What did the dog do next?"):
     chat.add_assistant_response(reply.content)
     print(f"> {question}\\n{reply.content}\\n")""", check=True),
     md("""
+## Tools and `act()`
+
+`model.act()` is LM Studio's tool loop: the model's reply is parsed for tool calls, the Python functions
+run, their results go back into the chat, and the model is asked again — until it answers without a
+call, or `max_prediction_rounds` (the last round offers no tools). A function's name, docstring and type
+hints make its definition. `rawTools.force` constrains each reply to one well-formed call (a grammar from
+the tools' JSON schemas), so even this tiny story model calls the tool; a real chat model does not need it.
+`ActView` shows each round — call, arguments, result — as it happens.
+"""),
+    code("""
+from lmsext.tools import ActView
+
+
+def add(a: int, b: int) -> int:
+    \"\"\"Add two integers.\"\"\"
+    return a + b
+
+
+view = ActView()
+result = model.act("What is 2 + 3?", [add], max_prediction_rounds=2, **view.callbacks(),
+                   config={"rawTools": {"type": "toolArray", "force": True}, "temperature": 0, "maxTokens": 100})"""),
+    code("""
+print(f"{result.rounds} rounds; the tool ran with {result.tool_calls[0].request.arguments} -> {result.tool_calls[0].result}")
+for message in result.chat.messages:
+    print(message)""", check=True),
+    md("""
 ## The panels
 
 `LoadPanel` puts every load setting of a model on sliders (ranges from its GGUF metadata) with a live
