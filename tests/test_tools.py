@@ -155,3 +155,19 @@ def test_plain_answers_are_no_calls():
     for text in ("Once upon a time", '{"not": "a call"}', "{ braces in prose", "[1, 2]", ""):
         found = parse_tool_calls(text, NAMES)
         assert found.calls == [] and found.notes == [] and found.content == text
+
+
+def test_lm_studio_sdk_tool_function_defs_are_tools():
+    """The SDK's ToolFunctionDef (dict or object): parameters map names to types or {"type", "default"}."""
+    from types import SimpleNamespace
+    spec = {"name": "scale", "description": "Scale a number", "implementation": lambda x, k=2.0: x * k,
+            "parameters": {"x": int, "k": {"type": float, "default": 2.0}}}
+    (tool,) = as_tools([spec])
+    assert tool.definition.to_dict()["function"] == {"name": "scale", "description": "Scale a number", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}, "k": {"type": "number", "default": 2.0}},
+        "required": ["x"], "additionalProperties": False}}
+    assert tool.implementation(x=3) == 6.0 and tool.argument_errors({"x": 1.5}) == "x: 1.5 is not of type 'integer'"
+    (same,) = as_tools([SimpleNamespace(**spec)])
+    assert same.definition == tool.definition
+    with pytest.raises(ConfigError, match=r"^tool 'scale': the implementation must be callable$"):
+        as_tools([{**spec, "implementation": 3}])

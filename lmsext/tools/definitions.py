@@ -21,7 +21,9 @@ from pydantic import ConfigDict, create_model
 from ..config.tools import ToolDefinition
 from ..errors import ConfigError
 
-TOOLS_ALLOWED = "Python functions, Tool objects, ToolDefinitions or {'type': 'function', 'function': {...}} dicts"
+TOOLS_ALLOWED = ("Python functions, Tool objects, ToolDefinitions, {'type': 'function', 'function': {...}} dicts "
+                 "or LM Studio SDK ToolFunctionDefs ({'name', 'description', 'parameters': {'a': int}, 'implementation'})")
+_SDK_KEYS = ("name", "description", "parameters", "implementation")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,31 @@ def tool_from_function(function: Callable[..., Any], *, name: str | None = None,
             continue
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hints.get(param.name, Any), default)
+    return _tool_of_fields(function, name, description, fields)
+
+
+def tool_from_sdk_definition(spec: Any) -> Tool:
+    """A :class:`Tool` from LM Studio's SDK ``ToolFunctionDef`` (or its dict): ``parameters`` maps each name to a
+    type, or to ``{"type": type, "default": value}``."""
+    get = spec.get if isinstance(spec, Mapping) else (lambda key, default=None: getattr(spec, key, default))
+    parameters = get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        raise ConfigError(f"tool {get('name')!r}: parameters must map names to types", key="tools")
+    fields = {}
+    for key, value in parameters.items():
+        if isinstance(value, Mapping):
+            fields[key] = (value.get("type", Any), value.get("default", ...))
+        else:
+            fields[key] = (value, ...)
+    return _tool_of_fields(get("implementation"), get("name"), get("description") or "", fields)
+
+
+def _tool_of_fields(function: Callable[..., Any] | None, name: Any, description: str,
+                    fields: dict[str, Any]) -> Tool:
+    if function is not None and not callable(function):
+        raise ConfigError(f"tool {name!r}: the implementation must be callable", key="tools")
+    if not isinstance(name, str):
+        raise ConfigError(f"a tool needs a name, got {name!r}", key="tools")
     try:
         model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
         schema = _strip_titles(model.model_json_schema())
@@ -104,6 +131,8 @@ def _as_tool(item: Any) -> Tool:
         return item
     if isinstance(item, ToolDefinition):
         return Tool(item)
+    if (isinstance(item, Mapping) and "implementation" in item) or all(hasattr(item, k) for k in _SDK_KEYS):
+        return tool_from_sdk_definition(item)
     if isinstance(item, Mapping):
         return Tool(ToolDefinition.model_validate(item))
     if callable(item):
