@@ -66,6 +66,8 @@ class Chat:
         if role not in ROLES:
             raise ConfigError(f"chat role {role!r:.40} is not one of {', '.join(ROLES)}", key="role", value=role)
         content = getattr(content, "content", content)  # accept a PredictionResult
+        if content is None and tool_fields.get("tool_calls"):  # OpenAI's assistant message that only calls tools
+            content = ""
         if not isinstance(content, str):
             raise ConfigError(f"chat message content must be text, got {type(content).__name__}", key="content")
         message: dict[str, Any] = {"role": role, "content": clean_text(content)}

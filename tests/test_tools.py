@@ -171,3 +171,15 @@ def test_lm_studio_sdk_tool_function_defs_are_tools():
     assert same.definition == tool.definition
     with pytest.raises(ConfigError, match=r"^tool 'scale': the implementation must be callable$"):
         as_tools([{**spec, "implementation": 3}])
+
+
+def test_chat_keeps_tool_calls_and_tool_results():
+    from lmsext import Chat
+    call = {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": {"a": 1, "b": 2}}}
+    chat = Chat.from_history([{"role": "user", "content": "2+1?"},
+                              {"role": "assistant", "content": None, "tool_calls": [call]},
+                              {"role": "tool", "content": "3", "tool_call_id": "call_0", "name": "add"}])
+    assert chat.messages[1] == {"role": "assistant", "content": "", "tool_calls": [call]}
+    chat.add_tool_result("4", tool_call_id="call_1")
+    assert chat.messages[-1] == {"role": "tool", "content": "4", "tool_call_id": "call_1"}
+    assert Chat.from_history(chat.to_dict()) == chat
