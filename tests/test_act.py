@@ -136,7 +136,7 @@ def test_forcing_makes_even_the_embedded_model_write_a_valid_call(stories):
 
 
 def test_two_round_loop_runs_the_tool_and_ends_with_an_answer(stories):
-    calls, messages, starts, completed = [], [], [], []
+    calls, messages, starts, completed, ends, firsts, fragments = [], [], [], [], [], [], []
 
     def tracked_add(a: int, b: int) -> int:
         """Add two integers."""
@@ -145,9 +145,13 @@ def test_two_round_loop_runs_the_tool_and_ends_with_an_answer(stories):
 
     result = stories.act("What is 2 + 3?", [tracked_add], max_prediction_rounds=2, config=FORCE,
                          on_message=messages.append, on_round_start=starts.append,
-                         on_prediction_completed=completed.append)
+                         on_prediction_completed=completed.append, on_round_end=ends.append,
+                         on_first_token=firsts.append,
+                         on_prediction_fragment=lambda fragment, i: fragments.append((i, fragment.content)))
     assert result.rounds == 2 and result.total_time_seconds > 0
-    assert starts == [0, 1] and [r.round_index for r in completed] == [0, 1]
+    assert starts == ends == firsts == [0, 1] and [r.round_index for r in completed] == [0, 1]
+    for i in (0, 1):  # each round's fragments, tagged with its index, make its reply
+        assert "".join(text for j, text in fragments if j == i) == completed[i].content
     ((a, b),) = calls
     assert [m["role"] for m in messages] == ["assistant", "tool", "assistant"]
     assert messages[0]["tool_calls"][0]["function"] == {"name": "tracked_add", "arguments": {"a": a, "b": b}}
