@@ -133,6 +133,12 @@ class _SafeSandbox(ImmutableSandboxedEnvironment):
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
 
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    """``tojson`` as ``transformers`` defines it for chat templates (tool definitions keep their order and text)."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
 def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(fmt)
 
@@ -154,7 +160,7 @@ class ChatTemplate:
             env.globals["namespace"] = _Namespace
             env.globals["raise_exception"] = _raise
             env.globals["strftime_now"] = _strftime_now
-            env.filters.setdefault("tojson", lambda v, **kw: __import__("json").dumps(v, **kw))
+            env.filters["tojson"] = _tojson  # Hugging Face's: Jinja's own escapes <>&' and sorts keys
             try:
                 self._compiled = env.from_string(self.source)
             except Exception as exc:  # TemplateError, and whatever else a broken template raises

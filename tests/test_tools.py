@@ -183,3 +183,16 @@ def test_chat_keeps_tool_calls_and_tool_results():
     chat.add_tool_result("4", tool_call_id="call_1")
     assert chat.messages[-1] == {"role": "tool", "content": "4", "tool_call_id": "call_1"}
     assert Chat.from_history(chat.to_dict()) == chat
+
+
+def test_templates_get_tools_verbatim_through_tojson_as_hugging_face_renders_them():
+    from lmsext.chat_templates import ChatTemplate, template_tools
+    template = ChatTemplate("{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}{{ messages[0].content }}")
+    tool = {"type": "function", "function": {"name": "look", "description": "don't <b> & more",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    with template_tools([tool]):
+        text = template.render([{"role": "user", "content": "hi"}])
+    # keys in their order, no HTML escapes (Jinja's own tojson would write don\u0027t \u003cb\u003e)
+    assert text == '{"type": "function", "function": {"name": "look", "description": "don\'t <b> & more", ' \
+                   '"parameters": {"type": "object", "properties": {}}}}\nhi'
+    assert template.render([{"role": "user", "content": "hi"}]) == "hi"  # outside the block: no tools
