@@ -184,6 +184,13 @@ def test_a_tool_that_raises_gives_the_model_an_error_result(stories):
     assert outcome.error and outcome.result == "Error: divide raised ZeroDivisionError: no dividing today"
     assert result.chat.messages[2]["content"] == outcome.result and result.rounds == 2
     assert stories.loaded
+    # LM Studio's hook sees the failure and may reword what the model gets
+    seen = []
+    result = stories.act("Divide", [divide], max_prediction_rounds=2, config=FORCE,
+                         handle_invalid_tool_request=lambda error, request: seen.append((str(error), request.name))
+                         or "Dividing is closed today.")
+    assert seen == [("Error: divide raised ZeroDivisionError: no dividing today", "divide")]
+    assert result.chat.messages[2]["content"] == result.tool_calls[0].result == "Dividing is closed today."
 
 
 def test_arguments_the_schema_refuses_give_the_model_an_error_result(stories):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..chat import Chat
 from ..config import PredictionConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, PredictionError
 from ..results import PredictionResult
 from .definitions import Tool, as_tools
 from .parsing import ToolCallRequest, parse_tool_calls
@@ -93,13 +93,15 @@ def act(model: "LLM", chat: Any, tools: Iterable[Any], *, max_prediction_rounds:
         on_prediction_fragment: Callable[[Any, int], Any] | None = None,
         on_round_start: Callable[[int], Any] | None = None, on_round_end: Callable[[int], Any] | None = None,
         on_prediction_completed: Callable[[PredictionRoundResult], Any] | None = None,
-        on_tool_call: Callable[[ToolCallOutcome], Any] | None = None) -> ActResult:
-    """Run the tool-use loop of ``model`` on ``chat`` (see the module docstring and :meth:`LLM.act`)."""
+        on_tool_call: Callable[[ToolCallOutcome], Any] | None = None,
+        handle_invalid_tool_request: Callable[[PredictionError, ToolCallRequest], str | None] | None = None
+        ) -> ActResult:
+    """Run the tool-use loop of ``model`` on ``chat`` (see the module docstring and :meth:`LLM.act`).
+
+    ``handle_invalid_tool_request(error, request)`` (LM Studio's SDK hook) sees each failed call; a string it
+    returns replaces the result text the model gets (None keeps lmsext's ``Error: …``)."""
     start = time.perf_counter()
-    if max_prediction_rounds is not None and (isinstance(max_prediction_rounds, bool) or not isinstance(
-            max_prediction_rounds, int) or max_prediction_rounds < 1):
-        raise ConfigError(f"max_prediction_rounds={max_prediction_rounds!r}: must be an integer >= 1",
-                          key="max_prediction_rounds")
+    _check_rounds(max_prediction_rounds)
     agent_chat = Chat.from_history(chat)
     toolset = as_tools(tools)
     base = PredictionConfig.parse(config)
@@ -128,11 +130,9 @@ def act(model: "LLM", chat: Any, tools: Iterable[Any], *, max_prediction_rounds:
             agent_chat.add_assistant_response(text, tool_calls=[c.to_template() for c in calls])
             _call(on_message, agent_chat.messages[-1])
             for call in calls:
-                began = time.perf_counter()
-                content, failed = run_tool_call(call, by_name)
-                outcome = ToolCallOutcome(round_index, call, content, failed, time.perf_counter() - began)
+                outcome = _run_call(round_index, call, by_name, handle_invalid_tool_request)
                 outcomes.append(outcome)
-                agent_chat.add_tool_result(content, tool_call_id=call.id, name=call.name)
+                agent_chat.add_tool_result(outcome.result, tool_call_id=call.id, name=call.name)
                 _call(on_tool_call, outcome)
                 _call(on_message, agent_chat.messages[-1])
         else:
@@ -144,6 +144,24 @@ def act(model: "LLM", chat: Any, tools: Iterable[Any], *, max_prediction_rounds:
             break
     return ActResult(rounds=round_index, total_time_seconds=time.perf_counter() - start, chat=agent_chat,
                      tool_calls=outcomes)
+
+
+def _check_rounds(max_prediction_rounds: Any) -> None:
+    if max_prediction_rounds is not None and (isinstance(max_prediction_rounds, bool) or not isinstance(
+            max_prediction_rounds, int) or max_prediction_rounds < 1):
+        raise ConfigError(f"max_prediction_rounds={max_prediction_rounds!r}: must be an integer >= 1",
+                          key="max_prediction_rounds")
+
+
+def _run_call(round_index: int, call: ToolCallRequest, by_name: dict[str, Tool],
+              handler: Callable[[PredictionError, ToolCallRequest], str | None] | None) -> ToolCallOutcome:
+    """Run one call; a failure's text may be replaced by LM Studio's ``handle_invalid_tool_request`` hook."""
+    began = time.perf_counter()
+    content, failed = run_tool_call(call, by_name)
+    if failed and handler is not None:
+        override = handler(PredictionError(content), call)
+        content = content if override is None else str(override)
+    return ToolCallOutcome(round_index, call, content, failed, time.perf_counter() - began)
 
 
 def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
