@@ -25,7 +25,17 @@ async def load_model(request: Request) -> Response:
     req = validate(LoadRequest, await read_json(request, state))
     config = load_config(req.config, check=state.client.engine.check_load_config)
     llm = await run_blocking(state.client.llm.load, req.model, config=config, allow_download=False, allow_paths=False)
-    return JSON(llm.load_result.to_rest())
+    return JSON(load_response(llm, req.echo_load_config))
+
+
+def load_response(llm: Any, echo_load_config: bool) -> dict[str, Any]:
+    """LM Studio 0.4's load response (``type``, ``instance_id``, ``load_time_seconds``, ``status``, ``load_config``
+    when echoed) around seed 002's (``model_instance_id``, ``config`` with every default) — both names kept."""
+    seed = llm.load_result.to_rest()
+    body = {"type": "llm", "instance_id": seed["model_instance_id"], **seed, "status": "loaded"}
+    if echo_load_config:
+        body["load_config"] = dict(seed["config"])  # every setting applied (lmsext applies all it accepts)
+    return body
 
 
 @endpoint

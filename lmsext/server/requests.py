@@ -30,7 +30,8 @@ class LoadRequest(Strict):
 
     model: str = _model_field()
     config: dict[str, Any] | None = Field(None, description="Load settings in snake_case; see LoadConfig.")
-    echo_load_config: bool = Field(False, description="LM Studio's flag; lmsext always answers with the config.")
+    echo_load_config: bool = Field(False, description="Also answer with `load_config` (LM Studio 0.4); `config` "
+                                   "(seed 002) is always there.")
 
 
 class UnloadRequest(Strict):
