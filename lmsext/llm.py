@@ -11,6 +11,7 @@ from .chat import Chat, clean_text
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
+from .prompt_templates import engine_config, templated_prompt
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
@@ -135,10 +136,15 @@ class LLM:
         self._check_open()
         return engine.is_end_of_generation(self._loaded, token)
 
-    def apply_prompt_template(self, history: Chat | str | list | dict) -> str:
-        """The prompt text the chat template makes of ``history``."""
+    def apply_prompt_template(self, history: Chat | str | list | dict, config: Any = None) -> str:
+        """The prompt text the chat template makes of ``history``: the model's, or ``config``'s
+        ``promptTemplate`` (a built-in name such as ``"chatml"``, a manual or a Jinja template) when it has one."""
         self._check_open()
-        return self._backend.apply_prompt_template(self._loaded, Chat.from_history(history).messages)
+        messages = Chat.from_history(history).messages
+        pconfig = PredictionConfig.parse(config)
+        if pconfig.prompt_template is not None:
+            return str(templated_prompt(self._backend, self._loaded, messages, pconfig))
+        return self._backend.apply_prompt_template(self._loaded, messages)
 
     def unload(self) -> None:
         """Unload this instance (stops a running prediction first)."""
@@ -173,8 +179,12 @@ class LLM:
         self._check_open()
         messages = Chat.from_history(history).messages
         pconfig = PredictionConfig.parse(config)
-        return self._stream(self._backend.predict(self._loaded, messages, pconfig), pconfig,
-                            on_prediction_fragment, on_first_token)
+        if pconfig.prompt_template is not None:  # the user's chat format, rendered here for every engine
+            prompt = templated_prompt(self._backend, self._loaded, messages, pconfig)
+            run = self._backend.predict(self._loaded, prompt, engine_config(pconfig))
+        else:
+            run = self._backend.predict(self._loaded, messages, pconfig)
+        return self._stream(run, pconfig, on_prediction_fragment, on_first_token)
 
     def complete_stream(self, prompt: str, config: Any = None, *,
                         on_prediction_fragment: FragmentCallback | None = None,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 import lmsext.config as config
+from lmsext.config.prompt_template import PromptTemplateSpec
 from lmsext.config import (CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES, ConfigError, GpuSetting,
                            LoadModelConfig, PredictionConfig, StructuredSpec)
 from lmsext.errors import ConfigError as ErrorsConfigError
@@ -53,6 +54,7 @@ PREDICTION_FIELDS = [
     ("cpu_threads", "cpuThreads", 4, 4),
     ("draft_model", "draftModel", "qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct"),
     ("seed", "seed", 7, 7),
+    ("prompt_template", "promptTemplate", "plain", PromptTemplateSpec.parse("plain")),
     ("log_probs", "logProbs", 5, 5),
 ]
 # The REST names of seed rest-load-a-model.md.

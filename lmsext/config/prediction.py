@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from .constants import CONTEXT_OVERFLOW_POLICIES, MAX_LOG_PROBS, MAX_SEED
 from .limits import check_prediction_limits
+from .prompt_template import TEMPLATE_ALLOWED, PromptTemplateSpec
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
@@ -67,6 +68,8 @@ class PredictionConfig(SettingsModel):
     draft_model: NonEmptyStr | None = setting(
         "a non-empty model key or path", "Small model proposing tokens for speculative decoding.")
     seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the sampler.")
+    prompt_template: PromptTemplateSpec | None = setting(
+        TEMPLATE_ALLOWED, "The chat format of respond(): a manual or Jinja template (instead of the model's).")
     log_probs: Annotated[Int, Field(ge=0, le=MAX_LOG_PROBS)] | None = setting(
         f"an integer from 0 to {MAX_LOG_PROBS} (top alternatives per token)",
         "How many top alternatives to report with each generated token.")

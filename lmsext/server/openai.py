@@ -114,6 +114,7 @@ def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structu
     values["max_tokens"] = max_tokens
     if structured is not None:
         values["structured"] = structured
+    values["prompt_template"] = getattr(req, "prompt_template", None)  # chat completions only
     try:
         return prediction_config(values, check=state.client.engine.check_prediction_config)
     except ApiError as exc:
