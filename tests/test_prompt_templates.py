@@ -3,8 +3,13 @@ embedded base model and a generated ChatML model — rendering, tokens, stop str
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from magic_runner import run
+
+import lmsext
 
 from lmsext import server as rest
 from lmsext import synth
@@ -124,3 +129,57 @@ def test_rest_and_openai_endpoints_take_prompt_template(module_client, module_mo
         assert bad.status_code == 400 and "nope" in bad.json()["error"]["message"], bad.text
         assert http.post("/api/v1/chat", json={"model": module_model.identifier, "input": "hi",
                                                "max_output_tokens": 2}).status_code == 200  # still serving
+
+
+def _red_line(cap) -> str:
+    reds = [o.data["text/plain"] for o in cap.outputs if o.data.get("text/html", "").startswith('<span style="color:red">')]
+    assert len(reds) == 1 and "\n" not in reds[0].strip(), cap.outputs
+    return reds[0]
+
+
+def test_lm_respond_template_by_name_json_file_and_jinja_file(ip, tmp_path, unload_all):
+    run(ip, "%lm_load stories260K --context-length 512")
+    llm = lmsext.default_client().llm.get("stories260K")
+    flags = "--no-history --temperature 0 --max-tokens 24"
+    run(ip, f"%%lm_respond --template alpaca {flags}", "Tell me about a cat")
+    result = ip.user_ns["_lm"]
+    assert result.prompt == "### Instruction:\nTell me about a cat\n\n### Response:\n"
+    assert result.content == llm.respond([CHAT[1]], {**GREEDY, "promptTemplate": "alpaca"}).content
+    (tmp_path / "hash.json").write_text(json.dumps(HASH_TEMPLATE))
+    run(ip, f"%%lm_respond --template {tmp_path / 'hash.json'} {flags}", "Tell me about a cat")
+    assert ip.user_ns["_lm"].prompt == "# Q: Tell me about a cat\n# A:"
+    (tmp_path / "t.jinja").write_text(JINJA["jinjaPromptTemplate"]["template"])
+    run(ip, f"%%lm_respond --template {tmp_path / 't.jinja'} {flags}", "Tell me about a cat")
+    assert ip.user_ns["_lm"].prompt.endswith("[user] Tell me about a cat\n[assistant]")
+    _, cap = run(ip, f"%%lm_respond --template chatm {flags}", "hi")
+    assert "--template 'chatm': neither a built-in template (chatml, llama3, alpaca, plain) nor a file" in _red_line(cap)
+    (tmp_path / "bad.jinja").write_text("{% for %}")
+    _, cap = run(ip, f"%%lm_respond --template {tmp_path / 'bad.jinja'} {flags}", "hi")
+    assert "promptTemplate's Jinja template does not compile" in _red_line(cap)
+
+
+def test_prediction_panel_template_field(ip, unload_all):
+    from lmsext.session import get_session
+    from lmsext.widgets import PredictionPanel
+    lmsext.default_client().llm.load("stories260K", config={"contextLength": 512})
+    session = get_session()
+    session.update("predict", GREEDY)
+    panel = PredictionPanel()
+    try:
+        assert panel.prompt_template.value == ""
+        panel.prompt_template.value = "alpaca"
+        assert session.prediction_config.prompt_template == PredictionConfig.parse({"promptTemplate": "alpaca"}).prompt_template
+        panel.prompt.value = "Tell me about a cat"
+        panel.send_button.click()
+        panel.join(30)
+        assert panel.result.prompt.endswith("Tell me about a cat\n\n### Response:\n")
+        panel.prompt_template.value = "nope"  # one line in the status; the session keeps alpaca
+        assert "no built-in template of that name" in panel.status.value
+        assert panel.prompt_template.value == "alpaca"
+        session.update("predict", {"promptTemplate": HASH_TEMPLATE})  # from elsewhere: shown as JSON
+        assert json.loads(panel.prompt_template.value)["manualPromptTemplate"]["beforeUser"] == "# Q: "
+        panel.prompt_template.value = ""
+        assert session.prediction_config.prompt_template is None
+    finally:
+        panel.close()
+        session.reset("predict")
