@@ -11,7 +11,8 @@ from .chat import Chat, clean_text
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
-from .prompt_templates import engine_config, templated_prompt
+from .prompt_templates import engine_config, templated_prompt, with_template
+from .reasoning import Piece, ReasoningParser, split_content
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class LLM:
         ``promptTemplate`` (a built-in name such as ``"chatml"``, a manual or a Jinja template) when it has one."""
         self._check_open()
         messages = Chat.from_history(history).messages
-        pconfig = PredictionConfig.parse(config)
+        pconfig = with_template(PredictionConfig.parse(config), self._loaded)
         if pconfig.prompt_template is not None:
             return str(templated_prompt(self._backend, self._loaded, messages, pconfig))
         return self._backend.apply_prompt_template(self._loaded, messages)
@@ -179,9 +180,10 @@ class LLM:
         self._check_open()
         messages = Chat.from_history(history).messages
         pconfig = PredictionConfig.parse(config)
-        if pconfig.prompt_template is not None:  # the user's chat format, rendered here for every engine
-            prompt = templated_prompt(self._backend, self._loaded, messages, pconfig)
-            run = self._backend.predict(self._loaded, prompt, engine_config(pconfig))
+        templated = with_template(pconfig, self._loaded)
+        if templated.prompt_template is not None:  # the user's chat format, rendered here for every engine
+            prompt = templated_prompt(self._backend, self._loaded, messages, templated)
+            run = self._backend.predict(self._loaded, prompt, engine_config(templated))
         else:
             run = self._backend.predict(self._loaded, messages, pconfig)
         return self._stream(run, pconfig, on_prediction_fragment, on_first_token)
@@ -203,6 +205,17 @@ class LLM:
         structured = pconfig.structured
         parts: list[str] = []
         logprobs: list[Any] = []
+        parser = ReasoningParser.for_prediction(pconfig.reasoning_parsing, getattr(run, "prompt_text", None))
+        pieces: list[Piece] = []
+
+        def typed(text: str, tokens: int, logprob: Any) -> Iterator[PredictionFragment]:
+            out = parser.feed(text, tokens) if parser is not None else [Piece(text, "none", tokens)]
+            pieces.extend(out)
+            for piece in out:
+                fragment = PredictionFragment(piece.text, piece.tokens_count, logprob, piece.reasoning_type)
+                if on_fragment is not None:
+                    on_fragment(fragment)
+                yield fragment
 
         def fragments() -> Iterator[PredictionFragment]:
             try:
@@ -214,10 +227,11 @@ class LLM:
                     if not parts and on_first is not None:
                         on_first()
                     parts.append(event.text)
-                    fragment = PredictionFragment(event.text, 1 if event.token >= 0 else 0, event.logprob)
-                    if on_fragment is not None:
-                        on_fragment(fragment)
-                    yield fragment
+                    yield from typed(event.text, 1 if event.token >= 0 else 0, event.logprob)
+                if parser is not None:  # a partial tag held back at the end is text after all
+                    for piece in parser.finish():
+                        pieces.append(piece)
+                        yield PredictionFragment(piece.text, piece.tokens_count, None, piece.reasoning_type)
             except KeyboardInterrupt:
                 run.cancel()
             finally:
@@ -226,20 +240,23 @@ class LLM:
         def finish() -> PredictionResult:
             st = run.stats
             content = "".join(parts)
+            reasoning, answer, reasoning_tokens = split_content(pieces)
             stats = PredictionStats(
                 stop_reason=st.stop_reason or "failed", predicted_tokens_count=st.predicted_tokens,
                 prompt_tokens_count=st.prompt_tokens, tokens_per_second=st.tokens_per_second,
                 time_to_first_token_sec=st.time_to_first_token_sec, generation_time_sec=st.generation_time_sec,
                 cached_prompt_tokens_count=st.cached_prompt_tokens,
                 truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
-                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes))
+                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes),
+                reasoning_output_tokens=reasoning_tokens)
             parsed, error = content, None
             if structured is not None and structured.type != "none":
-                parsed, error = parse_output(content, structured)
+                parsed, error = parse_output(answer if reasoning else content, structured)
             return PredictionResult(content=content, stats=stats, model_instance_id=self.identifier,
                                     model_info=self._loaded.info, prediction_config=pconfig.to_dict("camel"),
                                     parsed=parsed, parse_error=error,
-                                    logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text)
+                                    logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text,
+                                    reasoning_content=reasoning, non_reasoning_content=answer)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
         return PredictionStream(fragments(), finish, run.cancel)

@@ -61,11 +61,15 @@ def render_template(spec: PromptTemplateSpec, messages: Sequence[dict[str, Any]]
         raise ConfigError(str(exc), key="prompt_template", value=jinja.template[:80]) from None
 
 
+#: Settings applied here, above the engine (the template and its variables): not passed on to the engine.
+APPLIED_ABOVE_THE_ENGINE = ("prompt_template", "enable_thinking")
+
+
 def engine_config(config: PredictionConfig) -> PredictionConfig:
     """What the engine is given once ``config``'s template is applied: the same settings without
-    ``promptTemplate``, the template's stop strings added to the prediction's own."""
+    ``promptTemplate`` and ``enableThinking``, the template's stop strings added to the prediction's own."""
     spec = config.prompt_template
-    values = {k: v for k, v in config.explicit().items() if k != "prompt_template"}
+    values = {k: v for k, v in config.explicit().items() if k not in APPLIED_ABOVE_THE_ENGINE}
     stops = list(config.stop_strings or [])
     stops += [stop for stop in (spec.stop_strings or []) if stop not in stops]
     if stops:
@@ -84,9 +88,22 @@ def model_special_texts(engine: Engine, model: LoadedModel) -> tuple[str, str]:
     return text(model.info.bos_token_id), text(model.info.eos_token_id)
 
 
+def with_template(config: PredictionConfig, model: LoadedModel) -> PredictionConfig:
+    """``config`` with the template a chat is rendered with here: its ``promptTemplate``, or, when
+    ``enableThinking`` is set and the model's own Jinja template takes ``enable_thinking``, that template (so
+    the variable reaches it on every engine); otherwise ``config`` as is (the engine renders the model's)."""
+    source = model.info.chat_template
+    if config.prompt_template is not None or config.enable_thinking is None or not source \
+            or "enable_thinking" not in source:
+        return config
+    return config.merged({"prompt_template": {"type": "jinja", "jinja_prompt_template": {"template": source}}})
+
+
 def templated_prompt(engine: Engine, model: LoadedModel, messages: Sequence[dict[str, Any]],
-                     config: PredictionConfig, **variables: Any) -> TemplatedPrompt:
-    """``messages`` in ``config.prompt_template``'s format, with the model's BOS/EOS texts as defaults."""
+                     config: PredictionConfig) -> TemplatedPrompt:
+    """``messages`` in ``config.prompt_template``'s format, with the model's BOS/EOS texts as defaults and
+    ``enable_thinking`` when ``enableThinking`` is set."""
     assert config.prompt_template is not None
     bos, eos = model_special_texts(engine, model)
+    variables = {} if config.enable_thinking is None else {"enable_thinking": config.enable_thinking}
     return render_template(config.prompt_template, messages, bos_token=bos, eos_token=eos, **variables)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 import lmsext.config as config
 from lmsext.config.prompt_template import PromptTemplateSpec
+from lmsext.config.reasoning import ReasoningParsingSpec
 from lmsext.config import (CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES, ConfigError, GpuSetting,
                            LoadModelConfig, PredictionConfig, StructuredSpec)
 from lmsext.errors import ConfigError as ErrorsConfigError
@@ -55,6 +56,8 @@ PREDICTION_FIELDS = [
     ("draft_model", "draftModel", "qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct"),
     ("seed", "seed", 7, 7),
     ("prompt_template", "promptTemplate", "plain", PromptTemplateSpec.parse("plain")),
+    ("reasoning_parsing", "reasoningParsing", {"enabled": False}, ReasoningParsingSpec.parse({"enabled": False})),
+    ("enable_thinking", "enableThinking", False, False),
     ("log_probs", "logProbs", 5, 5),
 ]
 # The REST names of seed rest-load-a-model.md.

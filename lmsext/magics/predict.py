@@ -60,7 +60,7 @@ class PredictMagics(FamilyMagics):
         chat.add_user_message(text)
         result = run_stream(llm.respond_stream(chat, config), self.lm._view())
         if not args.no_history:
-            chat.add_assistant_response(result.content)
+            chat.add_assistant_response(result.non_reasoning_content)  # the answer only
             self.lm.session.set_chat(name, chat)
         self._store(result, args.out)
         self._show_probs(result)

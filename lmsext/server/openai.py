@@ -146,13 +146,15 @@ class _OpenAIShape:
     """The fields of a chunk sent before the first fragment, if any."""
     chunk_fingerprint: bool = False
     """Whether streamed chunks carry ``system_fingerprint``."""
+    split_reasoning: bool = False
+    """Whether the reasoning goes to ``reasoning_content`` (chat) instead of staying in the text (completions)."""
 
 
 _CHAT_SHAPE = _OpenAIShape(
     "chatcmpl-", "chat.completion", "chat.completion.chunk",
     content=lambda text: {"message": {"role": "assistant", "content": text}},
     delta=lambda text: {"delta": {} if text is None else {"content": text}},
-    first_delta={"delta": {"role": "assistant", "content": ""}}, chunk_fingerprint=True)
+    first_delta={"delta": {"role": "assistant", "content": ""}}, chunk_fingerprint=True, split_reasoning=True)
 _COMPLETION_SHAPE = _OpenAIShape(
     "cmpl-", "text_completion", "text_completion",
     content=lambda text: {"text": text},
@@ -188,7 +190,10 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
             "model": llm.identifier}
     if not req.stream:
         result = await collect(job, first)
-        return JSON({**head, "choices": [_choice(shape.content(result.content), _finish(result), result)],
+        fields = shape.content(result.non_reasoning_content if shape.split_reasoning else result.content)
+        if shape.split_reasoning and result.reasoning_content:  # LM Studio's (and DeepSeek's) field
+            fields["message"]["reasoning_content"] = result.reasoning_content
+        return JSON({**head, "choices": [_choice(fields, _finish(result), result)],
                      "usage": _usage(result), "stats": _lms_stats(result), "system_fingerprint": llm.identifier})
     chunk_head = {**head, "object": shape.chunk_object}
     if shape.chunk_fingerprint:
@@ -203,7 +208,8 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
         return {**head, "object": shape.chunk_object, "choices": [], "usage": _usage(result)} if usage else None
 
     first_event = None if shape.first_delta is None else chunk(None, None, shape.first_delta)
-    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event), job, "text/event-stream")
+    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event, shape.split_reasoning), job,
+                       "text/event-stream")
 
 
 @endpoint
@@ -252,13 +258,19 @@ async def openai_completions(request: Request) -> Response:
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
                       usage_event: Callable[[Any], dict[str, Any] | None],
-                      first_event: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event."""
+                      first_event: dict[str, Any] | None = None, split_reasoning: bool = False
+                      ) -> AsyncIterator[str]:
+    """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event; with ``split_reasoning``
+    the reasoning streams as ``delta.reasoning_content`` and its tags are left out."""
     if first_event is not None:
         yield _data(first_event)
     async for kind, value in job_events(job, first):
         if kind == "fragment":
-            yield _data(chunk(value.content, None))
+            kind_of = getattr(value, "reasoning_type", "none")
+            if not split_reasoning or kind_of == "none":
+                yield _data(chunk(value.content, None))
+            elif kind_of == "reasoning":
+                yield _data(chunk(None, None, {"delta": {"reasoning_content": value.content}}))
         elif kind == "result":
             problem = failed(value)
             if problem is not None:

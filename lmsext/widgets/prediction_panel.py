@@ -291,7 +291,7 @@ class PredictionPanel(w.VBox):
         """Add the reply to the session chat as %%lm_respond does; a status note."""
         if self.session.chats.get(self.chat_name) is not base:
             return " · the chat was reset meanwhile: this reply is not in it"
-        chat.add_assistant_response(result.content)
+        chat.add_assistant_response(result.non_reasoning_content)
         self.session.set_chat(self.chat_name, chat)
         return ""
 
