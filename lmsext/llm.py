@@ -12,7 +12,7 @@ from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
 from .prompt_templates import engine_config, templated_prompt, with_template
-from .reasoning import Piece, ReasoningParser, split_content
+from .reasoning import PredictionPieces
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
@@ -205,12 +205,9 @@ class LLM:
         structured = pconfig.structured
         parts: list[str] = []
         logprobs: list[Any] = []
-        parser = ReasoningParser.for_prediction(pconfig.reasoning_parsing, getattr(run, "prompt_text", None))
-        pieces: list[Piece] = []
+        pieces = PredictionPieces(pconfig.reasoning_parsing, getattr(run, "prompt_text", None))
 
-        def typed(text: str, tokens: int, logprob: Any) -> Iterator[PredictionFragment]:
-            out = parser.feed(text, tokens) if parser is not None else [Piece(text, "none", tokens)]
-            pieces.extend(out)
+        def typed(out: list[Any], logprob: Any) -> Iterator[PredictionFragment]:
             for piece in out:
                 fragment = PredictionFragment(piece.text, piece.tokens_count, logprob, piece.reasoning_type)
                 if on_fragment is not None:
@@ -227,11 +224,8 @@ class LLM:
                     if not parts and on_first is not None:
                         on_first()
                     parts.append(event.text)
-                    yield from typed(event.text, 1 if event.token >= 0 else 0, event.logprob)
-                if parser is not None:  # a partial tag held back at the end is text after all
-                    for piece in parser.finish():
-                        pieces.append(piece)
-                        yield PredictionFragment(piece.text, piece.tokens_count, None, piece.reasoning_type)
+                    yield from typed(pieces.feed(event.text, 1 if event.token >= 0 else 0), event.logprob)
+                yield from typed(pieces.finish(), None)  # a partial tag held back at the end is text after all
             except KeyboardInterrupt:
                 run.cancel()
             finally:
@@ -240,7 +234,7 @@ class LLM:
         def finish() -> PredictionResult:
             st = run.stats
             content = "".join(parts)
-            reasoning, answer, reasoning_tokens = split_content(pieces)
+            reasoning, answer, reasoning_tokens = pieces.split()
             stats = PredictionStats(
                 stop_reason=st.stop_reason or "failed", predicted_tokens_count=st.predicted_tokens,
                 prompt_tokens_count=st.prompt_tokens, tokens_per_second=st.tokens_per_second,

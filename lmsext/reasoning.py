@@ -96,3 +96,27 @@ def split_content(pieces: list[Piece]) -> tuple[str, str, int]:
     answer = "".join(p.text for p in pieces if p.reasoning_type == NONE)
     tokens = sum(p.tokens_count for p in pieces if p.reasoning_type != NONE)
     return reasoning, answer, tokens
+
+
+class PredictionPieces:
+    """A prediction's typed pieces: each token's text through the parser (or, with parsing off, as answer text)."""
+
+    def __init__(self, spec: ReasoningParsingSpec | None, prompt: str | None) -> None:
+        self.parser = ReasoningParser.for_prediction(spec, prompt)
+        self.pieces: list[Piece] = []
+
+    def feed(self, text: str, tokens: int) -> list[Piece]:
+        """The pieces one token's text completes."""
+        out = self.parser.feed(text, tokens) if self.parser is not None else [Piece(text, NONE, tokens)]
+        self.pieces.extend(out)
+        return out
+
+    def finish(self) -> list[Piece]:
+        """What the parser still held back (a partial tag that never completed)."""
+        out = self.parser.finish() if self.parser is not None else []
+        self.pieces.extend(out)
+        return out
+
+    def split(self) -> tuple[str, str, int]:
+        """``(reasoning_content, non_reasoning_content, reasoning tokens)`` (:func:`split_content`)."""
+        return split_content(self.pieces)

@@ -381,6 +381,12 @@ TABLE: list[Bad] = [
         lambda c: c.victim.respond("Hi", config={"promptTemplate": {"type": "jinja", "jinjaPromptTemplate": {
             "template": "{% for i in range(10**9) %}{% endfor %}"}}}), ConfigError,
         r"^promptTemplate's Jinja template failed: OverflowError"),
+    api("reasoning-parsing-empty-tag", 'config={"reasoningParsing": {"startString": ""}}',
+        lambda c: c.victim.respond("Hi", config={"reasoningParsing": {"startString": ""}}), ConfigError,
+        r"^reasoningParsing\.startString='': must be a non-empty string$"),
+    api("enable-thinking-not-bool", 'config={"enableThinking": "yes"}',
+        lambda c: c.victim.respond("Hi", config={"enableThinking": "yes"}), ConfigError,
+        r"^enableThinking='yes': must be True or False$"),
     api("json-schema-invalid", 'config={"structured": {"type": "json", "jsonSchema": {"type": "objekt"}}}',
         lambda c: c.victim.complete("Hi", config={"structured": {"type": "json", "jsonSchema": {"type": "objekt"}}}),
         ConfigError, r"structured.*objekt"),
