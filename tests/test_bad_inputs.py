@@ -529,7 +529,8 @@ TABLE: list[Bad] = [
           r"%lm_load: not loading stories260K\.gguf: it needs about"),
     magic("magic-estimate-bad-config", "%lm_load stories260K --estimate-only --eval-batch-size 0",
           r"%lm_load: --eval-batch-size 0: must be an integer >= 1"),
-    magic("magic-experts-zero", "%lm_load stories260K --new --num-experts 0", r"--num-experts 0: must be an integer >= 1"),
+    magic("magic-experts-negative", "%lm_load stories260K --new --num-experts -1",  # 0 = the model's default
+          r"--num-experts -1: must be an integer >= 0"),
     magic("magic-max-tokens-zero", "%%lm_complete --max-tokens 0\nOnce", r"%%lm_complete: --max-tokens 0: must be"),
     magic("magic-seed-negative", "%%lm_complete --seed -1\nOnce", r"--seed -1: must be an integer from 0 to 4294967295"),
     magic("magic-temperature-nan", "%%lm_respond --temperature nan\nHi", r"--temperature nan: must be a number from 0 to 2"),
