@@ -347,6 +347,12 @@ class SupportsVocabulary(Protocol):
         """True for a token that ends generation (EOS, EOT, …)."""
 
 
+class TemplatedPrompt(str):
+    """A prompt text a prompt template (a prediction's ``promptTemplate``) already formatted as a chat: an engine
+    continues it as raw text, but parses the special tokens in it (``<|im_start|>``) as a chat template's output
+    is, and adds no BOS when it starts with the model's BOS text."""
+
+
 def missing_capability(engine: object, what: str) -> str:
     """The one line saying an engine lacks an optional capability."""
     return f"{what} needs an in-kernel engine; {type(engine).__name__} does not provide it"
@@ -355,5 +361,6 @@ def missing_capability(engine: object, what: str) -> str:
 __all__ = [
     "DownloadedModel", "Engine", "GenerationStats", "LoadPreview", "LoadedModel", "MemoryEstimate", "ModelInfo",
     "Prediction", "ProgressCallback", "ResolvedModelFile", "SAFETY", "SupportsEstimate",
-    "SupportsNextTokenDistribution", "SupportsVocabulary", "TokenEvent", "TokenLogProb", "missing_capability",
+    "SupportsNextTokenDistribution", "SupportsVocabulary", "TemplatedPrompt", "TokenEvent", "TokenLogProb",
+    "missing_capability",
 ]

@@ -150,6 +150,8 @@ class ChatTemplate:
     source: str | None
     bos_token: str = ""
     eos_token: str = ""
+    #: what error messages call this template (a prediction's ``promptTemplate`` names itself)
+    label: str = "the model's chat template"
 
     def __post_init__(self) -> None:
         self._compiled = None
@@ -164,7 +166,7 @@ class ChatTemplate:
             try:
                 self._compiled = env.from_string(self.source)
             except Exception as exc:  # TemplateError, and whatever else a broken template raises
-                raise PredictionError(f"the model's chat template does not compile: {_describe(exc)}") from None
+                raise PredictionError(f"{self.label} does not compile: {_describe(exc)}") from None
 
     @property
     def name(self) -> str:
@@ -176,8 +178,10 @@ class ChatTemplate:
         """Stop strings this template needs so a model stops at the end of its turn."""
         return [] if self.source is not None else [FALLBACK_STOP]
 
-    def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        """Render ``messages`` (``{"role", "content"}`` dicts) to the prompt text."""
+    def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True,
+               **variables: Any) -> str:
+        """Render ``messages`` (``{"role", "content"}`` dicts) to the prompt text; ``variables`` (such as
+        ``enable_thinking``) are passed to a Jinja template as well."""
         tools = _TOOLS.get()
         if self._compiled is None:
             return _render_fallback(messages, add_generation_prompt, tools)
@@ -185,9 +189,10 @@ class ChatTemplate:
         try:
             return _check_size(self._compiled.render(
                 messages=list(messages), add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token, **({"tools": tools} if tools else {})))
+                bos_token=self.bos_token, eos_token=self.eos_token, **variables,
+                **({"tools": tools} if tools else {})))
         except Exception as exc:  # TemplateError, SecurityError, TypeError, RecursionError, MemoryError, …
-            raise PredictionError(f"the model's chat template failed: {_describe(exc)}") from None
+            raise PredictionError(f"{self.label} failed: {_describe(exc)}") from None
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,6 +12,8 @@ from .chat_templates import template_tools
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
+from .prompt_templates import engine_config, templated_prompt, with_template
+from .reasoning import PredictionPieces
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 from .tools import ActResult, act, parse_tool_calls, template_tool_list, tool_config
 
@@ -137,10 +139,15 @@ class LLM:
         self._check_open()
         return engine.is_end_of_generation(self._loaded, token)
 
-    def apply_prompt_template(self, history: Chat | str | list | dict) -> str:
-        """The prompt text the chat template makes of ``history``."""
+    def apply_prompt_template(self, history: Chat | str | list | dict, config: Any = None) -> str:
+        """The prompt text the chat template makes of ``history``: the model's, or ``config``'s
+        ``promptTemplate`` (a built-in name such as ``"chatml"``, a manual or a Jinja template) when it has one."""
         self._check_open()
-        return self._backend.apply_prompt_template(self._loaded, Chat.from_history(history).messages)
+        messages = Chat.from_history(history).messages
+        pconfig = with_template(PredictionConfig.parse(config), self._loaded)
+        if pconfig.prompt_template is not None:
+            return str(templated_prompt(self._backend, self._loaded, messages, pconfig))
+        return self._backend.apply_prompt_template(self._loaded, messages)
 
     def unload(self) -> None:
         """Unload this instance (stops a running prediction first)."""
@@ -175,8 +182,13 @@ class LLM:
         self._check_open()
         messages = Chat.from_history(history).messages
         pconfig = tool_config(PredictionConfig.parse(config))
+        templated = with_template(pconfig, self._loaded)
         with template_tools(template_tool_list(pconfig)):  # the engine renders the prompt in predict()
-            run = self._backend.predict(self._loaded, messages, pconfig)
+            if templated.prompt_template is not None:  # the user's chat format, rendered here for every engine
+                prompt = templated_prompt(self._backend, self._loaded, messages, templated)
+                run = self._backend.predict(self._loaded, prompt, engine_config(templated))
+            else:
+                run = self._backend.predict(self._loaded, messages, pconfig)
         return self._stream(run, pconfig, on_prediction_fragment, on_first_token)
 
     def act(self, chat: Chat | str | list | dict, tools: Any, *, max_prediction_rounds: int | None = None,
@@ -207,6 +219,14 @@ class LLM:
         structured = pconfig.structured
         parts: list[str] = []
         logprobs: list[Any] = []
+        pieces = PredictionPieces(pconfig.reasoning_parsing, getattr(run, "prompt_text", None))
+
+        def typed(out: list[Any], logprob: Any) -> Iterator[PredictionFragment]:
+            for piece in out:
+                fragment = PredictionFragment(piece.text, piece.tokens_count, logprob, piece.reasoning_type)
+                if on_fragment is not None:
+                    on_fragment(fragment)
+                yield fragment
 
         def fragments() -> Iterator[PredictionFragment]:
             try:
@@ -218,10 +238,8 @@ class LLM:
                     if not parts and on_first is not None:
                         on_first()
                     parts.append(event.text)
-                    fragment = PredictionFragment(event.text, 1 if event.token >= 0 else 0, event.logprob)
-                    if on_fragment is not None:
-                        on_fragment(fragment)
-                    yield fragment
+                    yield from typed(pieces.feed(event.text, 1 if event.token >= 0 else 0), event.logprob)
+                yield from typed(pieces.finish(), None)  # a partial tag held back at the end is text after all
             except KeyboardInterrupt:
                 run.cancel()
             finally:
@@ -230,22 +248,25 @@ class LLM:
         def finish() -> PredictionResult:
             st = run.stats
             content = "".join(parts)
+            reasoning, answer, reasoning_tokens = pieces.split()
             stats = PredictionStats(
                 stop_reason=st.stop_reason or "failed", predicted_tokens_count=st.predicted_tokens,
                 prompt_tokens_count=st.prompt_tokens, tokens_per_second=st.tokens_per_second,
                 time_to_first_token_sec=st.time_to_first_token_sec, generation_time_sec=st.generation_time_sec,
                 cached_prompt_tokens_count=st.cached_prompt_tokens,
                 truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
-                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes))
+                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes),
+                reasoning_output_tokens=reasoning_tokens)
             parsed, error = content, None
             if structured is not None and structured.type != "none":
-                parsed, error = parse_output(content, structured)
-            tool_calls = _tool_calls(content, pconfig, stats)
+                parsed, error = parse_output(answer if reasoning else content, structured)
+            tool_calls = _tool_calls(answer if reasoning else content, pconfig, stats)
             return PredictionResult(content=content, stats=stats, model_instance_id=self.identifier,
                                     model_info=self._loaded.info, prediction_config=pconfig.to_dict("camel"),
                                     parsed=parsed, parse_error=error,
                                     logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text,
-                                    tool_calls=tool_calls)
+                                    tool_calls=tool_calls, reasoning_content=reasoning,
+                                    non_reasoning_content=answer)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
         return PredictionStream(fragments(), finish, run.cancel)

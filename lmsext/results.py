@@ -92,6 +92,8 @@ class PredictionStats:
     threads: dict[str, Any] | None = None
     #: settings applied differently from what was asked (e.g. cpuThreads capped to the CPUs available)
     notes: list[str] = field(default_factory=list)
+    #: tokens of the reasoning section, its tags included (LM Studio REST's ``reasoning_output_tokens``)
+    reasoning_output_tokens: int = 0
 
     @property
     def total_tokens_count(self) -> int:
@@ -112,6 +114,8 @@ class PredictionFragment:
     content: str
     tokens_count: int = 1
     logprob: Any = None
+    #: LM Studio's ``reasoningType``: "none", "reasoning", "reasoningStartTag" or "reasoningEndTag"
+    reasoning_type: str = "none"
 
 
 @dataclass
@@ -130,6 +134,9 @@ class PredictionResult:
     tool_calls: list[Any] = field(default_factory=list)
     """The tool calls parsed from the reply when the prediction offered tools (``rawTools``):
     :class:`lmsext.tools.ToolCallRequest` objects."""
+    #: the reasoning (between the reasoning tags, tags left out) and the rest of ``content`` (the answer)
+    reasoning_content: str = ""
+    non_reasoning_content: str = ""
 
     def __str__(self) -> str:
         return self.content
@@ -145,7 +152,8 @@ class PredictionResult:
         parsed = self.parsed
         if hasattr(parsed, "model_dump"):
             parsed = parsed.model_dump()
-        return {"content": self.content, "parsed": parsed, "stats": self.stats.to_dict(),
+        return {"content": self.content, "reasoning_content": self.reasoning_content,
+                "non_reasoning_content": self.non_reasoning_content, "parsed": parsed, "stats": self.stats.to_dict(),
                 "model_instance_id": self.model_instance_id, "prediction_config": self.prediction_config}
 
 

@@ -150,6 +150,24 @@ for question in ("Tell me about a dog.", "What did the dog do next?"):
     chat.add_assistant_response(reply.content)
     print(f"> {question}\\n{reply.content}\\n")""", check=True),
     md("""
+## Your own chat format: a prompt template
+
+stories260K is a base model: it has no chat template of its own. A `promptTemplate` (LM Studio's
+`LLMPromptTemplate`) chooses the format `respond()` puts the chat in — here a manual one: the strings
+before and after each role's message, and a stop string for where the model would start the next turn.
+`type: "jinja"` takes a Jinja template instead; `chatml`, `llama3`, `alpaca` and `plain` are built in.
+"""),
+    code("""
+qa = {"type": "manual", "stopStrings": ["\\nQuestion:"], "manualPromptTemplate": {
+    "beforeSystem": "", "afterSystem": "\\n\\n", "beforeUser": "Question: ", "afterUser": "\\n",
+    "beforeAssistant": "Answer:", "afterAssistant": "\\n"}}
+print(model.apply_prompt_template("Who is Lily?", {"promptTemplate": qa}))
+reply = model.respond("Who is Lily?", {"promptTemplate": qa, "temperature": 0, "maxTokens": 40})
+print(reply.content, "|", reply.stats.stop_reason)""", check=True),
+    md("`%%lm_respond --template` takes a built-in name or a file (a `.json` promptTemplate, or a Jinja template):"),
+    code("""
+%%lm_respond --template alpaca --no-history --temperature 0 --max-tokens 40
+Tell me about a cat."""),
 ## Tools and `act()`
 
 `model.act()` is LM Studio's tool loop: the model's reply is parsed for tool calls, the Python functions

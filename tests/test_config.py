@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 import lmsext.config as config
+from lmsext.config.prompt_template import PromptTemplateSpec
+from lmsext.config.reasoning import ReasoningParsingSpec
 from lmsext.config import (CACHE_QUANTIZATION_TYPES, CONTEXT_OVERFLOW_POLICIES, ConfigError, GpuSetting,
                            LoadModelConfig, PredictionConfig, StructuredSpec)
 from lmsext.config.tools import RawToolsSetting
@@ -54,6 +56,9 @@ PREDICTION_FIELDS = [
     ("cpu_threads", "cpuThreads", 4, 4),
     ("draft_model", "draftModel", "qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct"),
     ("seed", "seed", 7, 7),
+    ("prompt_template", "promptTemplate", "plain", PromptTemplateSpec.parse("plain")),
+    ("reasoning_parsing", "reasoningParsing", {"enabled": False}, ReasoningParsingSpec.parse({"enabled": False})),
+    ("enable_thinking", "enableThinking", False, False),
     ("log_probs", "logProbs", 5, 5),
     ("raw_tools", "rawTools", {"type": "none"}, RawToolsSetting(type="none")),
 ]
@@ -119,8 +124,9 @@ def test_rest_load_names_are_accepted(key):
 def test_rest_example_request_and_response_shapes():
     cfg = LoadModelConfig.parse({"context_length": 16384, "flash_attention": True})
     assert cfg.explicit() == {"context_length": 16384, "flash_attention": True}
-    # The REST response reports num_experts 0 for "model default"; we want it omitted instead.
-    assert "omit it" in str(message_of(LoadModelConfig, {"context_length": 16384, "num_experts": 0}))
+    # The REST response reports num_experts 0 for "model default"; sent back, it means the same.
+    assert LoadModelConfig.parse({"context_length": 16384, "num_experts": 0}).explicit() == {
+        "context_length": 16384, "num_experts": 0}
 
 
 @pytest.mark.parametrize("cls, alias, canonical, value", [
@@ -153,7 +159,7 @@ def test_stop_accepts_a_single_string():
 BOUNDARIES = [
     (LoadModelConfig, "contextLength", [1, 131072], [0, -5, 1.5, 4096.0, "4096", True, [4096]]),
     (LoadModelConfig, "evalBatchSize", [1, 2048], [0, -1, 512.0, "512", False]),
-    (LoadModelConfig, "numExperts", [1, 8], [0, -1, 2.0, True]),
+    (LoadModelConfig, "numExperts", [0, 1, 8], [-1, 2.0, True]),
     (LoadModelConfig, "seed", [0, 2**32 - 1], [-1, 2**32, 1.0, "1", True]),
     (LoadModelConfig, "ropeFrequencyBase", [1e-9, 1, 1e6, False], [0, 0.0, -1.0, True, math.inf, math.nan, "1"]),
     (LoadModelConfig, "ropeFrequencyScale", [0.25, 8, False], [0, -0.5, True, math.nan]),
@@ -565,7 +571,7 @@ def test_repr_shows_only_set_fields():
 
 
 def test_allowed_and_accepted_keys():
-    assert LoadModelConfig.allowed("numExperts").startswith("an integer >= 1")
+    assert LoadModelConfig.allowed("numExperts").startswith("an integer >= 0")
     assert "top_k" in PredictionConfig.accepted_keys() and "stop" in PredictionConfig.accepted_keys()
     assert LoadModelConfig.canonical_key("nope") is None
     with pytest.raises(ConfigError, match="did you mean 'numExperts'"):

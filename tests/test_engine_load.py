@@ -132,9 +132,13 @@ def test_num_experts_above_expert_count_is_refused(tmp_path, n):
         load({"numExperts": n}, path=synth.moe_model(tmp_path))
 
 
-def test_num_experts_zero_is_refused_by_config():
+def test_num_experts_zero_is_the_models_default(tmp_path):
     with pytest.raises(ConfigError, match="numExperts"):
-        LoadModelConfig.parse({"numExperts": 0})
+        LoadModelConfig.parse({"numExperts": -1})
+    engine, report = load({"numExperts": 0, "contextLength": 256}, path=synth.moe_model(tmp_path))
+    assert report.plan.kv_overrides == {} and report.plan.effective["num_experts"] == 2
+    assert re.search(r"n_expert_used\s+= 2\b", log_text(report))
+    engine.close()
 
 
 def test_num_experts_on_dense_model_is_refused():

@@ -173,8 +173,8 @@ def test_seed_curl_example_verbatim(server, client):
         r = httpx.post(url, content=SEED_BODY, headers={"Content-Type": "application/json"}, timeout=60)
         assert r.status_code == 200, r.text
         body = r.json()
-    assert list(body) == ["model_instance_id", "config", "load_time_seconds"]
-    assert body["model_instance_id"] == f"{MODEL}:2"  # a new instance beside the fixture's
+    assert list(body) == ["type", "instance_id", "model_instance_id", "config", "load_time_seconds", "status"]
+    assert body["model_instance_id"] == body["instance_id"] == f"{MODEL}:2"  # a new instance beside the fixture's
     config = body["config"]
     assert list(config)[:5] == list(SEED_KEYS)
     assert config["context_length"] == 16384 and config["flash_attention"] is True

@@ -13,6 +13,9 @@ GPU_ALLOWED = ("a GPU offload ratio from 0 to 1, 'max', 'off', or a dict with ra
                "disabledGpus")
 """What the ``gpu`` load setting accepts, as quoted in error messages."""
 
+#: What a load response's ``gpu`` reports beside the ratio it derives them from (not settable on their own).
+REPORTED_LAYER_KEYS = ("layers", "total_layers", "totalLayers")
+
 
 class GpuSetting(SettingsModel):
     """GPU offload settings; also built from the shorthands ``0.5``, ``1``, ``0``, ``"max"`` and ``"off"``.
@@ -36,7 +39,12 @@ class GpuSetting(SettingsModel):
 
     @classmethod
     def expand_shorthand(cls, data: Any) -> Any:
-        """A bare value (``0.5``, ``"max"``, ...) means ``{"ratio": value}``."""
-        if isinstance(data, (Mapping, GpuSetting)):
+        """A bare value (``0.5``, ``"max"``, ...) means ``{"ratio": value}``. The layer counts a load response
+        reports beside its ``ratio`` (derived from it) are dropped, so the response's ``gpu`` loads the same."""
+        if isinstance(data, Mapping):
+            if "ratio" in data and any(key in data for key in REPORTED_LAYER_KEYS):
+                return {key: value for key, value in data.items() if key not in REPORTED_LAYER_KEYS}
+            return data
+        if isinstance(data, GpuSetting):
             return data
         return {"ratio": data}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, StrictBool
 
@@ -11,11 +12,15 @@ from .gpu import GPU_ALLOWED, GpuSetting
 from .limits import check_load_limits
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
-from .value_types import FalseOnly, PositiveFloat, PositiveInt, SeedInt, quoted
+from .value_types import FalseOnly, NonNegativeInt, PositiveFloat, PositiveInt, SeedInt, quoted
 
 _CACHE_TYPE = Literal[CACHE_QUANTIZATION_TYPES]  # type: ignore[valid-type]
 _CACHE_ALLOWED = f"one of {quoted(CACHE_QUANTIZATION_TYPES)}, or False for the model default (f16)"
 _BOOL = "True or False"
+
+#: Keys a load response's ``config`` reports but no request sets (derived from the settings): dropped on input,
+#: so that any load response's config sent back as a request loads the same configuration.
+REPORT_ONLY_KEYS = ("decode_threads", "decodeThreads")
 
 
 class LoadModelConfig(SettingsModel):
@@ -35,6 +40,13 @@ class LoadModelConfig(SettingsModel):
         check_load_limits(self)
     root_allowed: ClassVar[str] = "a dict (any key spelling), a LoadModelConfig or None"
 
+    @classmethod
+    def expand_shorthand(cls, data: Any) -> Any:
+        """A load response's ``config`` comes back as a request: its report-only keys are dropped."""
+        if isinstance(data, Mapping) and any(key in data for key in REPORT_ONLY_KEYS):
+            return {key: value for key, value in data.items() if key not in REPORT_ONLY_KEYS}
+        return data
+
     gpu: GpuSetting | None = setting(GPU_ALLOWED, "GPU offload: ratio, main GPU, split strategy, disabled GPUs.")
     gpu_strict_vram_cap: StrictBool | None = setting(_BOOL, "Never spill model weights to shared GPU memory.")
     offload_kv_cache_to_gpu: StrictBool | None = setting(_BOOL, "Keep the KV cache in GPU memory.")
@@ -51,8 +63,8 @@ class LoadModelConfig(SettingsModel):
     try_mmap: StrictBool | None = setting(_BOOL, "Memory-map the model file when possible.")
     cpu_thread_pool_size: PositiveInt | None = setting(
         "an integer >= 1", "CPU threads for prompt batches, and the most a decode step uses.")
-    num_experts: PositiveInt | None = setting(
-        "an integer >= 1 (omit it to use the model's default)", "Experts used per token by MoE models.")
+    num_experts: NonNegativeInt | None = setting(
+        "an integer >= 0 (0 or omitted = the model's default)", "Experts used per token by MoE models.")
     llama_k_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(
         _CACHE_ALLOWED, "Data type of the K cache.")
     llama_v_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator
 
 from .constants import CONTEXT_OVERFLOW_POLICIES, MAX_LOG_PROBS, MAX_SEED
 from .limits import check_prediction_limits
+from .prompt_template import TEMPLATE_ALLOWED, PromptTemplateSpec
+from .reasoning import REASONING_ALLOWED, ReasoningParsingSpec
 from .settings_base import SettingsModel, setting
 from .spelling import alias_generator
 from .structured import STRUCTURED_ALLOWED, StructuredSpec
@@ -68,6 +70,12 @@ class PredictionConfig(SettingsModel):
     draft_model: NonEmptyStr | None = setting(
         "a non-empty model key or path", "Small model proposing tokens for speculative decoding.")
     seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the sampler.")
+    prompt_template: PromptTemplateSpec | None = setting(
+        TEMPLATE_ALLOWED, "The chat format of respond(): a manual or Jinja template (instead of the model's).")
+    reasoning_parsing: ReasoningParsingSpec | None = setting(
+        REASONING_ALLOWED, "How the reasoning (<think>…</think>) is split from the answer (on by default).")
+    enable_thinking: StrictBool | None = setting(
+        "True or False", "enable_thinking for chat templates that take it (Qwen 3 style).")
     log_probs: Annotated[Int, Field(ge=0, le=MAX_LOG_PROBS)] | None = setting(
         f"an integer from 0 to {MAX_LOG_PROBS} (top alternatives per token)",
         "How many top alternatives to report with each generated token.")

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 from ..backend import (DownloadedModel, GenerationStats, LoadedModel, LoadPreview, MemoryEstimate, ModelInfo,
                        ProgressCallback, ResolvedModelFile, TokenEvent)
+from ..backend import TemplatedPrompt
 from ..config import LoadModelConfig, PredictionConfig
 from ..errors import ConfigError
 from .estimate import check_fits, estimate_memory
@@ -143,7 +144,8 @@ class LocalEngine:
         handle.check_open()
         pre_truncated = 0
         if isinstance(prompt, str):
-            tokens = handle.tokenize(prompt)
+            templated = isinstance(prompt, TemplatedPrompt)  # a promptTemplate's chat: special tokens parsed
+            tokens = handle.tokenize_templated(prompt) if templated else handle.tokenize(prompt)
             # truncateMiddle keeps the start of a raw prompt (up to half the room) and its end
             implicit_stops, keep_head, prompt_text = [], len(tokens), prompt
         else:

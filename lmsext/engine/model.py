@@ -383,9 +383,13 @@ class EngineModel:
     def render_prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], ChatTemplate]:
         """Apply the chat template to ``messages`` and tokenize (special tokens parsed)."""
         text = self.chat_template.render(messages, add_generation_prompt=True)
+        return self.tokenize_templated(text), self.chat_template
+
+    def tokenize_templated(self, text: str) -> list[int]:
+        """Tokenize a chat template's output: special tokens parsed, no second BOS when it starts with one."""
         bos = self.chat_template.bos_token
         add_special = not (bos and text.startswith(bos))
-        return self.tokenize(text, add_special=add_special, parse_special=True), self.chat_template
+        return self.tokenize(text, add_special=add_special, parse_special=True)
 
     def memory_breakdown(self) -> dict[str, int]:
         """Bytes held for weights and KV cache."""

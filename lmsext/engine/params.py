@@ -259,7 +259,7 @@ def _apply_kv_cache_types(cfg: LoadModelConfig, plan: LoadPlan) -> None:
 
 
 def _apply_num_experts(cfg: LoadModelConfig, plan: LoadPlan) -> None:
-    asked = _requested(cfg, "num_experts")
+    asked = _requested(cfg, "num_experts") or None  # 0 = the model's default (LM Studio's SDK and REST)
     info = plan.info
     if asked is not None:
         if not info.is_moe:
@@ -270,7 +270,8 @@ def _apply_num_experts(cfg: LoadModelConfig, plan: LoadPlan) -> None:
             raise ConfigError(
                 f"numExperts={asked}: this model has {info.expert_count} experts; choose 1..{info.expert_count}",
                 key="num_experts", value=asked, allowed=f"1..{info.expert_count}")
-        plan.kv_overrides[f"{info.architecture}.expert_used_count"] = int(asked)
+        if asked != info.expert_used_count:  # the model's own count needs no override (a load response echoed)
+            plan.kv_overrides[f"{info.architecture}.expert_used_count"] = int(asked)
     plan.effective["num_experts"] = asked if asked is not None else info.expert_used_count
 
 

@@ -17,6 +17,7 @@ from .args import check_variable_name, interpolate, lookup, parse_args, unescape
 from .flags import PREDICTION_FLAGS, flag_values, parse_flags, prediction_arguments
 from .shared import FamilyMagics, apply, user_errors
 from .stream_view import run_stream
+from .template_option import template_option
 
 @magics_class
 class PredictMagics(FamilyMagics):
@@ -30,6 +31,8 @@ class PredictMagics(FamilyMagics):
     @argument("--system", metavar="TEXT", help="system prompt of the chat ({var} interpolation as in the cell)")
     @argument("--chat", metavar="NAME", help="continue the chat called NAME (default: 'default')")
     @argument("--no-history", action="store_true", help="one-shot: no chat history, nothing remembered")
+    @argument("--template", metavar="FILE|NAME", help="chat format instead of the model's: chatml, llama3, alpaca, "
+              "plain, a .json promptTemplate file or a Jinja template file")
     def lm_respond(self, line: str, cell: str) -> None:
         """Reply to the cell (the user message) through the model's chat template, streaming inline.
 
@@ -46,6 +49,8 @@ class PredictMagics(FamilyMagics):
             raise UsageError("the cell is empty: write the user message in the cell body")
         system = interpolate(args.system, self.lm._ns) if args.system is not None else None
         config = self._prediction_config(args)
+        if args.template is not None:
+            config = config.merged({"prompt_template": template_option(args.template)})
         _check_out(args.out)
         llm = self._model(args.model)
         name = args.chat or "default"
@@ -55,7 +60,7 @@ class PredictMagics(FamilyMagics):
         chat.add_user_message(text)
         result = run_stream(llm.respond_stream(chat, config), self.lm._view())
         if not args.no_history:
-            chat.add_assistant_response(result.content)
+            chat.add_assistant_response(result.non_reasoning_content)  # the answer only
             self.lm.session.set_chat(name, chat)
         self._store(result, args.out)
         self._show_probs(result)

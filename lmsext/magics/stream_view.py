@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.display import clear_output, display
 
-from ..render import DIM, RESET, live_stats_bundle, stats_bundle, stats_line, stream_bundle
+from ..render import DIM, RESET, live_stats_bundle, result_bundle, stats_bundle, stats_line
 
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStream
@@ -155,13 +155,12 @@ class StreamView:
             return
         content = result.content
         self._pending = []
-        if self.markdown or not content.startswith(self.text[:self._written]):
-            # one final message with the whole text: rendered as Markdown, or (never expected) a result
-            # whose text does not continue what was streamed
+        if self.markdown or result.reasoning_content or not content.startswith(self.text[:self._written]):
+            # one final message with the whole text: rendered as Markdown, the reasoning folded above the answer,
+            # or (never expected) a result whose text does not continue what was streamed
             clear_output(wait=True)
             self._live = False
-            display(stream_bundle(content, result.stats, markdown=self.markdown, parse_error=result.parse_error),
-                    raw=True)
+            display(result_bundle(result, markdown=self.markdown), raw=True)
             self.messages += 2
         else:
             self._write(content[self._written:])  # what was fed but not sent yet (and a fragment never fed)

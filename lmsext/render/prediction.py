@@ -7,6 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .html import CSS, MUTED, RESET, bundle, esc
+from .reasoning import reasoning_html, reasoning_plain
 
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStats
@@ -45,18 +46,21 @@ def _stats_tail_html(stats: "PredictionStats | None", parse_error: str | None) -
 
 
 def stream_bundle(text: str, stats: "PredictionStats | None" = None, *, markdown: bool = False,
-                  parse_error: str | None = None) -> dict[str, str]:
-    """A prediction in one output: the text, then (at the end) any parse error and the stats line."""
-    plain = text
+                  parse_error: str | None = None, reasoning: str = "") -> dict[str, str]:
+    """A prediction in one output: its ``reasoning`` folded and dimmed (if any), the text, then (at the end) any
+    parse error and the stats line."""
+    plain = reasoning_plain(reasoning) + text
     if parse_error:
         plain += f"\n{parse_error}"
     if stats is not None:
         plain += f"\n\n[{stats_line(stats)}]"
     if markdown and stats is not None:
         error = f"**{parse_error}**\n\n" if parse_error else ""
-        return {"text/plain": plain, "text/markdown": f"{text}\n\n{error}*{stats_line(stats)}*"}
+        return {"text/plain": plain,
+                "text/markdown": f"{reasoning_html(reasoning)}{text}\n\n{error}*{stats_line(stats)}*"}
     return {"text/plain": plain,
-            "text/html": (f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
+            "text/html": (reasoning_html(reasoning)
+                          + f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
                           + _stats_tail_html(stats, parse_error))}
 
 
@@ -78,12 +82,20 @@ def live_stats_bundle(tokens: int, seconds: float, tokens_per_second: float | No
 
 def prediction_text(result: "PredictionResult") -> str:
     """A prediction result as text: the content and the stats line."""
-    return stream_bundle(result.content, result.stats, parse_error=result.parse_error)["text/plain"]
+    return result_bundle(result)["text/plain"]
 
 
 def prediction_html(result: "PredictionResult") -> str:
     """A prediction result as HTML: the content and the stats line."""
-    return stream_bundle(result.content, result.stats, parse_error=result.parse_error)["text/html"]
+    return result_bundle(result)["text/html"]
+
+
+def result_bundle(result: "PredictionResult", *, markdown: bool = False) -> dict[str, str]:
+    """A finished result in one output: with a reasoning section, the reasoning folded and dimmed above the
+    answer; else the whole content; then the stats line."""
+    reasoning = getattr(result, "reasoning_content", "")
+    text = result.non_reasoning_content if reasoning else result.content
+    return stream_bundle(text, result.stats, markdown=markdown, parse_error=result.parse_error, reasoning=reasoning)
 
 
 # ------------------------------------------------------------------------------ token probabilities

@@ -42,13 +42,27 @@ def _model_entry(key: str, info: Any, size: int, instances: Iterable[Any]) -> di
                          "bits_per_weight": _bits(info.quantization if info else None)},
         "size_bytes": size,
         "params_string": _params_string(info.parameter_count if info else None),
-        "loaded_instances": [{"id": llm.identifier, "config": llm.load_result.to_rest()["config"],
+        "loaded_instances": [{"id": llm.identifier, "config": _instance_config(llm),
                               **_template_field(llm)} for llm in instances],
         "max_context_length": info.trained_context if info else None,
         "format": "gguf",
         "capabilities": {"vision": False, "trained_for_tool_use": False},
         "description": None,
     }
+
+
+def _instance_config(llm: Any) -> dict[str, Any]:
+    """A loaded instance's effective config with LM Studio 0.4's ``parallel`` (after ``eval_batch_size``): the
+    predictions the instance runs at once (``max_parallel_predictions`` when the engine reports it, else 1)."""
+    config = llm.load_result.to_rest()["config"]
+    parallel = config.get("max_parallel_predictions") or 1
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out[key] = value
+        if key == "eval_batch_size":
+            out["parallel"] = parallel
+    out.setdefault("parallel", parallel)
+    return out
 
 
 def _template_field(llm: Any) -> dict[str, Any]:

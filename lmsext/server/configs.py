@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from ..config import GpuSetting, LoadModelConfig, PredictionConfig
+from ..config.gpu import REPORTED_LAYER_KEYS
+from ..config.load import REPORT_ONLY_KEYS
 from ..errors import ConfigError
 from .errors import bad_request, short
 from .validation import suggest
@@ -22,7 +24,7 @@ def load_config(raw: Any, param: str = "config", check: Callable[[LoadModelConfi
         return LoadModelConfig()
     if not isinstance(raw, dict):
         raise bad_request(f"{param} must be an object of load settings, not {type(raw).__name__}", param=param)
-    names = LoadModelConfig.field_names("snake")
+    names = LoadModelConfig.field_names("snake") + REPORT_ONLY_KEYS  # a load response's config is a request
     for key, value in raw.items():
         if key not in names:
             canonical = LoadModelConfig.canonical_key(key)
@@ -32,7 +34,7 @@ def load_config(raw: Any, param: str = "config", check: Callable[[LoadModelConfi
             hint = suggest(key, list(names), {})
             raise bad_request(f"unknown field '{param}.{key}': not a load setting{hint}", param=f"{param}.{key}")
         if key == "gpu" and isinstance(value, dict):
-            gpu_names = GpuSetting.field_names("snake")
+            gpu_names = GpuSetting.field_names("snake") + REPORTED_LAYER_KEYS
             for sub in value:
                 if sub not in gpu_names:
                     hint = suggest(str(sub), list(gpu_names), {})

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from .catalog import get_model, list_models
 from .chains import StoredChat, trim_chain
+from .chat_events import ChatEvents
 from .configs import load_config, prediction_config, unsupported
 from .errors import ApiError, bad_request
 from .http import JSON, dumps, endpoint, read_json, run_blocking, server_state, to_api_error
@@ -25,7 +26,17 @@ async def load_model(request: Request) -> Response:
     req = validate(LoadRequest, await read_json(request, state))
     config = load_config(req.config, check=state.client.engine.check_load_config)
     llm = await run_blocking(state.client.llm.load, req.model, config=config, allow_download=False, allow_paths=False)
-    return JSON(llm.load_result.to_rest())
+    return JSON(load_response(llm, req.echo_load_config))
+
+
+def load_response(llm: Any, echo_load_config: bool) -> dict[str, Any]:
+    """LM Studio 0.4's load response (``type``, ``instance_id``, ``load_time_seconds``, ``status``, ``load_config``
+    when echoed) around seed 002's (``model_instance_id``, ``config`` with every default) — both names kept."""
+    seed = llm.load_result.to_rest()
+    body = {"type": "llm", "instance_id": seed["model_instance_id"], **seed, "status": "loaded"}
+    if echo_load_config:
+        body["load_config"] = dict(seed["config"])  # every setting applied (lmsext applies all it accepts)
+    return body
 
 
 @endpoint
@@ -88,13 +99,15 @@ def _chat_messages(state: ServerState, req: ChatRequest) -> StoredChat:
 def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | None) -> dict[str, Any]:
     st = result.stats
     stats = {"input_tokens": st.prompt_tokens_count, "total_output_tokens": st.predicted_tokens_count,
-             "reasoning_output_tokens": 0, "tokens_per_second": st.tokens_per_second,
+             "reasoning_output_tokens": st.reasoning_output_tokens, "tokens_per_second": st.tokens_per_second,
              "time_to_first_token_seconds": st.time_to_first_token_sec,
              "generation_time_seconds": st.generation_time_sec, "stop_reason": st.stop_reason}
     if loaded_now:
         stats["model_load_time_seconds"] = round(llm.load_result.load_time_seconds, 3)
+    reasoning = [{"type": "reasoning", "content": result.reasoning_content}] if result.reasoning_content else []
     body: dict[str, Any] = {"model_instance_id": llm.identifier,
-                            "output": [{"type": "message", "content": result.content}], "stats": stats}
+                            "output": [*reasoning, {"type": "message", "content": result.non_reasoning_content}],
+                            "stats": stats}
     if response_id is not None:
         body["response_id"] = response_id
     return body
@@ -102,7 +115,8 @@ def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | Non
 
 def _store(state: ServerState, chat: StoredChat, result: Any) -> str:
     response_id = "resp_" + secrets.token_hex(16)
-    state.responses[response_id] = StoredChat([*chat.messages, {"role": "assistant", "content": result.content}],
+    answer = {"role": "assistant", "content": result.non_reasoning_content}  # the history keeps only the answer
+    state.responses[response_id] = StoredChat([*chat.messages, answer],
                                               [*chat.tokens, result.stats.predicted_tokens_count])
     while len(state.responses) > STORED_RESPONSES:
         state.responses.popitem(last=False)
@@ -117,9 +131,10 @@ async def api_chat(request: Request) -> Response:
     req = validate(ChatRequest, await read_json(request, state))
     if req.integrations:
         raise bad_request("integrations (MCP servers, plugins) are not supported by lmsext", param="integrations")
-    unsupported("reasoning", req.reasoning, ("off",), "a reasoning setting other than 'off'")
+    unsupported("reasoning", req.reasoning, ("off", "on"), "a reasoning effort (low, medium, high)")
     chat = _chat_messages(state, req)
     values = {k: getattr(req, k) for k in CHAT_PREDICTION_FIELDS}
+    values["enable_thinking"] = {"off": False, "on": True}.get(req.reasoning or "")  # templates that take it
     if values["max_output_tokens"] is None:
         values["max_output_tokens"] = state.default_max_tokens
     config = prediction_config(values, CHAT_RENAMES, check=state.client.engine.check_prediction_config)
@@ -158,14 +173,17 @@ async def _chat_sse(state: ServerState, req: ChatRequest, llm: Any, loaded_now: 
                                       "load_time_seconds": round(llm.load_result.load_time_seconds, 3)})
     yield _sse("prompt_processing.start", {"type": "prompt_processing.start"})
     yield _sse("prompt_processing.end", {"type": "prompt_processing.end"})
-    yield _sse("message.start", {"type": "message.start"})
     parts: list[str] = []
+    events = ChatEvents()
     async for kind, value in job_events(job, first):
         if kind == "fragment":
-            parts.append(value.content)
-            yield _sse("message.delta", {"type": "message.delta", "content": value.content})
+            if value.reasoning_type == "none":
+                parts.append(value.content)
+            for event, data in events.fragment(value):
+                yield _sse(event, data)
         elif kind == "result":
-            yield _sse("message.end", {"type": "message.end"})
+            for event, data in events.message_end():
+                yield _sse(event, data)
             problem = failed(value)
             if problem is not None:
                 yield _sse("error", {"type": "error", "error": {"type": problem.type, "message": problem.message}})
@@ -174,7 +192,8 @@ async def _chat_sse(state: ServerState, req: ChatRequest, llm: Any, loaded_now: 
                                     "result": _chat_result(llm, value, loaded_now, response_id)})
         elif kind == "error":
             err = to_api_error(value)
-            yield _sse("message.end", {"type": "message.end"})
+            for event, data in events.message_end():
+                yield _sse(event, data)
             yield _sse("error", {"type": "error", "error": {"type": err.type, "message": err.message,
                                                             "param": err.param}})
             yield _sse("chat.end", {"type": "chat.end", "result": {

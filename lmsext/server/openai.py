@@ -120,6 +120,7 @@ def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structu
         values["structured"] = structured
     if tools is not None:
         values["raw_tools"] = tools
+    values["prompt_template"] = getattr(req, "prompt_template", None)  # chat completions only
     try:
         return prediction_config(values, check=state.client.engine.check_prediction_config)
     except ApiError as exc:
@@ -151,13 +152,15 @@ class _OpenAIShape:
     """The fields of a chunk sent before the first fragment, if any."""
     chunk_fingerprint: bool = False
     """Whether streamed chunks carry ``system_fingerprint``."""
+    split_reasoning: bool = False
+    """Whether the reasoning goes to ``reasoning_content`` (chat) instead of staying in the text (completions)."""
 
 
 _CHAT_SHAPE = _OpenAIShape(
     "chatcmpl-", "chat.completion", "chat.completion.chunk",
     content=lambda text: {"message": {"role": "assistant", "content": text}},
     delta=lambda text: {"delta": {} if text is None else {"content": text}},
-    first_delta={"delta": {"role": "assistant", "content": ""}}, chunk_fingerprint=True)
+    first_delta={"delta": {"role": "assistant", "content": ""}}, chunk_fingerprint=True, split_reasoning=True)
 _COMPLETION_SHAPE = _OpenAIShape(
     "cmpl-", "text_completion", "text_completion",
     content=lambda text: {"text": text},
@@ -185,10 +188,16 @@ def _finish(result: Any) -> str:
 
 
 def _answer_fields(shape: _OpenAIShape, result: Any) -> dict[str, Any]:
-    """The choice's fields of a whole answer: the text, or the message with its ``tool_calls``."""
+    """The choice's fields of a whole answer: the text (the reasoning apart, in ``reasoning_content``, where the
+    shape splits it), or the message with its ``tool_calls``."""
+    text = result.non_reasoning_content if shape.split_reasoning else result.content
     if getattr(result, "tool_calls", None) and shape is _CHAT_SHAPE:
-        return {"message": tool_message(result, parse_tool_calls(result.content).content)}
-    return shape.content(result.content)
+        fields = {"message": tool_message(result, parse_tool_calls(text).content)}
+    else:
+        fields = shape.content(text)
+    if shape.split_reasoning and result.reasoning_content:  # LM Studio's (and DeepSeek's) field
+        fields["message"]["reasoning_content"] = result.reasoning_content
+    return fields
 
 
 async def _openai_answer(request: Request, state: ServerState, req: Any, shape: _OpenAIShape,
@@ -216,7 +225,7 @@ async def _openai_answer(request: Request, state: ServerState, req: Any, shape: 
 
     first_event = None if shape.first_delta is None else chunk(None, None, shape.first_delta)
     held = getattr(req, "tools", None) and getattr(req, "tool_choice", None) != "none"
-    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event, bool(held)), job,
+    return GatedStream(_openai_sse(job, first, chunk, usage_event, first_event, bool(held), shape.split_reasoning), job,
                        "text/event-stream")
 
 
@@ -263,22 +272,30 @@ async def openai_completions(request: Request) -> Response:
 
 async def _openai_sse(job: PredictionJob, first: tuple[str, Any], chunk: Callable[[str | None, str | None], Any],
                       usage_event: Callable[[Any], dict[str, Any] | None],
-                      first_event: dict[str, Any] | None = None, held: bool = False) -> AsyncIterator[str]:
+                      first_event: dict[str, Any] | None = None, held: bool = False,
+                      split_reasoning: bool = False) -> AsyncIterator[str]:
     """The SSE stream of the OpenAI endpoints: ``chunk(text, finish)`` shapes each event; ``held``: the
-    reply (which may call tools) is sent once complete, as a content delta and a ``tool_calls`` delta."""
+    reply (which may call tools) is sent once complete, as a content delta and a ``tool_calls`` delta; with
+    ``split_reasoning`` the reasoning streams as ``delta.reasoning_content`` and its tags are left out."""
     if first_event is not None:
         yield _data(first_event)
     async for kind, value in job_events(job, first):
         if kind == "fragment":
-            if not held:
+            kind_of = getattr(value, "reasoning_type", "none")
+            if held:
+                pass
+            elif not split_reasoning or kind_of == "none":
                 yield _data(chunk(value.content, None))
+            elif kind_of == "reasoning":
+                yield _data(chunk(None, None, {"delta": {"reasoning_content": value.content}}))
         elif kind == "result":
             problem = failed(value)
             if problem is not None:
                 yield _data(problem.body())
                 continue
             if held:
-                text = parse_tool_calls(value.content).content if value.tool_calls else value.content
+                whole = value.non_reasoning_content if split_reasoning else value.content
+                text = parse_tool_calls(whole).content if value.tool_calls else whole
                 if text:
                     yield _data(chunk(text, None))
                 if value.tool_calls:

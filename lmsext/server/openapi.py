@@ -29,9 +29,13 @@ class ErrorBody(BaseModel):
 class LoadResponse(BaseModel):
     """The answer of POST /api/v1/models/load: the instance id, every effective load setting, the load time."""
 
-    model_instance_id: str
+    type: str = Field(description="`llm` (LM Studio 0.4).")
+    instance_id: str = Field(description="The loaded instance's id (LM Studio 0.4's name).")
+    model_instance_id: str = Field(description="The same id under seed 002's name.")
     config: dict[str, Any] = Field(description="Every effective load setting, defaults included.")
     load_time_seconds: float
+    status: str = Field(description="`loaded`.")
+    load_config: dict[str, Any] | None = Field(None, description="With `echo_load_config`: the settings applied.")
 
 
 def _not_null(schema: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,8 @@ class LoadRequest(Strict):
 
     model: str = _model_field()
     config: dict[str, Any] | None = Field(None, description="Load settings in snake_case; see LoadConfig.")
-    echo_load_config: bool = Field(False, description="LM Studio's flag; lmsext always answers with the config.")
+    echo_load_config: bool = Field(False, description="Also answer with `load_config` (LM Studio 0.4); `config` "
+                                   "(seed 002) is always there.")
 
 
 class UnloadRequest(Strict):
@@ -54,6 +55,11 @@ class InputImage(Strict):
 
 
 Number = Union[float, int]
+#: LM Studio's ``promptTemplate`` (lmsext's extension of the chat endpoints): a built-in name or a manual/Jinja template.
+PromptTemplateField = Annotated[Union[str, dict[str, Any], None], Field(
+    None, description="The chat format instead of the model's: a built-in name (chatml, llama3, alpaca, plain), "
+    "`{type: manual, manualPromptTemplate: {beforeUser, ...}, stopStrings}` or `{type: jinja, "
+    "jinjaPromptTemplate: {template, bosToken, eosToken}, stopStrings}`.")]
 StopValue = Union[str, list[str]]
 
 
@@ -92,11 +98,12 @@ class ChatRequest(Sampling):
     xtc_probability: Number | None = None
     xtc_threshold: Number | None = None
     cpu_threads: int | None = Field(None, description="CPU threads for this prediction.")
+    prompt_template: PromptTemplateField = None
 
 
 #: The fields of ChatRequest that make its PredictionConfig, and their PredictionConfig names where they differ.
 CHAT_PREDICTION_FIELDS = SAMPLING_FIELDS + ("max_output_tokens", "context_overflow_policy", "structured",
-                                            "xtc_probability", "xtc_threshold", "cpu_threads")
+                                            "xtc_probability", "xtc_threshold", "cpu_threads", "prompt_template")
 CHAT_RENAMES = {"max_output_tokens": "max_tokens"}
 
 
@@ -156,6 +163,7 @@ class OpenAIChatRequest(_OpenAICommon):
     parallel_tool_calls: bool | None = Field(None, description="Accepted and ignored.")
     metadata: dict[str, Any] | None = Field(None, description="Accepted and ignored.")
     store: bool | None = Field(None, description="Accepted and ignored.")
+    prompt_template: PromptTemplateField = None
 
 
 class OpenAICompletionRequest(_OpenAICommon):

@@ -40,6 +40,7 @@ from ..models import EMBEDDED_MODEL_KEY
 from ..render import esc
 from ..session import Session, get_session
 from .controls import Binding, escape_stop, field_bounds, parse_seed
+from .template_field import template_text_field, template_to_text, text_to_template
 from .stream import StreamWidget
 
 _STYLE = {"description_width": "120px"}
@@ -90,7 +91,7 @@ class PredictionPanel(w.VBox):
             w.HTML("<b>Prediction settings</b> <span style='color:#888'>(session defaults: %%lm_respond uses "
                    "them too)</span>"),
             self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
-            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
+            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings, self.prompt_template,
             w.HBox([self.mode, self.model_label]),
             w.HBox([self.chat_label, self.new_chat_button]),
             self.prompt,
@@ -129,6 +130,7 @@ class PredictionPanel(w.VBox):
                         "seed", parse_seed)
         self.stop_strings = add(w.TagsInput(allow_duplicates=False, placeholder="stop strings (\\n = newline)"),
                                 "stop_strings", lambda tags: [unescape(s) for s in tags] or None)
+        self.prompt_template = add(template_text_field(), "prompt_template", text_to_template)
         return max_tokens_row
 
     def _make_action_controls(self, chat: str) -> None:
@@ -170,6 +172,8 @@ class PredictionPanel(w.VBox):
                 values[key] = "" if value is None else str(value)
             elif key == "stop_strings":
                 values[key] = [escape_stop(s) for s in value or []]
+            elif key == "prompt_template":
+                values[key] = template_to_text(value)
             elif value is None:
                 values[key] = DEFAULTS[key]
             elif value is False:  # "off": the slider's neutral end
@@ -287,7 +291,7 @@ class PredictionPanel(w.VBox):
         """Add the reply to the session chat as %%lm_respond does; a status note."""
         if self.session.chats.get(self.chat_name) is not base:
             return " · the chat was reset meanwhile: this reply is not in it"
-        chat.add_assistant_response(result.content)
+        chat.add_assistant_response(result.non_reasoning_content)
         self.session.set_chat(self.chat_name, chat)
         return ""
 
