@@ -168,6 +168,7 @@ print(reply.content, "|", reply.stats.stop_reason)""", check=True),
     code("""
 %%lm_respond --template alpaca --no-history --temperature 0 --max-tokens 40
 Tell me about a cat."""),
+    md("""
 ## Tools and `act()`
 
 `model.act()` is LM Studio's tool loop: the model's reply is parsed for tool calls, the Python functions
