@@ -35,6 +35,9 @@ CELLS = [
     "print('cell:', _lm.stats.stop_reason, _lm.stats.predicted_tokens_count)",        # 8
     "%lm_panel load",                                                                 # 9
     "print('loaded:', lmsext.default_client().llm.get('stories260K').get_context_length())",  # 10
+    "from lmsext.widgets import NextTokenExplorer\n"
+    "x = NextTokenExplorer('stories260K', 'Once upon a time')\nx",                    # 11
+    "print('top_p =', round(x.top_p, 2), 'top_k =', x.top_k)",                         # 12
 ]
 
 
@@ -73,8 +76,8 @@ def page(lab):
                 const kernel = panel && panel.sessionContext && panel.sessionContext.session
                     && panel.sessionContext.session.kernel;
                 return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
-                    && document.querySelectorAll('.jp-Notebook .jp-Cell').length >= 11;
-            }""", timeout=60_000)
+                    && document.querySelectorAll('.jp-Notebook .jp-Cell').length >= %d;
+            }""" % len(CELLS), timeout=60_000)
             yield page
         finally:
             browser.close()
@@ -223,23 +226,48 @@ def test_widgets_in_jupyterlab(page):
     assert re.search(r"cell: userStopped \d+", cell_text(page, 8)), cell_text(page, 8)
     shot(page, "6-cell-stopped")
 
-    # The load panel: drag the context slider to 256 → the estimate drops; Load reloads with it.
+    # The load panel after %lm_load: it edits the loaded instance (its settings and summary, not the
+    # defaults); drag the context slider to 256 → the estimate drops; Load reloads with it.
     run_cell(page, 9)
     load_panel = cell(page, 9).locator(".lmsext-load-panel")
     load_panel.wait_for()
+    load_panel.locator(".widget-html", has_text="editing stories260K").wait_for()
+    assert "no model loaded yet" not in load_panel.inner_text()
+    instance_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
+    assert instance_row.locator(".lmsext-effective").inner_text() == "1024"  # the instance %lm_load loaded
     estimate = load_panel.locator(".widget-html", has_text="Memory estimate").first
     before = estimate.inner_text()
     drag_to_minimum(page, load_panel, "context length")
-    assert "KV cache 1.25 MiB" in before  # the default context: 2048 tokens
+    assert "KV cache 640 KiB" in before, before  # the instance's context (1000 asked → 1024), not the default 2048
     page.wait_for_function("(el) => el.innerText.includes('KV cache 160 KiB')", arg=estimate.element_handle())
     load_panel.locator("button.widget-button", has_text="Load").click()
-    summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
-    summary_row.wait_for()
-    assert summary_row.locator(".lmsext-effective").inner_text() == "256"
     load_panel.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
+    summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
+    page.wait_for_function("(el) => el.textContent === '256'",
+                           arg=summary_row.locator(".lmsext-effective").element_handle())
     run_cell(page, 10)
     assert "loaded: 256" in cell_text(page, 10), cell_text(page, 10)
     summary_row.scroll_into_view_if_needed()
     shot(page, "7-load-panel")
+
+    # The explorer: a focused slider moves with the arrow keys, which do not reach the notebook's shortcuts.
+    run_cell(page, 11)
+    explorer = cell(page, 11).locator(".lmx")
+    explorer.wait_for()
+    top_p = explorer.locator("input[name=top_p]")
+    top_p.focus()
+    active = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+    for key in ("ArrowLeft", "ArrowLeft", "ArrowDown", "ArrowUp", "ArrowLeft"):
+        page.keyboard.press(key)  # 0.95 → 0.92
+    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == active
+    assert page.evaluate("() => document.activeElement && document.activeElement.name") == "top_p"
+    entry = explorer.locator("input[name=top_k_entry]")
+    entry.fill("150")
+    entry.press("Enter")
+    page.wait_for_function("(el) => el.value === '0.92'", arg=explorer.locator("input[name=top_p_entry]").element_handle())
+    page.wait_for_timeout(300)
+    run_cell(page, 12)
+    assert "top_p = 0.92 top_k = 150" in cell_text(page, 12), cell_text(page, 12)
+    shot(page, "8-explorer-keys")
     elapsed = time.monotonic() - started
     print(f"\nbrowser steps took {elapsed:.1f} s")

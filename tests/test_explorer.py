@@ -9,7 +9,7 @@ import pytest
 import lmsext
 from lmsext import synth
 from lmsext.widgets import NextTokenExplorer
-from lmsext.widgets.explorer import SLIDER_DEFAULTS
+from lmsext.widgets.explorer import SLIDER_DEFAULTS, fate
 
 PROMPT = "Once upon a time, there was a"
 
@@ -78,6 +78,38 @@ def test_step_appends_the_sampled_token_and_back_rewinds(explorer, model):
     assert explorer.back() == second and explorer.back() == token
     assert explorer.tokens == start and explorer.back() is None
     assert explorer.step() == token  # replayable
+
+
+def test_random_seed_mode_draws_afresh_after_back(explorer):
+    explorer.temperature, explorer.top_k, explorer.top_p, explorer.min_p = 1.5, 0, 1.0, 0.0  # a wide choice
+    first = explorer.step()
+    explorer.back()
+    assert explorer.step() == first  # fixed (the default): seeded by position, replayed
+    explorer.back()
+    explorer.seed_mode = "random"
+    drawn = set()
+    for _ in range(12):
+        drawn.add(explorer.step())
+        explorer.back()
+    assert len(drawn) > 1 and explorer.generated == []
+    with pytest.raises(Exception):
+        explorer.seed_mode = "sometimes"
+
+
+def test_a_token_the_repeat_penalty_lowered_is_told_apart_from_one_top_p_cut(model):
+    w = NextTokenExplorer(model, "the cat and the cat and the cat and the", {"repeatPenalty": 2.0, "topPSampling": 0.5,
+                                                                           "topKSampling": 0, "minPSampling": 0})
+    stages = w.dist.stages
+    words = {c.token: fate(c, stages) for c in w.candidates}
+    repeated = set(w.tokens[-64:])
+    lowered = [c for c in w.candidates if "lowered by repeat penalty" in words[c.token]]
+    assert lowered and all(c.token in repeated for c in lowered)
+    # a penalised token that top-p then removed says both; an unpenalised one cut by top-p says only top-p
+    assert any(words[c.token] == "lowered by repeat penalty, then cut by top-p" for c in lowered)
+    assert any(words[c.token] == "cut by top-p" and c.token not in repeated for c in w.candidates)
+    assert "lowered by repeat penalty, then cut by top-p" in w.summary_html()
+    w.repeat_penalty = 1.0
+    assert not any("lowered" in fate(c, w.dist.stages) for c in w.candidates)
 
 
 def test_clicking_a_bar_appends_that_token(explorer):

@@ -34,6 +34,22 @@ SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p":
                "min_p": "min_p_sampling", "repeat_penalty": "repeat_penalty"}
 #: LM Studio's defaults (lmsext.config.SAMPLING_DEFAULTS), the sliders' starting values.
 SLIDER_DEFAULTS = {name: SAMPLING_DEFAULTS[key] for name, key in SLIDER_KEYS.items()}
+#: llama.cpp's sampler names in words (explorer.js's STAGE_LABELS)
+STAGE_WORDS = {"penalties": "repeat penalty", "temp": "temperature", "xtc": "XTC", "grammar": "structured"}
+
+
+def fate(candidate: Any, stages: list) -> str:
+    """What the samplers did to ``candidate``, in words, as the front end says it (``fateText``): "cut by
+    top-p", "lowered by repeat penalty, then cut by top-p", "lowered by repeat penalty" or ""."""
+    names = [s.name for s in stages]
+    i = names.index("penalties") if "penalties" in names else -1
+    lowered = 0 <= i < len(candidate.stage_probs) and candidate.stage_probs[i] < candidate.prob * 0.98
+    cut = f"cut by {STAGE_WORDS.get(candidate.cut_by, candidate.cut_by)}" if candidate.cut_by else ""
+    if lowered and candidate.cut_by == "penalties":
+        return cut
+    if lowered:
+        return f"lowered by repeat penalty, then {cut}" if cut else "lowered by repeat penalty"
+    return cut
 
 
 def _resolve_model(model: Any):
@@ -62,6 +78,9 @@ class NextTokenExplorer(anywidget.AnyWidget):
     min_p = t.Float(SLIDER_DEFAULTS["min_p"], min=0.0, max=1.0).tag(sync=True)
     repeat_penalty = t.Float(SLIDER_DEFAULTS["repeat_penalty"], min=0.1, max=3.0).tag(sync=True)
     seed = t.Int(0, min=0).tag(sync=True)
+    #: "fixed": Step uses ``seed`` + position (replayable: Back then Step gives the same token);
+    #: "random": a fresh random seed per Step
+    seed_mode = t.Enum(("fixed", "random"), "fixed").tag(sync=True)
     top_n = t.Int(20, min=1, max=200).tag(sync=True)
     samples_n = t.Int(100, min=1, max=10_000).tag(sync=True)
 
@@ -157,7 +176,8 @@ class NextTokenExplorer(anywidget.AnyWidget):
             self.histogram = {}
 
     def step(self) -> int:
-        """Append a token sampled from the shown distribution (seed = ``seed`` + position: replayable)."""
+        """Append a token sampled from the shown distribution (``seed_mode`` "fixed": seed = ``seed`` +
+        position, replayable; "random": a fresh seed)."""
         dist = self.llm.next_token_distribution(self.tokens, {**self.config, "seed": self._step_seed()},
                                                 top_n=0, samples=1)
         token = dist.samples[0]
@@ -201,6 +221,9 @@ class NextTokenExplorer(anywidget.AnyWidget):
     # -- plumbing ------------------------------------------------------------------------------
 
     def _step_seed(self) -> int:
+        if self.seed_mode == "random":
+            import secrets
+            return secrets.randbelow(2**32)
         return (self.seed + len(self.generated)) % (2**32)
 
     def _key(self) -> list:
@@ -253,7 +276,9 @@ class NextTokenExplorer(anywidget.AnyWidget):
         rows = []
         scale = max([max(c.prob, c.final_prob) for c in self.candidates] or [1.0]) or 1.0
         for c in self.candidates:
-            cut = f'<span style="color:#b35900">cut by {escape(c.cut_by)}</span>' if c.cut_by else f"{c.final_prob:.1%}"
+            words = fate(c, self._dist.stages)
+            cut = (f'<span style="color:#b35900">{escape(words)}</span>' if c.cut_by
+                   else f"{c.final_prob:.1%}" + (f' <span style="color:#b35900">({escape(words)})</span>' if words else ""))
             rows.append(
                 f'<tr style="{"opacity:.45" if c.cut_by else ""}"><td><code>{escape(repr(c.text))}</code></td>'
                 f'<td style="width:300px"><div style="background:#c9c9c9;height:6px;width:{100 * c.prob / scale:.1f}%">'
@@ -264,4 +289,4 @@ class NextTokenExplorer(anywidget.AnyWidget):
                 + "</table></div>")
 
 
-__all__ = ["NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS"]
+__all__ = ["NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS", "fate"]

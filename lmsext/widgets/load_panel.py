@@ -18,6 +18,11 @@ first) has more.
 
 The Load button loads (or reloads) the model with the session's load config on a background thread,
 with llama.cpp's load progress in a progress bar, then shows the load-config summary.
+
+Opened for a loaded instance (``LoadPanel(llm)``, ``%lm_panel load`` after ``%lm_load``), the panel edits
+THAT instance: it says "editing <identifier>", shows the instance's load summary, and its controls start
+from the settings the instance was loaded with (a copy of the session: moving them changes neither the
+session's load defaults nor the instance until Load reloads it).
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class LoadPanel(w.VBox):
         self.client = client or default_client()
         self.session = session or get_session()
         self.model_key, self.path, self.info, self.identifier = _target(model, self.client)
+        #: where the controls' load settings live: the session, or for a loaded instance its own settings
+        self.settings = self.session if self.identifier is None else _instance_settings(model)
         self.llm: Any = None
         #: The memory estimate shown (a :class:`~lmsext.engine.estimate.MemoryEstimate`), None for a bad config.
         self.memory: Any = None
@@ -66,7 +73,7 @@ class LoadPanel(w.VBox):
         trained = info.trained_context or DEFAULT_CONTEXT_LENGTH
         ctx_max = max(CONTEXT_STEP, -(-trained // CONTEXT_STEP) * CONTEXT_STEP)
 
-        self.binding = Binding(self.session, "load", self._refresh, self._show_error)
+        self.binding = Binding(self.settings, "load", self._refresh, self._show_error)
         self._make_setting_controls(batch, trained, ctx_max)
         self._make_action_controls()
 
@@ -87,7 +94,9 @@ class LoadPanel(w.VBox):
             self.summary,
         ])
         self.add_class("lmsext-load-panel")
-        self._refresh(self.session.load_config)
+        self._refresh(self.settings.load_config)
+        if self.identifier is not None:
+            self._show_instance(model)
 
     def _make_setting_controls(self, eval_batch_size: int, trained: int, ctx_max: int) -> None:
         """One control per load setting, each bound to the session's load config."""
@@ -130,7 +139,7 @@ class LoadPanel(w.VBox):
         self.status = w.HTML()
         self.summary = LoadSummaryWidget()
         self.load_button.on_click(lambda _: self.start_load())
-        self.reset_button.on_click(lambda _: self.session.reset("load"))
+        self.reset_button.on_click(lambda _: self.settings.reset("load"))
 
     # -- session ↔ controls --------------------------------------------------------------------
 
@@ -183,10 +192,18 @@ class LoadPanel(w.VBox):
     def _show_error(self, message: str) -> None:
         self.notes.value = f'<span style="color:#c62828">{esc(message)}</span>'
 
+    def _show_instance(self, llm: Any) -> None:
+        """Say which instance the panel edits and show its load summary."""
+        self.llm = llm
+        self.status.value = (f"editing <b>{esc(self.identifier)}</b> <span style='color:#888'>(loaded; Load reloads "
+                             "it with these settings)</span>")
+        self.summary.result = llm.load_result
+
     @property
     def config(self) -> LoadModelConfig:
-        """The load config the Load button uses: the session's load defaults."""
-        return self.session.load_config
+        """The load config the Load button uses: the session's load defaults (for a loaded instance, the
+        settings it was loaded with, as edited in the panel)."""
+        return self.settings.load_config
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -281,6 +298,17 @@ def _estimate_html(memory: Any) -> str:
                    "Load refuses it — lower the context length, use flash attention or a quantized KV cache, "
                    "or %lm_load --force</span>")
     return f"<b>Memory estimate</b> {parts} — {verdict}"
+
+
+def _instance_settings(llm: Any) -> Session:
+    """A private session holding the load settings ``llm`` was loaded with (what it was asked for)."""
+    settings = Session()
+    requested = {k: v for k, v in llm.load_result.requested.items() if v is not None}
+    try:
+        settings.load_config = LoadModelConfig.parse(requested)
+    except LmsextError:  # an instance loaded elsewhere (a server) may report settings the config refuses
+        pass
+    return settings
 
 
 def _target(model: Any, client: Any) -> tuple[str, Path, Any, str | None]:
