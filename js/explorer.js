@@ -47,7 +47,7 @@ const CSS = `
 .lmx-buttons button { cursor: pointer; padding: 2px 10px; }
 .lmx-buttons input { width: 70px; }
 .lmx-stages { color: var(--jp-ui-font-color2, #666); font-size: 12px; margin-bottom: 4px; }
-.lmx-row { display: grid; grid-template-columns: 120px 1fr 230px; gap: 8px; align-items: center; height: 20px;
+.lmx-row { display: grid; grid-template-columns: 120px 1fr 310px; gap: 8px; align-items: center; height: 20px;
   cursor: pointer; }
 .lmx-row:hover { background: var(--jp-layout-color2, #f2f2f2); }
 .lmx-row.others { cursor: default; color: var(--jp-ui-font-color2, #666); }
@@ -62,7 +62,7 @@ const CSS = `
 .lmx-cut { color: #b35900; font-size: 11px; }
 .lmx-hist { margin-top: 8px; }
 .lmx-hist-title { font-weight: 600; margin-bottom: 2px; }
-.lmx-hrow { display: grid; grid-template-columns: 120px 1fr 230px; gap: 8px; align-items: center; height: 18px; }
+.lmx-hrow { display: grid; grid-template-columns: 120px 1fr 310px; gap: 8px; align-items: center; height: 18px; }
 .lmx-hbars { display: flex; flex-direction: column; gap: 1px; }
 .lmx-theory { height: 6px; background: #2f7ed8; border-radius: 2px; }
 .lmx-seen { height: 6px; background: #e8833a; border-radius: 2px; }

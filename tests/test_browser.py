@@ -38,6 +38,9 @@ CELLS = [
     "from lmsext.widgets import NextTokenExplorer\n"
     "x = NextTokenExplorer('stories260K', 'Once upon a time')\nx",                    # 11
     "print('top_p =', round(x.top_p, 2), 'top_k =', x.top_k)",                         # 12
+    "%lm_chat view --chat lab",                                                       # 13
+    "from lmsext.session import get_session\n"
+    "m = get_session().chats['lab'].messages\nprint('lab chat:', [x['role'] for x in m], len(m[-1]['content']))",  # 14
 ]
 
 
@@ -197,7 +200,7 @@ def test_widgets_in_jupyterlab(page):
     readout = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
         r"^temperature$"))).first.locator(".widget-readout")
     page.wait_for_function("(el) => el.textContent.trim() === '0.80'", arg=readout.element_handle())
-    panel.locator("textarea").fill("Tell me a story")
+    panel.locator("textarea.widget-input").fill("Tell me a story")
     panel.locator("button.widget-button", has_text="Send").click()
     panel_text = panel.locator(".lmsext-stream-text")
     wait_growing(panel_text)
@@ -269,5 +272,36 @@ def test_widgets_in_jupyterlab(page):
     run_cell(page, 12)
     assert "top_p = 0.92 top_k = 150" in cell_text(page, 12), cell_text(page, 12)
     shot(page, "8-explorer-keys")
+
+    # The chat view (%lm_chat view): a message streams into the last bubble (endless: maxTokens unset),
+    # Stop ends it with userStopped, and the exchange is in the session chat %%lm_respond --chat lab continues.
+    run_cell(page, 13)
+    view = cell(page, 13).locator(".lmsext-chat-view")
+    view.wait_for()
+    view.locator("textarea").fill("Tell me a story")
+    view.locator("textarea").press("Enter")
+    live = view.locator(".lmc-msg.live .lmc-text")
+    seen = page.evaluate("""async (el) => {
+        const seen = [];
+        const t0 = performance.now();
+        while (performance.now() - t0 < 15000 && seen.length < 4) {
+            const live = el.querySelector('.lmc-msg.live .lmc-text');
+            const n = live ? live.textContent.length : 0;
+            if (n && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        return seen;
+    }""", view.element_handle())
+    assert len(seen) >= 4 and all(a < b for a, b in zip(seen, seen[1:])), seen
+    assert view.locator(".lmc-msg.user").last.inner_text().endswith("Tell me a story")
+    shot(page, "9-chat-view-streaming")
+    view.locator("button[name=stop]").click()
+    page.wait_for_function("(el) => el.dataset.busy === 'false' && !el.querySelector('.lmc-msg.live')",
+                           arg=view.element_handle(), timeout=15_000)
+    assert "userStopped" in view.locator(".lmc-status").inner_text()
+    assert view.locator(".lmc-msg").count() == 2 and live.count() == 0
+    run_cell(page, 14)
+    assert re.search(r"lab chat: \['user', 'assistant'\] [1-9]\d*", cell_text(page, 14)), cell_text(page, 14)
+    shot(page, "10-chat-view-stopped")
     elapsed = time.monotonic() - started
     print(f"\nbrowser steps took {elapsed:.1f} s")
