@@ -121,7 +121,11 @@ function render({ model, el }) {
     stopButton.disabled = !busy;
     sendButton.disabled = busy;
     newChat.disabled = busy;
-    compose.style.display = model.get("compose") ? "" : "none";
+    // without compose the view sits in the prediction panel, whose own Send, Stop and New chat drive it
+    const own = model.get("compose") ? "" : "none";
+    compose.style.display = own;
+    stopButton.style.display = own;
+    newChat.style.display = own;
     status.textContent = model.get("status") || "";
   }
 

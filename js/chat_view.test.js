@@ -74,6 +74,8 @@ describe("the widget", () => {
     document.removeEventListener("keydown", count);
     expect(seen).toBe(0);
     expect(el.querySelector(".lmc-compose").style.display).toBe("none");
+    expect(el.querySelector("button[name=new]").style.display).toBe("none"); // the panel has its own
+    expect(el.querySelector(".lmc-export").style.display).toBe("");
     model.update({ status: "12 tokens · stop: userStopped" });
     expect(el.querySelector(".lmc-status").textContent).toBe("12 tokens · stop: userStopped");
   });

@@ -41,6 +41,8 @@ CELLS = [
     "%lm_chat view --chat lab",                                                       # 13
     "from lmsext.session import get_session\n"
     "m = get_session().chats['lab'].messages\nprint('lab chat:', [x['role'] for x in m], len(m[-1]['content']))",  # 14
+    "lmsext.default_client().llm.unload_all()\nq = %lm_panel predict",                 # 15
+    "print('picked:', [m.identifier for m in lmsext.default_client().llm.list_loaded()], get_session().model)",  # 16
 ]
 
 
@@ -243,7 +245,7 @@ def test_widgets_in_jupyterlab(page):
     drag_to_minimum(page, load_panel, "context length")
     assert "KV cache 640 KiB" in before, before  # the instance's context (1000 asked → 1024), not the default 2048
     page.wait_for_function("(el) => el.innerText.includes('KV cache 160 KiB')", arg=estimate.element_handle())
-    load_panel.locator("button.widget-button", has_text="Load").click()
+    load_panel.locator("button.widget-button", has_text=re.compile(r"^\s*Load$")).click()
     load_panel.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
     summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
     page.wait_for_function("(el) => el.textContent === '256'",
@@ -303,5 +305,21 @@ def test_widgets_in_jupyterlab(page):
     run_cell(page, 14)
     assert re.search(r"lab chat: \['user', 'assistant'\] [1-9]\d*", cell_text(page, 14)), cell_text(page, 14)
     shot(page, "10-chat-view-stopped")
+
+    # The model picker (in the prediction panel): pick stories260K in the dropdown, see its estimate, Load it.
+    run_cell(page, 15)
+    picker = cell(page, 15).locator(".lmsext-model-picker")
+    picker.wait_for()
+    assert "no model loaded" in cell(page, 15).inner_text()
+    select = picker.locator("select").first
+    labels = select.locator("option").all_inner_texts()
+    select.select_option(index=next(i for i, label in enumerate(labels) if label.startswith("stories260K")))
+    picker.locator(".widget-html", has_text="memory estimate").wait_for()
+    picker.locator("button.widget-button", has_text=re.compile(r"^\s*Load$")).click()
+    picker.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
+    cell(page, 15).locator(".widget-html", has_text="model: stories260K").wait_for()
+    run_cell(page, 16)
+    assert "picked: ['stories260K'] stories260K" in cell_text(page, 16), cell_text(page, 16)
+    shot(page, "11-model-picker")
     elapsed = time.monotonic() - started
     print(f"\nbrowser steps took {elapsed:.1f} s")

@@ -43,6 +43,7 @@ from ..render import esc
 from ..session import Session, get_session
 from .chat_view import ChatView
 from .controls import Binding, escape_stop, field_bounds, parse_seed
+from .model_picker import ModelPicker
 from .stream import StreamWidget
 
 _STYLE = {"description_width": "120px"}
@@ -95,6 +96,7 @@ class PredictionPanel(w.VBox):
             self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
             self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
             w.HBox([self.mode, self.model_label]),
+            self.picker,
             w.HBox([self.chat_label, self.new_chat_button]),
             self.conversation,
             self.prompt,
@@ -147,6 +149,10 @@ class PredictionPanel(w.VBox):
         self.new_chat_button = w.Button(description="New chat", icon="plus",
                                         tooltip=f"forget the conversation (%lm_chat reset --chat {chat})")
         self.chat_label = w.HTML()
+        #: a dropdown of the loaded and downloaded models; its Load makes the pick the model Send uses
+        self.picker = ModelPicker(client=self.client, session=self.session,
+                                  selected=f"loaded:{self.session.model}" if self.session.model else None)
+        self.picker.on_load = lambda llm: self._model_changed()
         self.model_label = w.HTML()
         self.status = w.HTML()
         self.stream = StreamWidget(stop_mode="none", on_stop=self.stop)
@@ -353,6 +359,7 @@ class PredictionPanel(w.VBox):
             self.session.unobserve(self._model_changed, names="model")
             self.session.unobserve(self._show_chat, names="chats")
             self.conversation.close()
+            self.picker.close()
         super().close()
 
 
