@@ -46,6 +46,7 @@ const CSS = `
 .lmx-buttons { display: flex; gap: 6px; align-items: center; margin: 4px 0 6px 0; flex-wrap: wrap; }
 .lmx-buttons button { cursor: pointer; padding: 2px 10px; }
 .lmx-buttons input { width: 70px; }
+.lmx-prompt-row textarea { flex: 1; font-family: var(--jp-code-font-family, monospace); resize: vertical; }
 .lmx-stages { color: var(--jp-ui-font-color2, #666); font-size: 12px; margin-bottom: 4px; }
 .lmx-row { display: grid; grid-template-columns: 120px 1fr 310px; gap: 8px; align-items: center; height: 20px;
   cursor: pointer; }
@@ -139,8 +140,25 @@ export function entropy(probs) {
   return h;
 }
 
+/** A bar's width (%) for probability ``p`` on the axis ``scale``: "auto" (``top`` = full width), "fixed"
+ * (0–100 %) or "log" (10⁻⁶ to 1, so that tiny probabilities still show). */
+export function barWidth(p, scale, top) {
+  if (!(p > 0)) return 0;
+  if (scale === "fixed") return 100 * p;
+  if (scale === "log") return Math.max(0, Math.min(100, (100 * (Math.log10(p) + 6)) / 6));
+  return (100 * p) / top;
+}
+
+/** "entropy 2.31 bits ≈ 5.0 effective choices (the model alone: 4.10 bits ≈ 17.1)". */
+export function entropyLine(dist) {
+  if (!dist || dist.entropy_bits === undefined) return "";
+  const n = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  return `entropy ${dist.entropy_bits.toFixed(2)} bits ≈ ${n(dist.effective_choices)} effective choices `
+    + `(the model alone: ${dist.model_entropy_bits.toFixed(2)} bits ≈ ${n(dist.model_effective_choices)})`;
+}
+
 /** The bar rows of a distribution: one per candidate, plus "others". */
-export function barRows(dist) {
+export function barRows(dist, axis = "auto") {
   const candidates = (dist && dist.candidates) || [];
   const eog = new Set((dist && dist.eog) || []);
   const scale = Math.max(1e-12, ...candidates.map((c) => Math.max(c.prob, c.final_prob)));
@@ -152,8 +170,8 @@ export function barRows(dist) {
     cutBy: c.cut_by,
     cut: !(c.final_prob > 0),
     lowered: loweredByPenalty(c, dist.stages),
-    modelWidth: (100 * c.prob) / scale,
-    finalWidth: (100 * c.final_prob) / scale,
+    modelWidth: barWidth(c.prob, axis, scale),
+    finalWidth: barWidth(c.final_prob, axis, scale),
     stageProbs: c.stage_probs || [],
   }));
   return { rows, others: dist ? dist.other_prob || 0 : 0, scale };
@@ -232,7 +250,12 @@ function render({ model, el }) {
   const hist = h("div", { className: "lmx-hist" });
   const error = h("div", { className: "lmx-error" });
   const note = h("div", { className: "lmx-note" });
-  root.append(context, controls, buttons, note, stages, bars, hist, error);
+  const spread = h("div", { className: "lmx-note lmx-entropy" });
+  const promptBox = h("textarea", { name: "prompt", rows: 2, "aria-label": "prompt" });
+  const promptRow = h("div", { className: "lmx-buttons lmx-prompt-row" }, promptBox,
+    h("button", { name: "set_prompt", title: "start again from this prompt",
+                  onclick: () => model.send({ action: "prompt", text: promptBox.value }) }, "Use prompt"));
+  root.append(promptRow, context, controls, buttons, note, spread, stages, bars, hist, error);
   el.append(root);
   // Keys typed in the explorer are its own: JupyterLab's notebook shortcuts (ArrowUp = previous cell,
   // A/B/D,D…) listen on the document, so the events must not bubble out (and Lumino skips marked nodes).
@@ -284,12 +307,24 @@ function render({ model, el }) {
       model.save_changes();
     }
   });
+  const axis = h("select", { name: "scale", title: "the bars' axis" },
+    h("option", { value: "auto" }, "axis: auto"), h("option", { value: "fixed" }, "axis: 0–100%"),
+    h("option", { value: "log" }, "axis: log"));
+  axis.addEventListener("change", () => { model.set("scale", axis.value); model.save_changes(); });
+  const playN = h("input", { type: "number", min: 1, max: 500, step: 1, name: "play_n", "aria-label": "steps to play" });
+  playN.addEventListener("change", () => {
+    const n = parseInt(playN.value, 10);
+    if (Number.isFinite(n) && n >= 1 && n <= 500) { model.set("play_n", n); model.save_changes(); }
+  });
   const sampleButton = h("button", { name: "sample", onclick: () => send({ action: "sample", n: model.get("samples_n") }) });
   buttons.append(
     h("button", { name: "step", title: "append a token sampled from this distribution", onclick: () => send({ action: "step" }) }, "Step"),
     h("button", { name: "back", title: "remove the last appended token", onclick: () => send({ action: "back" }) }, "Back"),
     sampleButton,
     h("button", { name: "reset", title: "back to the prompt", onclick: () => send({ action: "reset" }) }, "Reset"),
+    h("button", { name: "play", title: "Step this many times", onclick: () => send({ action: "play", n: model.get("play_n") }) }, "Play"),
+    playN,
+    axis,
     h("label", {}, "seed "),
     seedMode,
     seed,
@@ -306,6 +341,12 @@ function render({ model, el }) {
     seedMode.value = model.get("seed_mode") || "fixed";
     note.textContent = stepNote(seedMode.value, model.get("seed"), (model.get("generated") || []).length);
     sampleButton.textContent = `Sample ${model.get("samples_n")}`;
+    if (document.activeElement !== playN) playN.value = model.get("play_n") || 20;
+    axis.value = model.get("scale") || "auto";
+  }
+
+  function drawPrompt() {
+    if (document.activeElement !== promptBox) promptBox.value = model.get("prompt_text") || "";
   }
 
   function drawContext() {
@@ -319,7 +360,8 @@ function render({ model, el }) {
   function drawBars() {
     const dist = model.get("distribution") || {};
     stages.textContent = stagesLine(dist);
-    const { rows, others } = barRows(dist);
+    spread.textContent = entropyLine(dist);
+    const { rows, others } = barRows(dist, model.get("scale"));
     const list = rows.map((row) => {
       const fate = fateText(row);
       const num = row.cut
@@ -373,7 +415,9 @@ function render({ model, el }) {
     ["change:histogram", drawHistogram],
     ["change:generated", () => { drawContext(); drawSliders(); }],
     ["change:seed_mode", drawSliders],
-    ["change:prompt_text", drawContext],
+    ["change:prompt_text", () => { drawContext(); drawPrompt(); }],
+    ["change:scale", () => { drawSliders(); drawBars(); }],
+    ["change:play_n", drawSliders],
     ["change:error", drawError],
     ["change:seed", drawSliders],
     ["change:samples_n", drawSliders],
@@ -382,6 +426,7 @@ function render({ model, el }) {
   for (const [event, fn] of handlers) model.on(event, fn);
   drawSliders();
   drawContext();
+  drawPrompt();
   drawBars();
   drawHistogram();
   drawError();

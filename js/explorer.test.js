@@ -2,7 +2,7 @@
 // NextTokenExplorer's front end against a fake anywidget model (what Python would sync).
 import { beforeEach, describe, expect, it } from "vitest";
 import widget, {
-  barRows, entropy, fateText, formatPercent, histogramRows, loweredByPenalty, parseEntry, sliderText, SLIDERS, stagesLine,
+  barRows, barWidth, entropy, entropyLine, fateText, formatPercent, histogramRows, loweredByPenalty, parseEntry, sliderText, SLIDERS, stagesLine,
   stepNote, tokenLabel,
 } from "./explorer.js";
 
@@ -25,7 +25,8 @@ const DIST = {
 
 function fakeModel(overrides = {}) {
   const state = {
-    temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1, seed: 0, samples_n: 100,
+    temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1, seed: 0, samples_n: 100, play_n: 20,
+    scale: "auto", seed_mode: "fixed",
     prompt_text: "Once upon a time", generated: [], distribution: DIST, histogram: {}, error: "",
     ...overrides,
   };
@@ -104,6 +105,19 @@ describe("pure helpers", () => {
   it("says Step is seeded by position", () => {
     expect(stepNote("fixed", 5, 3)).toMatch(/seed 5 \+ position 3 = 8: after Back, Step gives the same token again/);
     expect(stepNote("random", 5, 3)).toMatch(/fresh random seed/);
+  });
+  it("draws the bars on an auto, fixed or log axis", () => {
+    expect(barWidth(0.35, "auto", 0.7)).toBeCloseTo(50);
+    expect(barWidth(0.35, "fixed", 0.7)).toBeCloseTo(35);
+    expect(barWidth(1e-3, "log", 0.7)).toBeCloseTo(50); // 10⁻⁶ … 1: 10⁻³ is half way
+    expect(barWidth(1e-9, "log", 0.7)).toBe(0);
+    expect(barWidth(0, "fixed", 1)).toBe(0);
+    expect(barRows(DIST, "fixed").rows[1].modelWidth).toBeCloseTo(25);
+  });
+  it("says the entropy and the effective choices", () => {
+    expect(entropyLine({ entropy_bits: 2.3219, effective_choices: 5, model_entropy_bits: 4.1, model_effective_choices: 17.15 }))
+      .toBe("entropy 2.32 bits ≈ 5.0 effective choices (the model alone: 4.10 bits ≈ 17.1)");
+    expect(entropyLine({})).toBe("");
   });
   it("computes the entropy", () => {
     expect(entropy([1, 0])).toBe(0);
@@ -200,6 +214,25 @@ describe("the widget", () => {
     expect(model.state.seed_mode).toBe("random");
     model.update("seed_mode", "random");
     expect(el.querySelector(".lmx-note").textContent).toMatch(/fresh random seed/);
+  });
+
+  it("the prompt box, Play and the axis send their actions", () => {
+    const box = el.querySelector("textarea[name=prompt]");
+    expect(box.value).toBe("Once upon a time");
+    box.value = "The dog";
+    el.querySelector("button[name=set_prompt]").click();
+    el.querySelector("button[name=play]").click();
+    expect(model.sent).toEqual([{ action: "prompt", text: "The dog" }, { action: "play", n: 20 }]);
+    const axis = el.querySelector("select[name=scale]");
+    axis.value = "log";
+    axis.dispatchEvent(new Event("change"));
+    expect(model.state.scale).toBe("log");
+    const playN = el.querySelector("input[name=play_n]");
+    playN.value = "7";
+    playN.dispatchEvent(new Event("change"));
+    expect(model.state.play_n).toBe(7);
+    model.update("distribution", { ...DIST, entropy_bits: 1, effective_choices: 2, model_entropy_bits: 2, model_effective_choices: 4 });
+    expect(el.querySelector(".lmx-entropy").textContent).toContain("≈ 2.0 effective choices");
   });
 
   it("the seed box sets the seed", () => {

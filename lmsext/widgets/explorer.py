@@ -35,6 +35,8 @@ SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p":
 #: LM Studio's defaults (lmsext.config.SAMPLING_DEFAULTS), the sliders' starting values.
 SLIDER_DEFAULTS = {name: SAMPLING_DEFAULTS[key] for name, key in SLIDER_KEYS.items()}
 #: llama.cpp's sampler names in words (explorer.js's STAGE_LABELS)
+#: The most tokens one "Play" appends.
+MAX_PLAY = 500
 STAGE_WORDS = {"penalties": "repeat penalty", "temp": "temperature", "xtc": "XTC", "grammar": "structured"}
 
 
@@ -50,6 +52,16 @@ def fate(candidate: Any, stages: list) -> str:
     if lowered:
         return f"lowered by repeat penalty, then {cut}" if cut else "lowered by repeat penalty"
     return cut
+
+
+def spread(probs: Any, bits_key: str, choices_key: str) -> dict[str, float]:
+    """Entropy in bits of the probabilities ``probs`` and the effective number of choices, ``2 ** bits``
+    (= exp of the entropy in nats): 1 for a sure token, N for N equally likely ones."""
+    import numpy as np
+    p = np.asarray(probs, dtype=np.float64)
+    p = p[p > 0]
+    bits = float(-(p * np.log2(p)).sum()) if p.size else 0.0
+    return {bits_key: bits, choices_key: float(2.0 ** bits)}
 
 
 def _resolve_model(model: Any):
@@ -82,6 +94,10 @@ class NextTokenExplorer(anywidget.AnyWidget):
     #: "random": a fresh random seed per Step
     seed_mode = t.Enum(("fixed", "random"), "fixed").tag(sync=True)
     top_n = t.Int(20, min=1, max=200).tag(sync=True)
+    #: the bars' axis: "auto" (scaled to the largest bar), "fixed" (0–100 %), "log" (10⁻⁶–1)
+    scale = t.Enum(("auto", "fixed", "log"), "auto").tag(sync=True)
+    #: how many tokens "Play" appends, one Step after another
+    play_n = t.Int(20, min=1, max=MAX_PLAY).tag(sync=True)
     samples_n = t.Int(100, min=1, max=10_000).tag(sync=True)
 
     model_name = t.Unicode("").tag(sync=True)
@@ -112,21 +128,11 @@ class NextTokenExplorer(anywidget.AnyWidget):
                        if k not in set(SLIDER_KEYS.values()) | {"seed", "max_tokens"}}
         self._ready = False
         super().__init__(top_n=top_n, seed=seed, **values, **kwargs)
-        if isinstance(prompt, str):
-            self._prompt_tokens = self.llm.tokenize(prompt)
-            self.prompt_text = prompt
-        else:
-            from ..chat import Chat
-            messages = Chat.from_history(prompt).messages
-            self._prompt_tokens = self.llm.tokenize_chat(messages)
-            self.prompt_text = self.llm.apply_prompt_template(messages)
-        if not self._prompt_tokens:
-            raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
         self.model_name = self.llm.identifier
         self._dist = None
+        self.set_prompt(prompt)
         self._ready = True
         self.on_msg(self._on_front_end_msg)
-        self.refresh()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -171,6 +177,8 @@ class NextTokenExplorer(anywidget.AnyWidget):
         data.pop("prompt_tokens", None)
         data["context_tokens"] = len(self._dist.prompt_tokens)
         data["eog"] = [c.token for c in self._dist.candidates if self.llm.is_end_of_generation(c.token)]
+        data.update(spread(self._dist.probs, "entropy_bits", "effective_choices"))
+        data.update(spread(self._dist.model_probs, "model_entropy_bits", "model_effective_choices"))
         self.distribution = data
         if self.histogram and self.histogram.get("key") != self._key():
             self.histogram = {}
@@ -206,6 +214,38 @@ class NextTokenExplorer(anywidget.AnyWidget):
         """Back to the prompt."""
         self.generated = []
         self.refresh()
+
+    def set_prompt(self, prompt: Any) -> None:
+        """Start again from ``prompt`` (raw text, or a Chat through the model's template): the edited prompt."""
+        if isinstance(prompt, str):
+            tokens, text = self.llm.tokenize(prompt), prompt
+        else:
+            from ..chat import Chat
+            messages = Chat.from_history(prompt).messages
+            tokens, text = self.llm.tokenize_chat(messages), self.llm.apply_prompt_template(messages)
+        if not tokens:
+            raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
+        self._prompt_tokens, self.prompt_text = tokens, text
+        self.generated = []
+        self.refresh()
+
+    def play(self, n: int | None = None) -> list[int]:
+        """Step ``n`` times (default ``play_n``, at most :data:`MAX_PLAY`), stopping after an end-of-text token;
+        each Step updates the bars as it goes. Returns the tokens appended."""
+        n = self.play_n if n is None else int(n)
+        if not 1 <= n <= MAX_PLAY:
+            raise ValueError(f"play {n}: give 1 to {MAX_PLAY} steps")
+        tokens = []
+        for _ in range(n):
+            tokens.append(self.step())
+            if self.llm.is_end_of_generation(tokens[-1]):
+                break
+        return tokens
+
+    @property
+    def entropy(self) -> float:
+        """Entropy (bits) of the distribution sampled from; ``2 ** entropy`` = the effective number of choices."""
+        return spread(self._dist.probs, "bits", "choices")["bits"] if self._dist is not None else 0.0
 
     def sample(self, n: int | None = None) -> dict[int, int]:
         """Draw ``n`` (default ``samples_n``) next tokens through the engine's sampler chain with ``seed``;
@@ -255,6 +295,10 @@ class NextTokenExplorer(anywidget.AnyWidget):
                 self.reset()
             elif action == "sample":
                 self.sample(content.get("n"))
+            elif action == "prompt":
+                self.set_prompt(str(content.get("text", "")))
+            elif action == "play":
+                self.play(content.get("n"))
         except (LmsextError, ValueError, KeyError, TypeError) as exc:
             self.error = f"{action}: {exc}"
 
@@ -289,4 +333,4 @@ class NextTokenExplorer(anywidget.AnyWidget):
                 + "</table></div>")
 
 
-__all__ = ["NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS", "fate"]
+__all__ = ["MAX_PLAY", "NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS", "fate", "spread"]
