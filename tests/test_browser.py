@@ -98,6 +98,9 @@ RUN_CELL = """async ([index, wait]) => {
 }"""
 
 
+ACTIVE_CELL = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
+
+
 def run_cell(page, index: int, wait: bool = True) -> None:
     """Run cell ``index`` in the page (as Shift+Enter would); ``wait`` = until it finished."""
     page.evaluate(RUN_CELL, [index, wait])
@@ -180,6 +183,19 @@ def test_widgets_in_jupyterlab(page):
     page.wait_for_timeout(300)
     run_cell(page, 3)
     assert "temperature = 0.0" in cell_text(page, 3)
+    # …and the arrow keys move a focused slider (ipywidgets' own: Lab's ArrowUp does not select the previous cell)
+    temperature = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        r"^temperature$"))).first
+    temperature.locator(".noUi-handle").first.focus()
+    active = page.evaluate(ACTIVE_CELL)
+    for key in ("ArrowUp", "ArrowUp", "ArrowRight", "ArrowDown"):
+        page.keyboard.press(key)
+    page.wait_for_function("(el) => el.textContent.trim() === '0.02'",
+                           arg=temperature.locator(".widget-readout").element_handle())
+    assert page.evaluate(ACTIVE_CELL) == active
+    page.wait_for_timeout(300)
+    run_cell(page, 3)
+    assert "temperature = 0.02" in cell_text(page, 3), cell_text(page, 3)
     shot(page, "2-prediction-panel")
 
     # %%lm_respond streams into the StreamView: the text grows across ≥ 3 observations, then the stats.
@@ -261,10 +277,10 @@ def test_widgets_in_jupyterlab(page):
     explorer.wait_for()
     top_p = explorer.locator("input[name=top_p]")
     top_p.focus()
-    active = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex")
+    active = page.evaluate(ACTIVE_CELL)
     for key in ("ArrowLeft", "ArrowLeft", "ArrowDown", "ArrowUp", "ArrowLeft"):
         page.keyboard.press(key)  # 0.95 → 0.92
-    assert page.evaluate("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex") == active
+    assert page.evaluate(ACTIVE_CELL) == active
     assert page.evaluate("() => document.activeElement && document.activeElement.name") == "top_p"
     entry = explorer.locator("input[name=top_k_entry]")
     entry.fill("150")
