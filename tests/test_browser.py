@@ -220,12 +220,15 @@ def test_widgets_in_jupyterlab(page):
     page.wait_for_function("(el) => el.textContent.trim() === '0.80'", arg=readout.element_handle())
     panel.locator("textarea.widget-input").fill("Tell me a story")
     panel.locator("button.widget-button", has_text="Send").click()
-    panel_text = panel.locator(".lmsext-stream-text")
+    panel_text = panel.locator(".lmc-msg.live .lmc-text")  # respond mode: the reply streams into the last bubble
     wait_growing(panel_text)
+    assert not panel.locator(".lmsext-stream").is_visible()  # the bubbles replace the one-reply view
     shot(page, "4-panel-running")
     panel.locator("button.widget-button", has_text="Stop").click()
-    badge = panel.locator(".lmsext-badge")
-    page.wait_for_function("(el) => el.textContent === 'userStopped'", arg=badge.element_handle(), timeout=15_000)
+    conversation_status = panel.locator(".lmc-status")
+    page.wait_for_function("(el) => el.textContent.includes('userStopped')", arg=conversation_status.element_handle(),
+                           timeout=15_000)
+    assert panel.locator(".lmc-msg.assistant").count() >= 1 and panel.locator(".lmc-msg.live").count() == 0
     run_cell(page, 6)
     assert re.search(r"panel: userStopped \d+", cell_text(page, 6)), cell_text(page, 6)
     shot(page, "5-panel-stopped")

@@ -137,8 +137,10 @@ def test_the_prediction_panel_shows_the_conversation_as_bubbles(chatml):
     assert [m["role"] for m in panel.conversation.messages] == ["user", "assistant"] * 2
     assert panel.conversation.messages[1]["content"] == session().chats["default"].messages[1]["content"]
     assert panel.conversation.live == {} and panel.conversation.compose is False
+    assert panel.stream.layout.display == "none"  # the bubbles replace the one-reply stream view
+    assert panel.conversation.status.startswith(f"{panel.result.stats.predicted_tokens_count} tokens")
     panel.mode.value = "complete"
-    assert panel.conversation.layout.display == "none"
+    assert panel.conversation.layout.display == "none" and panel.stream.layout.display is None
     panel.close()
 
 

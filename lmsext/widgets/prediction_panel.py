@@ -17,9 +17,10 @@ made by the magics. Each reply is recorded as ``%%lm_respond`` records it: the u
 reply — also a reply stopped with Stop (``userStopped``, the partial text) — are added once the
 prediction ends; a prediction that fails records nothing, and neither does one whose chat was reset
 or replaced (New chat, ``%lm_chat reset``, a cell) while it generated. "complete" mode continues the
-raw prompt text: a one-shot that neither reads nor changes the chat. The conversation shows as bubbles
-(:attr:`conversation`, a :class:`~lmsext.widgets.chat_view.ChatView` of the same session chat), the reply
-streaming into the last one.
+raw prompt text: a one-shot that neither reads nor changes the chat. In "respond" mode the conversation shows
+as bubbles (:attr:`conversation`, a :class:`~lmsext.widgets.chat_view.ChatView` of the same session chat), the
+reply streaming into the last one and its stats line under it; in "complete" mode the reply streams into
+:attr:`stream`.
 
 Send runs the prediction on a background thread and streams it into a :class:`StreamWidget`, so the
 kernel's main thread stays idle and processes the Stop click at once: Stop calls
@@ -39,7 +40,7 @@ from ..config import SAMPLING_DEFAULTS as DEFAULTS
 from ..config import PredictionConfig, unescape
 from ..errors import LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
-from ..render import esc
+from ..render import esc, stats_line
 from ..session import Session, get_session
 from .chat_view import ChatView
 from .controls import Binding, escape_stop, field_bounds, parse_seed
@@ -236,7 +237,9 @@ class PredictionPanel(w.VBox):
         where = "" if self.chat_name == "default" else f" '{esc(self.chat_name)}'"
         note = (" <span style='color:#888'>(complete mode: a one-shot, not part of it)</span>"
                 if self.mode.value == "complete" else "")
+        # respond mode: the conversation view (the reply streams into its last bubble); complete: the stream view
         self.conversation.layout.display = "none" if self.mode.value == "complete" else None
+        self.stream.layout.display = None if self.mode.value == "complete" else "none"
         self.chat_label.value = f"conversation{where}: <b>{text}</b>{note}"
 
     def llm(self):
@@ -321,11 +324,15 @@ class PredictionPanel(w.VBox):
             self.error = str(exc) or type(exc).__name__
             self.stream.fail(self.error)
             self._show_error(self.error)
+            if chat is not None:
+                self.conversation.status = self.error
         else:
             self.result = result
             note = self._record(chat, base, result) if chat is not None else ""
             self.stream.finish(result)
             self.status.value = f"stop: {esc(result.stats.stop_reason)}{note}"
+            if chat is not None:
+                self.conversation.status = stats_line(result.stats) + note
         finally:
             if chat is not None:
                 self.conversation.end_live()
