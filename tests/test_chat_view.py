@@ -162,3 +162,9 @@ def test_lm_chat_view_shows_the_widget_with_a_text_fallback(ip):
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "chat 'other'" in bundle["text/plain"]
     view.close()
+    # widgets off (a terminal, %config LMMagics.widgets = 'off'): the chat as text, as %lm_chat show
+    magics_module.get_magics(ip).widgets = "off"
+    _, captured = run(ip, "%lm_chat view --chat other")
+    (shown_as_text,) = captured.outputs
+    assert "chat 'other'" in shown_as_text.data["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" not in shown_as_text.data

@@ -31,7 +31,10 @@ class ChatMagics(FamilyMagics):
         name = args.chat
         if args.action == "show":
             self.show(views.chat_bundle(name, self.lm.session.chat(name)))
-        elif args.action == "view":
+        elif args.action == "view":  # the chat widget; where widgets do not render, what show prints
+            if not self.lm.use_widgets:
+                self.show(views.chat_bundle(name, self.lm.session.chat(name)))
+                return
             from IPython.display import display
             from ..widgets import ChatView
             display(ChatView(name, session=self.lm.session, client=self.lm.client))
