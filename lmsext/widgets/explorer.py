@@ -178,7 +178,7 @@ class NextTokenExplorer(anywidget.AnyWidget):
         data["context_tokens"] = len(self._dist.prompt_tokens)
         data["eog"] = [c.token for c in self._dist.candidates if self.llm.is_end_of_generation(c.token)]
         data.update(spread(self._dist.probs, "entropy_bits", "effective_choices"))
-        data.update(spread(self._dist.model_probs, "model_entropy_bits", "model_effective_choices"))
+        data.update(self._model_spread())
         self.distribution = data
         if self.histogram and self.histogram.get("key") != self._key():
             self.histogram = {}
@@ -259,6 +259,15 @@ class NextTokenExplorer(anywidget.AnyWidget):
         return counts
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _model_spread(self) -> dict[str, float]:
+        """The model's own entropy: it depends on the context only, so a slider move reuses it (over a
+        262K-token vocabulary it costs ~12 ms)."""
+        key = tuple(self.tokens)
+        if getattr(self, "_spread_key", None) != key:
+            self._spread_key = key
+            self._spread = spread(self._dist.model_probs, "model_entropy_bits", "model_effective_choices")
+        return self._spread
 
     def _step_seed(self) -> int:
         if self.seed_mode == "random":
