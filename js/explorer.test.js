@@ -1,7 +1,10 @@
 // @vitest-environment jsdom
 // NextTokenExplorer's front end against a fake anywidget model (what Python would sync).
 import { beforeEach, describe, expect, it } from "vitest";
-import widget, { barRows, formatPercent, histogramRows, sliderText, SLIDERS, stagesLine, tokenLabel } from "./explorer.js";
+import widget, {
+  barRows, barWidth, entropy, entropyLine, fateText, formatPercent, histogramRows, loweredByPenalty, parseEntry, sliderText, SLIDERS, stagesLine,
+  stepNote, tokenLabel,
+} from "./explorer.js";
 
 const DIST = {
   candidates: [
@@ -22,7 +25,8 @@ const DIST = {
 
 function fakeModel(overrides = {}) {
   const state = {
-    temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1, seed: 0, samples_n: 100,
+    temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.1, seed: 0, samples_n: 100, play_n: 20,
+    scale: "auto", seed_mode: "fixed",
     prompt_text: "Once upon a time", generated: [], distribution: DIST, histogram: {}, error: "",
     ...overrides,
   };
@@ -78,6 +82,47 @@ describe("pure helpers", () => {
     expect(data.rows[0].observed).toBe(0.68);
     expect(histogramRows(DIST, {})).toBeNull();
   });
+  it("tells a token the repeat penalty lowered from one a later sampler cut", () => {
+    const [first, , eog, newline] = DIST.candidates;
+    expect(loweredByPenalty(first, DIST.stages)).toBe(false); // renormalising raised it: not lowered
+    expect(loweredByPenalty(eog, DIST.stages)).toBe(false);
+    expect(loweredByPenalty(newline, DIST.stages)).toBe(true); // 5% → 4% after the penalty
+    expect(loweredByPenalty(newline, DIST.stages.slice(1))).toBe(false); // penalty off: no penalties stage
+    const rows = barRows(DIST).rows;
+    expect(fateText(rows[2])).toBe("cut by top-k");
+    expect(fateText(rows[3])).toBe("lowered by repeat penalty, then cut by min-p");
+    expect(fateText({ ...rows[3], cut: false, cutBy: null })).toBe("lowered by repeat penalty");
+    expect(fateText(rows[0])).toBe("");
+  });
+  it("reads a typed value, clamped to the setting", () => {
+    const [temp, topK] = SLIDERS;
+    expect(parseEntry(topK, "1000")).toBe(1000); // the box goes past the slider's end
+    expect(parseEntry(topK, "-4")).toBe(0);
+    expect(parseEntry(temp, "7")).toBe(2);
+    expect(parseEntry(temp, "0.35")).toBe(0.35);
+    expect(parseEntry(temp, "abc")).toBeNull();
+  });
+  it("says Step is seeded by position", () => {
+    expect(stepNote("fixed", 5, 3)).toMatch(/seed 5 \+ position 3 = 8: after Back, Step gives the same token again/);
+    expect(stepNote("random", 5, 3)).toMatch(/fresh random seed/);
+  });
+  it("draws the bars on an auto, fixed or log axis", () => {
+    expect(barWidth(0.35, "auto", 0.7)).toBeCloseTo(50);
+    expect(barWidth(0.35, "fixed", 0.7)).toBeCloseTo(35);
+    expect(barWidth(1e-3, "log", 0.7)).toBeCloseTo(50); // 10⁻⁶ … 1: 10⁻³ is half way
+    expect(barWidth(1e-9, "log", 0.7)).toBe(0);
+    expect(barWidth(0, "fixed", 1)).toBe(0);
+    expect(barRows(DIST, "fixed").rows[1].modelWidth).toBeCloseTo(25);
+  });
+  it("says the entropy and the effective choices", () => {
+    expect(entropyLine({ entropy_bits: 2.3219, effective_choices: 5, model_entropy_bits: 4.1, model_effective_choices: 17.15 }))
+      .toBe("entropy 2.32 bits ≈ 5.0 effective choices (the model alone: 4.10 bits ≈ 17.1)");
+    expect(entropyLine({})).toBe("");
+  });
+  it("computes the entropy", () => {
+    expect(entropy([1, 0])).toBe(0);
+    expect(entropy([0.5, 0.5])).toBeCloseTo(Math.log(2));
+  });
   it("summarises the stages", () => {
     expect(stagesLine(DIST)).toBe("repeat penalty: 512 left → top-k: 2 left, cut 510 (15.0% of the model's mass)");
     expect(stagesLine({ stages: [{ name: "xtc", kept: 512, removed: 1, removed_mass: 0.6, chance: 0.5 }] }))
@@ -132,6 +177,62 @@ describe("the widget", () => {
     temp.value = "1.5";
     temp.dispatchEvent(new Event("input"));
     expect(model.state.temperature).toBe(1.5);
+  });
+
+  it("a number box beside each slider sets its trait, beyond the slider's end for top-k", () => {
+    const entry = el.querySelector("input[name=top_k_entry]");
+    expect(entry.value).toBe("40");
+    entry.value = "150";
+    entry.dispatchEvent(new Event("change"));
+    expect(model.state.top_k).toBe(150);
+    entry.value = "x";
+    entry.dispatchEvent(new Event("change"));
+    expect(model.state.top_k).toBe(150);
+    const slider = el.querySelector("input[name=temperature]");
+    slider.value = "1.2";
+    slider.dispatchEvent(new Event("input"));
+    expect(el.querySelector("input[name=temperature_entry]").value).toBe("1.2");
+  });
+
+  it("keeps its key presses from the notebook's shortcuts", () => {
+    let seen = 0;
+    const listener = () => { seen += 1; };
+    document.addEventListener("keydown", listener);
+    const slider = el.querySelector("input[name=top_p]");
+    slider.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
+    el.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowUp", bubbles: true }));
+    document.removeEventListener("keydown", listener);
+    expect(seen).toBe(1); // only the one from outside the explorer's root
+    expect(el.querySelector(".lmx").getAttribute("data-lm-suppress-shortcuts")).toBe("true");
+  });
+
+  it("the seed toggle sets the seed mode and the note says what Step replays", () => {
+    expect(el.querySelector(".lmx-note").textContent).toMatch(/seed 0 \+ position 0 = 0/);
+    const mode = el.querySelector("select[name=seed_mode]");
+    mode.value = "random";
+    mode.dispatchEvent(new Event("change"));
+    expect(model.state.seed_mode).toBe("random");
+    model.update("seed_mode", "random");
+    expect(el.querySelector(".lmx-note").textContent).toMatch(/fresh random seed/);
+  });
+
+  it("the prompt box, Play and the axis send their actions", () => {
+    const box = el.querySelector("textarea[name=prompt]");
+    expect(box.value).toBe("Once upon a time");
+    box.value = "The dog";
+    el.querySelector("button[name=set_prompt]").click();
+    el.querySelector("button[name=play]").click();
+    expect(model.sent).toEqual([{ action: "prompt", text: "The dog" }, { action: "play", n: 20 }]);
+    const axis = el.querySelector("select[name=scale]");
+    axis.value = "log";
+    axis.dispatchEvent(new Event("change"));
+    expect(model.state.scale).toBe("log");
+    const playN = el.querySelector("input[name=play_n]");
+    playN.value = "7";
+    playN.dispatchEvent(new Event("change"));
+    expect(model.state.play_n).toBe(7);
+    model.update("distribution", { ...DIST, entropy_bits: 1, effective_choices: 2, model_entropy_bits: 2, model_effective_choices: 4 });
+    expect(el.querySelector(".lmx-entropy").textContent).toContain("≈ 2.0 effective choices");
   });
 
   it("the seed box sets the seed", () => {

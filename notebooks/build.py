@@ -396,11 +396,15 @@ A language model gives a probability to every token of its vocabulary; **sampler
 them may come next and how likely each is. This notebook looks at the real next-token distribution of a
 real model (stories260K) through the same llama.cpp sampler chain that generates text — LM Studio's order:
 repeat penalty → top-k → top-p → min-p → temperature → draw.
+
+Each section starts with a short **teacher's guide** (goal, what to ask, what to try, time); the
+45-minute lesson plan built on this notebook is in `docs/teach.md` ("Teach with lmsext").
 """),
     code(SETUP + """
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 model = client.llm.model("stories260K", config={"contextLength": 1024})"""),
@@ -412,6 +416,14 @@ engine samples with after the samplers. Move the sliders: tokens a sampler cuts 
 which one and the probability after each stage). **Step** appends a sampled token, clicking a bar appends
 that token, **Back** rewinds, **Sample 100** draws 100 tokens with the seed and shows the histogram
 beside the theory.
+"""),
+    md("""
+> **Teacher's guide** — *Goal:* a model does not "know" the next word, it gives every token a probability. *Ask:* "which
+token will come next — and how sure is the model?" before pressing **Step**. *Try:* edit the prompt
+(**Use prompt**), switch the axis to **log** to see the long tail, read the entropy line ("≈ N effective
+choices"), **Play** 20 steps; after **Back**, **Step** gives the same token again (the seed is fixed by
+position) — switch the seed to **random** to show chance at work. Arrow keys move a focused slider; the
+boxes beside the sliders take typed values. *Time:* 10 min.
 """),
     code("""
 from lmsext.widgets import NextTokenExplorer
@@ -447,6 +459,13 @@ for c in explorer.candidates:
 
 With LM Studio's defaults (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, repeat penalty 1.1):
 """),
+    md("""
+> **Teacher's guide** — *Goal:* each sampler removes tokens for a different reason (a count, a share of the
+probability, a ratio to the best token) and the repeat penalty lowers the tokens already used. *Ask:* "which
+sampler cut the most here, and how much probability did it throw away?" *Try:* in the explorer, a token
+"lowered by repeat penalty, then cut by top-p" vs one only "cut by top-p". *Time:* 5 min.
+"""),
+
     code("""
 d = model.next_token_distribution("She saw a big", top_n=10)
 for stage in d.stages:
@@ -460,6 +479,11 @@ print(d)""", check=True),
 Temperature 0 always takes the most likely token. Sampling draws from the distribution: different seeds
 give different stories, the same seed the same story.
 """),
+    md("""
+> **Teacher's guide** — *Goal:* randomness in generation is reproducible: a seed fixes it. *Ask:* "will seed 1 give the
+same story twice?" — then run it. *Try:* a seed of each student's choice. *Time:* 5 min.
+"""),
+
     code("""
 prompt = "Once upon a time"
 greedy = model.complete(prompt, config={"temperature": 0, "maxTokens": 30})
@@ -478,6 +502,12 @@ Temperature divides the logits before the softmax: below 1 it sharpens the distr
 flattens it. With the other samplers off, the entropy says how many "equally likely choices" the model
 effectively has:
 """),
+    md("""
+> **Teacher's guide** — *Goal:* temperature is one dial from "always the same" to "anything goes". *Ask:* "how many
+choices does the model really have at T 1?" (the effective choices, `2 ** entropy`). *Try:* the plot below,
+then the stories at rising temperature. *Time:* 8 min.
+"""),
+
     code("""
 off = {"topKSampling": 0, "topPSampling": False, "minPSampling": False, "repeatPenalty": False}
 for t in (0.25, 0.5, 0.8, 1.0, 1.5, 2.0):
@@ -487,6 +517,21 @@ for t in (0.25, 0.5, 0.8, 1.0, 1.5, 2.0):
     top = d.candidates[0]
     print(f"T {t:<4}: top token {top.text!r} {top.final_prob:6.1%} · entropy {entropy:5.2f} bits "
           f"≈ {2 ** entropy:6.1f} equally likely choices")""", check=True),
+    md("The same sweep as a picture: entropy and effective choices against temperature (the other samplers off)."),
+    code("""
+temperatures = np.round(np.linspace(0.1, 2.0, 20), 2)
+sweep = [model.next_token_distribution("She saw a big", {**off, "temperature": float(t)}, top_n=1) for t in temperatures]
+entropy_bits = [float(-(d.probs[d.probs > 0] * np.log2(d.probs[d.probs > 0])).sum()) for d in sweep]
+fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+left.plot(temperatures, entropy_bits, marker="o")
+left.set(xlabel="temperature", ylabel="entropy (bits)", title="Temperature vs entropy")
+right.plot(temperatures, [2 ** h for h in entropy_bits], marker="o", color="tab:orange")
+right.set(xlabel="temperature", ylabel="effective choices (2^entropy)", yscale="log", title="…as a number of choices")
+fig.tight_layout()
+plt.show()"""),
+    code("""
+assert all(a < b for a, b in zip(entropy_bits, entropy_bits[1:]))  # hotter: always more spread out
+print(" ".join(f"T{t:g}:{h:.2f}" for t, h in zip(temperatures[::4], entropy_bits[::4])))""", check=True),
     md("The same seed at rising temperatures — from dull to unhinged:"),
     code("""
 for t in (0.2, 0.6, 1.0, 1.4, 2.0):
@@ -504,6 +549,12 @@ The distribution above is computed by running llama.cpp's sampler chain stage by
 position's logits. The check: 1000 one-token predictions through the ordinary API, each with its own
 seed, against that distribution (Pearson's chi-square and the total-variation distance).
 """),
+    md("""
+> **Teacher's guide** — *Goal (for a technical class):* a picture of the sampler is only worth something if it matches what
+the generator does; here is the statistical test. *Ask:* "what would a wrong explorer look like in these
+numbers?" *Time:* 3 min, or skip.
+"""),
+
     code("""
 from lmsext.engine.distribution import chi_square, total_variation
 
@@ -523,6 +574,12 @@ print(f"{len(theory.support)} tokens can be sampled · chi-square {stat:.1f} on 
 top-N alternatives. The reply is shown with each token coloured by its probability — red unlikely,
 green likely — and the alternatives on hover.
 """),
+    md("""
+> **Teacher's guide** — *Goal:* a generated text is a path of choices, some sure, some lucky. *Ask:* "where did the story
+take an unlikely turn?" (the red tokens; hover for what else could have come). *Note:* the colour is the
+model's own probability of the token, before the samplers reshaped it. *Time:* 5 min.
+"""),
+
     code("""
 %%lm_complete --model stories260K --probs 5 --temperature 0.9 --seed 7 --max-tokens 40
 Once upon a time"""),
@@ -544,6 +601,70 @@ from IPython.display import display
 from lmsext.render import token_probs_bundle
 
 display(token_probs_bundle(r), raw=True)""", check=True),
+    md("""
+## 7. The top token as top-p moves
+
+top-p keeps the smallest set of most likely tokens whose probabilities add up to p, then renormalises.
+As p falls, fewer tokens survive and the top token's share grows until it is the only one left.
+"""),
+    md("""
+> **Teacher's guide** — *Goal:* top-p adapts to the model's confidence: a sure model keeps few tokens, an unsure one many.
+*Ask:* "at which p does the top token become certain?" *Try:* another prompt where the model is unsure.
+*Time:* 5 min.
+"""),
+    code("""
+top_ps = np.round(np.linspace(0.05, 1.0, 20), 2)
+by_p = [model.next_token_distribution("She saw a big", {**off, "temperature": 1.0, "topPSampling": float(p)}, top_n=1)
+        for p in top_ps]
+fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3))
+left.plot(top_ps, [d.candidates[0].final_prob for d in by_p], marker="o")
+left.set(xlabel="top-p", ylabel="P(top token)", ylim=(0, 1.05), title=f"Top token {by_p[0].candidates[0].text!r}")
+right.plot(top_ps, [len(d.support) for d in by_p], marker="o", color="tab:green")
+right.set(xlabel="top-p", ylabel="tokens left", yscale="log", title="Tokens that can be sampled")
+fig.tight_layout()
+plt.show()"""),
+    code("""
+print(" ".join(f"p{p:g}:{d.candidates[0].final_prob:.2f}/{len(d.support)}" for p, d in zip(top_ps[::4], by_p[::4])))""",
+         check=True),
+    md("""
+## 8. Tokens: what the model sees
+
+The model never sees letters or words, only token ids from its vocabulary. stories260K has a tiny
+vocabulary (512 tokens), so words split into several pieces; large models have 32K–262K tokens and split less.
+"""),
+    md("""
+> **Teacher's guide** — *Goal:* "tokens" are not words. *Ask:* "how many tokens is your name?" — type it below. *Try:*
+a rare word vs a common one, a number, a word with a capital letter. *Time:* 4 min.
+"""),
+    code("""
+from html import escape
+
+from IPython.display import HTML
+
+
+BOS = model.tokenize("")  # the start-of-text token the model puts first: [1]
+
+
+def pieces(text):
+    \"\"\"The token ids of ``text``, without the start-of-text token.\"\"\"
+    return model.tokenize(text)[len(BOS):]
+
+
+def show_tokens(text):
+    \"\"\"Each token of ``text`` as a box: its text (spaces as ␣) and its id.\"\"\"
+    ids = pieces(text)
+    boxes = "".join(
+        f'<span style="display:inline-block;margin:2px;padding:2px 4px;border-radius:4px;'
+        f'background:hsl({(i * 67) % 360},70%,88%);font-family:monospace;text-align:center">'
+        f'{escape(model.token_text(t).replace(" ", "␣")) or "∅"}<br><small>{t}</small></span>'
+        for i, t in enumerate(ids))
+    return HTML(f"<div>{len(text)} characters → {len(ids)} tokens</div><div>{boxes}</div>")
+
+
+show_tokens("Once upon a time, a curious hippopotamus found 42 shiny pebbles.")"""),
+    code("""
+for word in ("cat", "hippopotamus", "Lily", "42"):
+    print(f"{word!r:>16} → {[model.token_text(t) for t in pieces(word)]}")""", check=True),
 ]
 
 NOTEBOOKS = {"quickstart.ipynb": QUICKSTART, "load_config.ipynb": LOAD_CONFIG, "sampling_lab.ipynb": SAMPLING_LAB}

@@ -810,6 +810,59 @@ TABLE += [
 ]
 
 
+# ---- issue 18's widgets: the chat view, the model picker, the explorer's Play and prompt box
+
+def _chat_view(ctx: Any, text: str) -> None:
+    from lmsext.session import Session
+    from lmsext.widgets import ChatView
+    view = ChatView(model=ctx.victim, session=Session(), client=ctx.client)
+    try:
+        view.send(text)
+    finally:
+        view.close()
+
+
+def _picker(ctx: Any, action: Callable[[Any], Any]) -> None:
+    from lmsext.session import Session
+    from lmsext.widgets import ModelPicker
+    picker = ModelPicker(client=ctx.client, session=Session())
+    try:
+        action(picker)
+    finally:
+        picker.close()
+
+
+def _explorer(ctx: Any, action: Callable[[Any], Any]) -> None:
+    from lmsext.widgets import NextTokenExplorer
+    explorer = NextTokenExplorer(ctx.victim, "Once upon a time")
+    try:
+        action(explorer)
+    finally:
+        explorer.close()
+
+
+TABLE += [
+    widget("chat-view-empty-message", 'ChatView.send("   ")', lambda c: _chat_view(c, "   "), LmsextError,
+           r"^the message is empty$"),
+    widget("chat-view-not-a-name", "ChatView(chat=None)", lambda c: _chat_view_named(None), TypeError,
+           r"ChatView\(chat=\.\.\.\): a chat name \(non-empty string\), not None"),
+    widget("picker-unknown-model", 'ModelPicker.select("nope-model")', lambda c: _picker(c, lambda p: p.select("nope-model")),
+           LmsextError, r"'nope-model' is not in the list: refresh it, or download it"),
+    widget("picker-download-nothing-typed", "ModelPicker: Download with an empty repository box",
+           lambda c: _picker(c, lambda p: p.download()), LmsextError,
+           r"type a Hugging Face repository \(owner/repo-GGUF\) to download"),
+    widget("explorer-play-too-many", "NextTokenExplorer.play(10_000)", lambda c: _explorer(c, lambda e: e.play(10_000)),
+           ValueError, r"play 10000: give 1 to 500 steps"),
+    widget("explorer-prompt-not-text", "NextTokenExplorer.set_prompt(42)", lambda c: _explorer(c, lambda e: e.set_prompt(42)),
+           LmsextError, r"a chat history is a Chat, a string, \{'messages': \[\.\.\.\]\} or a list of messages, not int"),
+]
+
+
+def _chat_view_named(name: Any) -> None:
+    from lmsext.widgets import ChatView
+    ChatView(name)
+
+
 # ------------------------------------------------------------------------------ fixtures
 
 

@@ -35,6 +35,14 @@ CELLS = [
     "print('cell:', _lm.stats.stop_reason, _lm.stats.predicted_tokens_count)",        # 8
     "%lm_panel load",                                                                 # 9
     "print('loaded:', lmsext.default_client().llm.get('stories260K').get_context_length())",  # 10
+    "from lmsext.widgets import NextTokenExplorer\n"
+    "x = NextTokenExplorer('stories260K', 'Once upon a time')\nx",                    # 11
+    "print('top_p =', round(x.top_p, 2), 'top_k =', x.top_k)",                         # 12
+    "%lm_chat view --chat lab",                                                       # 13
+    "from lmsext.session import get_session\n"
+    "m = get_session().chats['lab'].messages\nprint('lab chat:', [x['role'] for x in m], len(m[-1]['content']))",  # 14
+    "lmsext.default_client().llm.unload_all()\nq = %lm_panel predict",                 # 15
+    "print('picked:', [m.identifier for m in lmsext.default_client().llm.list_loaded()], get_session().model)",  # 16
 ]
 
 
@@ -73,8 +81,8 @@ def page(lab):
                 const kernel = panel && panel.sessionContext && panel.sessionContext.session
                     && panel.sessionContext.session.kernel;
                 return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle'
-                    && document.querySelectorAll('.jp-Notebook .jp-Cell').length >= 11;
-            }""", timeout=60_000)
+                    && document.querySelectorAll('.jp-Notebook .jp-Cell').length >= %d;
+            }""" % len(CELLS), timeout=60_000)
             yield page
         finally:
             browser.close()
@@ -88,6 +96,9 @@ RUN_CELL = """async ([index, wait]) => {
     const done = app.commands.execute('notebook:run-cell');
     if (wait) await done;
 }"""
+
+
+ACTIVE_CELL = "() => window.jupyterapp.shell.currentWidget.content.activeCellIndex"
 
 
 def run_cell(page, index: int, wait: bool = True) -> None:
@@ -172,6 +183,19 @@ def test_widgets_in_jupyterlab(page):
     page.wait_for_timeout(300)
     run_cell(page, 3)
     assert "temperature = 0.0" in cell_text(page, 3)
+    # …and the arrow keys move a focused slider (ipywidgets' own: Lab's ArrowUp does not select the previous cell)
+    temperature = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
+        r"^temperature$"))).first
+    temperature.locator(".noUi-handle").first.focus()
+    active = page.evaluate(ACTIVE_CELL)
+    for key in ("ArrowUp", "ArrowUp", "ArrowRight", "ArrowDown"):
+        page.keyboard.press(key)
+    page.wait_for_function("(el) => el.textContent.trim() === '0.02'",
+                           arg=temperature.locator(".widget-readout").element_handle())
+    assert page.evaluate(ACTIVE_CELL) == active
+    page.wait_for_timeout(300)
+    run_cell(page, 3)
+    assert "temperature = 0.02" in cell_text(page, 3), cell_text(page, 3)
     shot(page, "2-prediction-panel")
 
     # %%lm_respond streams into the StreamView: the text grows across ≥ 3 observations, then the stats.
@@ -194,14 +218,17 @@ def test_widgets_in_jupyterlab(page):
     readout = panel.locator(".widget-slider").filter(has=page.locator(".widget-label", has_text=re.compile(
         r"^temperature$"))).first.locator(".widget-readout")
     page.wait_for_function("(el) => el.textContent.trim() === '0.80'", arg=readout.element_handle())
-    panel.locator("textarea").fill("Tell me a story")
+    panel.locator("textarea.widget-input").fill("Tell me a story")
     panel.locator("button.widget-button", has_text="Send").click()
-    panel_text = panel.locator(".lmsext-stream-text")
+    panel_text = panel.locator(".lmc-msg.live .lmc-text")  # respond mode: the reply streams into the last bubble
     wait_growing(panel_text)
+    assert not panel.locator(".lmsext-stream").is_visible()  # the bubbles replace the one-reply view
     shot(page, "4-panel-running")
     panel.locator("button.widget-button", has_text="Stop").click()
-    badge = panel.locator(".lmsext-badge")
-    page.wait_for_function("(el) => el.textContent === 'userStopped'", arg=badge.element_handle(), timeout=15_000)
+    conversation_status = panel.locator(".lmc-status")
+    page.wait_for_function("(el) => el.textContent.includes('userStopped')", arg=conversation_status.element_handle(),
+                           timeout=15_000)
+    assert panel.locator(".lmc-msg.assistant").count() >= 1 and panel.locator(".lmc-msg.live").count() == 0
     run_cell(page, 6)
     assert re.search(r"panel: userStopped \d+", cell_text(page, 6)), cell_text(page, 6)
     shot(page, "5-panel-stopped")
@@ -223,23 +250,95 @@ def test_widgets_in_jupyterlab(page):
     assert re.search(r"cell: userStopped \d+", cell_text(page, 8)), cell_text(page, 8)
     shot(page, "6-cell-stopped")
 
-    # The load panel: drag the context slider to 256 → the estimate drops; Load reloads with it.
+    # The load panel after %lm_load: it edits the loaded instance (its settings and summary, not the
+    # defaults); drag the context slider to 256 → the estimate drops; Load reloads with it.
     run_cell(page, 9)
     load_panel = cell(page, 9).locator(".lmsext-load-panel")
     load_panel.wait_for()
+    load_panel.locator(".widget-html", has_text="editing stories260K").wait_for()
+    assert "no model loaded yet" not in load_panel.inner_text()
+    instance_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
+    assert instance_row.locator(".lmsext-effective").inner_text() == "1024"  # the instance %lm_load loaded
     estimate = load_panel.locator(".widget-html", has_text="Memory estimate").first
     before = estimate.inner_text()
     drag_to_minimum(page, load_panel, "context length")
-    assert "KV cache 1.25 MiB" in before  # the default context: 2048 tokens
+    assert "KV cache 640 KiB" in before, before  # the instance's context (1000 asked → 1024), not the default 2048
     page.wait_for_function("(el) => el.innerText.includes('KV cache 160 KiB')", arg=estimate.element_handle())
-    load_panel.locator("button.widget-button", has_text="Load").click()
-    summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
-    summary_row.wait_for()
-    assert summary_row.locator(".lmsext-effective").inner_text() == "256"
+    load_panel.locator("button.widget-button", has_text=re.compile(r"^\s*Load$")).click()
     load_panel.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
+    summary_row = load_panel.locator('.lmsext-summary tr[data-key="context_length"]')
+    page.wait_for_function("(el) => el.textContent === '256'",
+                           arg=summary_row.locator(".lmsext-effective").element_handle())
     run_cell(page, 10)
     assert "loaded: 256" in cell_text(page, 10), cell_text(page, 10)
     summary_row.scroll_into_view_if_needed()
     shot(page, "7-load-panel")
+
+    # The explorer: a focused slider moves with the arrow keys, which do not reach the notebook's shortcuts.
+    run_cell(page, 11)
+    explorer = cell(page, 11).locator(".lmx")
+    explorer.wait_for()
+    top_p = explorer.locator("input[name=top_p]")
+    top_p.focus()
+    active = page.evaluate(ACTIVE_CELL)
+    for key in ("ArrowLeft", "ArrowLeft", "ArrowDown", "ArrowUp", "ArrowLeft"):
+        page.keyboard.press(key)  # 0.95 → 0.92
+    assert page.evaluate(ACTIVE_CELL) == active
+    assert page.evaluate("() => document.activeElement && document.activeElement.name") == "top_p"
+    entry = explorer.locator("input[name=top_k_entry]")
+    entry.fill("150")
+    entry.press("Enter")
+    page.wait_for_function("(el) => el.value === '0.92'", arg=explorer.locator("input[name=top_p_entry]").element_handle())
+    page.wait_for_timeout(300)
+    run_cell(page, 12)
+    assert "top_p = 0.92 top_k = 150" in cell_text(page, 12), cell_text(page, 12)
+    shot(page, "8-explorer-keys")
+
+    # The chat view (%lm_chat view): a message streams into the last bubble (endless: maxTokens unset),
+    # Stop ends it with userStopped, and the exchange is in the session chat %%lm_respond --chat lab continues.
+    run_cell(page, 13)
+    view = cell(page, 13).locator(".lmsext-chat-view")
+    view.wait_for()
+    view.locator("textarea").fill("Tell me a story")
+    view.locator("textarea").press("Enter")
+    live = view.locator(".lmc-msg.live .lmc-text")
+    seen = page.evaluate("""async (el) => {
+        const seen = [];
+        const t0 = performance.now();
+        while (performance.now() - t0 < 15000 && seen.length < 4) {
+            const live = el.querySelector('.lmc-msg.live .lmc-text');
+            const n = live ? live.textContent.length : 0;
+            if (n && (!seen.length || seen[seen.length - 1] !== n)) seen.push(n);
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        return seen;
+    }""", view.element_handle())
+    assert len(seen) >= 4 and all(a < b for a, b in zip(seen, seen[1:])), seen
+    assert view.locator(".lmc-msg.user").last.inner_text().endswith("Tell me a story")
+    shot(page, "9-chat-view-streaming")
+    view.locator("button[name=stop]").click()
+    page.wait_for_function("(el) => el.dataset.busy === 'false' && !el.querySelector('.lmc-msg.live')",
+                           arg=view.element_handle(), timeout=15_000)
+    assert "userStopped" in view.locator(".lmc-status").inner_text()
+    assert view.locator(".lmc-msg").count() == 2 and live.count() == 0
+    run_cell(page, 14)
+    assert re.search(r"lab chat: \['user', 'assistant'\] [1-9]\d*", cell_text(page, 14)), cell_text(page, 14)
+    shot(page, "10-chat-view-stopped")
+
+    # The model picker (in the prediction panel): pick stories260K in the dropdown, see its estimate, Load it.
+    run_cell(page, 15)
+    picker = cell(page, 15).locator(".lmsext-model-picker")
+    picker.wait_for()
+    assert "no model loaded" in cell(page, 15).inner_text()
+    select = picker.locator("select").first
+    labels = select.locator("option").all_inner_texts()
+    select.select_option(index=next(i for i, label in enumerate(labels) if label.startswith("stories260K")))
+    picker.locator(".widget-html", has_text="memory estimate").wait_for()
+    picker.locator("button.widget-button", has_text=re.compile(r"^\s*Load$")).click()
+    picker.locator(".widget-html", has_text="loaded as 'stories260K'").wait_for()
+    cell(page, 15).locator(".widget-html", has_text="model: stories260K").wait_for()
+    run_cell(page, 16)
+    assert "picked: ['stories260K'] stories260K" in cell_text(page, 16), cell_text(page, 16)
+    shot(page, "11-model-picker")
     elapsed = time.monotonic() - started
     print(f"\nbrowser steps took {elapsed:.1f} s")

@@ -9,7 +9,7 @@ import pytest
 import lmsext
 from lmsext import synth
 from lmsext.widgets import NextTokenExplorer
-from lmsext.widgets.explorer import SLIDER_DEFAULTS
+from lmsext.widgets.explorer import SLIDER_DEFAULTS, fate
 
 PROMPT = "Once upon a time, there was a"
 
@@ -78,6 +78,76 @@ def test_step_appends_the_sampled_token_and_back_rewinds(explorer, model):
     assert explorer.back() == second and explorer.back() == token
     assert explorer.tokens == start and explorer.back() is None
     assert explorer.step() == token  # replayable
+
+
+def test_random_seed_mode_draws_afresh_after_back(explorer):
+    explorer.temperature, explorer.top_k, explorer.top_p, explorer.min_p = 1.5, 0, 1.0, 0.0  # a wide choice
+    first = explorer.step()
+    explorer.back()
+    assert explorer.step() == first  # fixed (the default): seeded by position, replayed
+    explorer.back()
+    explorer.seed_mode = "random"
+    drawn = set()
+    for _ in range(12):
+        drawn.add(explorer.step())
+        explorer.back()
+    assert len(drawn) > 1 and explorer.generated == []
+    with pytest.raises(Exception):
+        explorer.seed_mode = "sometimes"
+
+
+def test_a_token_the_repeat_penalty_lowered_is_told_apart_from_one_top_p_cut(model):
+    w = NextTokenExplorer(model, "the cat and the cat and the cat and the", {"repeatPenalty": 2.0, "topPSampling": 0.5,
+                                                                           "topKSampling": 0, "minPSampling": 0})
+    stages = w.dist.stages
+    words = {c.token: fate(c, stages) for c in w.candidates}
+    repeated = set(w.tokens[-64:])
+    lowered = [c for c in w.candidates if "lowered by repeat penalty" in words[c.token]]
+    assert lowered and all(c.token in repeated for c in lowered)
+    # a penalised token that top-p then removed says both; an unpenalised one cut by top-p says only top-p
+    assert any(words[c.token] == "lowered by repeat penalty, then cut by top-p" for c in lowered)
+    assert any(words[c.token] == "cut by top-p" and c.token not in repeated for c in w.candidates)
+    assert "lowered by repeat penalty, then cut by top-p" in w.summary_html()
+    w.repeat_penalty = 1.0
+    assert not any("lowered" in fate(c, w.dist.stages) for c in w.candidates)
+
+
+def test_entropy_and_effective_choices(explorer, model):
+    import numpy as np
+    explorer.top_k, explorer.top_p, explorer.min_p, explorer.repeat_penalty = 0, 1.0, 0.0, 1.0
+    data = explorer.distribution
+    p = explorer.dist.probs[explorer.dist.probs > 0]
+    assert data["entropy_bits"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert data["effective_choices"] == pytest.approx(2 ** data["entropy_bits"]) == pytest.approx(
+        float(np.exp(-(p * np.log(p)).sum())))  # exp(entropy in nats)
+    assert explorer.entropy == pytest.approx(data["entropy_bits"])
+    hot = data["entropy_bits"]
+    explorer.temperature = 0.2
+    assert explorer.distribution["entropy_bits"] < hot  # colder: fewer effective choices
+    assert explorer.distribution["model_entropy_bits"] == pytest.approx(data["model_entropy_bits"])  # the model's own
+    explorer.top_k = 1
+    assert explorer.distribution["effective_choices"] == pytest.approx(1.0)
+
+
+def test_an_edited_prompt_and_play(explorer, model):
+    explorer.step()
+    msg(explorer, action="prompt", text="The dog ran to the")
+    assert explorer.prompt_text == "The dog ran to the" and explorer.generated == []
+    assert explorer.tokens == model.tokenize("The dog ran to the")
+    assert [c.token for c in explorer.candidates] == [c.token for c in model.next_token_distribution(
+        "The dog ran to the", explorer.config).candidates]
+    msg(explorer, action="play", n=5)
+    assert len(explorer.generated) == 5 or model.is_end_of_generation(explorer.generated[-1]["token"])
+    played = [g["token"] for g in explorer.generated]
+    explorer.reset()
+    assert explorer.play(5) == played  # fixed seed: the same five tokens
+    msg(explorer, action="play", n=10_000)
+    assert "play 10000: give 1 to 500 steps" in explorer.error and len(explorer.generated) == 5
+    msg(explorer, action="prompt", text="")
+    assert "prompt is empty" in explorer.error or explorer.tokens  # a BOS-adding model accepts ""
+    explorer.scale = "log"
+    with pytest.raises(Exception):
+        explorer.scale = "cubic"
 
 
 def test_clicking_a_bar_appends_that_token(explorer):

@@ -9,6 +9,7 @@ skips locally; in CI (CI=true) that is a failure, since .ci/run installs both.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -126,9 +127,13 @@ def test_sampling_lab_and_the_explorer_in_jupyterlab(browser, lab):
 
     slider = explorer.locator("input[name=top_k]")
     box = slider.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)  # top-k ≈ 50
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)  # top-k ≈ 100 (0-200)
     stages = explorer.locator(".lmx-stages")
-    page.wait_for_function("(el) => /top-k: (4\\d|5\\d) left/.test(el.innerText)", arg=stages.element_handle())
+    page.wait_for_function("(el) => /top-k: (8\\d|9\\d|1[01]\\d) left/.test(el.innerText)", arg=stages.element_handle())
+    # the entropy line and the log axis
+    assert re.search(r"entropy [\d.]+ bits ≈ [\d.]+ effective choices", explorer.locator(".lmx-entropy").inner_text())
+    explorer.locator("select[name=scale]").select_option("log")
+    page.wait_for_timeout(300)
 
     explorer.locator("button[name=sample]").click()
     explorer.locator(".lmx-hist-title").wait_for()

@@ -204,8 +204,16 @@ def test_panel_for_a_loaded_instance_reloads_that_instance():
     first = client().llm.load("stories260K", config={"contextLength": 256}, identifier="mine")
     panel = LoadPanel(first)
     assert panel.identifier == "mine"
+    # it shows the instance it edits, with the settings that instance was loaded with (not the session's)
+    assert "editing mine" in text_of(panel.status.value)
+    assert panel.summary.result is first.load_result
+    assert panel.context_length.value == 256 and panel.config.context_length == 256
+    assert session().load_config.context_length is None
+    panel.context_length.value = 512  # edits the panel's copy: neither the session nor the instance
+    assert session().load_config.context_length is None and first.get_context_length() == 256
     panel.load()
     assert [m.identifier for m in client().llm.list_loaded()] == ["mine"] and not first.loaded
+    assert client().llm.get("mine").get_context_length() == 512
     panel.close()
 
 

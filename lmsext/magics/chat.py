@@ -1,4 +1,4 @@
-"""``%lm_chat show|reset|save``: the chats ``%%lm_respond`` keeps."""
+"""``%lm_chat show|view|reset|save``: the chats ``%%lm_respond`` keeps."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ class ChatMagics(FamilyMagics):
     @no_var_expand
     @user_errors("%lm_chat")
     @magic_arguments()
-    @argument("action", choices=("show", "reset", "save"), help="show the chat, forget it, or save it as JSON")
+    @argument("action", choices=("show", "view", "reset", "save"),
+              help="show the chat, view it as a live chat widget, forget it, or save it as JSON")
     @argument("path", nargs="?", help="file to write (save)")
     @argument("--chat", metavar="NAME", default="default", help="which chat (default: 'default')")
     def lm_chat(self, line: str) -> None:
@@ -30,6 +31,13 @@ class ChatMagics(FamilyMagics):
         name = args.chat
         if args.action == "show":
             self.show(views.chat_bundle(name, self.lm.session.chat(name)))
+        elif args.action == "view":  # the chat widget; where widgets do not render, what show prints
+            if not self.lm.use_widgets:
+                self.show(views.chat_bundle(name, self.lm.session.chat(name)))
+                return
+            from IPython.display import display
+            from ..widgets import ChatView
+            display(ChatView(name, session=self.lm.session, client=self.lm.client))
         elif args.action == "reset":
             existed = self.lm.session.drop_chat(name)
             self.show(views.message_bundle(f"chat '{name}' reset" if existed else f"chat '{name}' was empty"))

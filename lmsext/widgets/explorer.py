@@ -34,6 +34,34 @@ SLIDER_KEYS = {"temperature": "temperature", "top_k": "top_k_sampling", "top_p":
                "min_p": "min_p_sampling", "repeat_penalty": "repeat_penalty"}
 #: LM Studio's defaults (lmsext.config.SAMPLING_DEFAULTS), the sliders' starting values.
 SLIDER_DEFAULTS = {name: SAMPLING_DEFAULTS[key] for name, key in SLIDER_KEYS.items()}
+#: llama.cpp's sampler names in words (explorer.js's STAGE_LABELS)
+#: The most tokens one "Play" appends.
+MAX_PLAY = 500
+STAGE_WORDS = {"penalties": "repeat penalty", "temp": "temperature", "xtc": "XTC", "grammar": "structured"}
+
+
+def fate(candidate: Any, stages: list) -> str:
+    """What the samplers did to ``candidate``, in words, as the front end says it (``fateText``): "cut by
+    top-p", "lowered by repeat penalty, then cut by top-p", "lowered by repeat penalty" or ""."""
+    names = [s.name for s in stages]
+    i = names.index("penalties") if "penalties" in names else -1
+    lowered = 0 <= i < len(candidate.stage_probs) and candidate.stage_probs[i] < candidate.prob * 0.98
+    cut = f"cut by {STAGE_WORDS.get(candidate.cut_by, candidate.cut_by)}" if candidate.cut_by else ""
+    if lowered and candidate.cut_by == "penalties":
+        return cut
+    if lowered:
+        return f"lowered by repeat penalty, then {cut}" if cut else "lowered by repeat penalty"
+    return cut
+
+
+def spread(probs: Any, bits_key: str, choices_key: str) -> dict[str, float]:
+    """Entropy in bits of the probabilities ``probs`` and the effective number of choices, ``2 ** bits``
+    (= exp of the entropy in nats): 1 for a sure token, N for N equally likely ones."""
+    import numpy as np
+    p = np.asarray(probs, dtype=np.float64)
+    p = p[p > 0]
+    bits = float(-(p * np.log2(p)).sum()) if p.size else 0.0
+    return {bits_key: bits, choices_key: float(2.0 ** bits)}
 
 
 def _resolve_model(model: Any):
@@ -62,7 +90,14 @@ class NextTokenExplorer(anywidget.AnyWidget):
     min_p = t.Float(SLIDER_DEFAULTS["min_p"], min=0.0, max=1.0).tag(sync=True)
     repeat_penalty = t.Float(SLIDER_DEFAULTS["repeat_penalty"], min=0.1, max=3.0).tag(sync=True)
     seed = t.Int(0, min=0).tag(sync=True)
+    #: "fixed": Step uses ``seed`` + position (replayable: Back then Step gives the same token);
+    #: "random": a fresh random seed per Step
+    seed_mode = t.Enum(("fixed", "random"), "fixed").tag(sync=True)
     top_n = t.Int(20, min=1, max=200).tag(sync=True)
+    #: the bars' axis: "auto" (scaled to the largest bar), "fixed" (0–100 %), "log" (10⁻⁶–1)
+    scale = t.Enum(("auto", "fixed", "log"), "auto").tag(sync=True)
+    #: how many tokens "Play" appends, one Step after another
+    play_n = t.Int(20, min=1, max=MAX_PLAY).tag(sync=True)
     samples_n = t.Int(100, min=1, max=10_000).tag(sync=True)
 
     model_name = t.Unicode("").tag(sync=True)
@@ -93,21 +128,11 @@ class NextTokenExplorer(anywidget.AnyWidget):
                        if k not in set(SLIDER_KEYS.values()) | {"seed", "max_tokens"}}
         self._ready = False
         super().__init__(top_n=top_n, seed=seed, **values, **kwargs)
-        if isinstance(prompt, str):
-            self._prompt_tokens = self.llm.tokenize(prompt)
-            self.prompt_text = prompt
-        else:
-            from ..chat import Chat
-            messages = Chat.from_history(prompt).messages
-            self._prompt_tokens = self.llm.tokenize_chat(messages)
-            self.prompt_text = self.llm.apply_prompt_template(messages)
-        if not self._prompt_tokens:
-            raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
         self.model_name = self.llm.identifier
         self._dist = None
+        self.set_prompt(prompt)
         self._ready = True
         self.on_msg(self._on_front_end_msg)
-        self.refresh()
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -152,12 +177,15 @@ class NextTokenExplorer(anywidget.AnyWidget):
         data.pop("prompt_tokens", None)
         data["context_tokens"] = len(self._dist.prompt_tokens)
         data["eog"] = [c.token for c in self._dist.candidates if self.llm.is_end_of_generation(c.token)]
+        data.update(spread(self._dist.probs, "entropy_bits", "effective_choices"))
+        data.update(self._model_spread())
         self.distribution = data
         if self.histogram and self.histogram.get("key") != self._key():
             self.histogram = {}
 
     def step(self) -> int:
-        """Append a token sampled from the shown distribution (seed = ``seed`` + position: replayable)."""
+        """Append a token sampled from the shown distribution (``seed_mode`` "fixed": seed = ``seed`` +
+        position, replayable; "random": a fresh seed)."""
         dist = self.llm.next_token_distribution(self.tokens, {**self.config, "seed": self._step_seed()},
                                                 top_n=0, samples=1)
         token = dist.samples[0]
@@ -187,6 +215,38 @@ class NextTokenExplorer(anywidget.AnyWidget):
         self.generated = []
         self.refresh()
 
+    def set_prompt(self, prompt: Any) -> None:
+        """Start again from ``prompt`` (raw text, or a Chat through the model's template): the edited prompt."""
+        if isinstance(prompt, str):
+            tokens, text = self.llm.tokenize(prompt), prompt
+        else:
+            from ..chat import Chat
+            messages = Chat.from_history(prompt).messages
+            tokens, text = self.llm.tokenize_chat(messages), self.llm.apply_prompt_template(messages)
+        if not tokens:
+            raise ValueError("the prompt is empty (and the model adds no BOS token): give some text")
+        self._prompt_tokens, self.prompt_text = tokens, text
+        self.generated = []
+        self.refresh()
+
+    def play(self, n: int | None = None) -> list[int]:
+        """Step ``n`` times (default ``play_n``, at most :data:`MAX_PLAY`), stopping after an end-of-text token;
+        each Step updates the bars as it goes. Returns the tokens appended."""
+        n = self.play_n if n is None else int(n)
+        if not 1 <= n <= MAX_PLAY:
+            raise ValueError(f"play {n}: give 1 to {MAX_PLAY} steps")
+        tokens = []
+        for _ in range(n):
+            tokens.append(self.step())
+            if self.llm.is_end_of_generation(tokens[-1]):
+                break
+        return tokens
+
+    @property
+    def entropy(self) -> float:
+        """Entropy (bits) of the distribution sampled from; ``2 ** entropy`` = the effective number of choices."""
+        return spread(self._dist.probs, "bits", "choices")["bits"] if self._dist is not None else 0.0
+
     def sample(self, n: int | None = None) -> dict[int, int]:
         """Draw ``n`` (default ``samples_n``) next tokens through the engine's sampler chain with ``seed``;
         the histogram shows them beside the theoretical distribution. Returns ``{token: count}``."""
@@ -200,7 +260,19 @@ class NextTokenExplorer(anywidget.AnyWidget):
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _model_spread(self) -> dict[str, float]:
+        """The model's own entropy: it depends on the context only, so a slider move reuses it (over a
+        262K-token vocabulary it costs ~12 ms)."""
+        key = tuple(self.tokens)
+        if getattr(self, "_spread_key", None) != key:
+            self._spread_key = key
+            self._spread = spread(self._dist.model_probs, "model_entropy_bits", "model_effective_choices")
+        return self._spread
+
     def _step_seed(self) -> int:
+        if self.seed_mode == "random":
+            import secrets
+            return secrets.randbelow(2**32)
         return (self.seed + len(self.generated)) % (2**32)
 
     def _key(self) -> list:
@@ -232,6 +304,10 @@ class NextTokenExplorer(anywidget.AnyWidget):
                 self.reset()
             elif action == "sample":
                 self.sample(content.get("n"))
+            elif action == "prompt":
+                self.set_prompt(str(content.get("text", "")))
+            elif action == "play":
+                self.play(content.get("n"))
         except (LmsextError, ValueError, KeyError, TypeError) as exc:
             self.error = f"{action}: {exc}"
 
@@ -253,7 +329,9 @@ class NextTokenExplorer(anywidget.AnyWidget):
         rows = []
         scale = max([max(c.prob, c.final_prob) for c in self.candidates] or [1.0]) or 1.0
         for c in self.candidates:
-            cut = f'<span style="color:#b35900">cut by {escape(c.cut_by)}</span>' if c.cut_by else f"{c.final_prob:.1%}"
+            words = fate(c, self._dist.stages)
+            cut = (f'<span style="color:#b35900">{escape(words)}</span>' if c.cut_by
+                   else f"{c.final_prob:.1%}" + (f' <span style="color:#b35900">({escape(words)})</span>' if words else ""))
             rows.append(
                 f'<tr style="{"opacity:.45" if c.cut_by else ""}"><td><code>{escape(repr(c.text))}</code></td>'
                 f'<td style="width:300px"><div style="background:#c9c9c9;height:6px;width:{100 * c.prob / scale:.1f}%">'
@@ -264,4 +342,4 @@ class NextTokenExplorer(anywidget.AnyWidget):
                 + "</table></div>")
 
 
-__all__ = ["NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS"]
+__all__ = ["MAX_PLAY", "NextTokenExplorer", "SLIDER_DEFAULTS", "SLIDER_KEYS", "fate", "spread"]

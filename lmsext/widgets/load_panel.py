@@ -18,6 +18,11 @@ first) has more.
 
 The Load button loads (or reloads) the model with the session's load config on a background thread,
 with llama.cpp's load progress in a progress bar, then shows the load-config summary.
+
+Opened for a loaded instance (``LoadPanel(llm)``, ``%lm_panel load`` after ``%lm_load``), the panel edits
+THAT instance: it says "editing <identifier>", shows the instance's load summary, and its controls start
+from the settings the instance was loaded with (a copy of the session: moving them changes neither the
+session's load defaults nor the instance until Load reloads it).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ..render import esc
 from ..session import Session, get_session
 from ..units import format_bytes
 from .controls import Binding, parse_seed
+from .model_picker import ModelPicker
 from .summary import LoadSummaryWidget
 
 _WIDE = w.Layout(width="440px")
@@ -47,16 +53,37 @@ class LoadPanel(w.VBox):
     loaded :class:`~lmsext.LLM`; default: the embedded default model ``stories260K``), a live memory
     estimate, and a Load button."""
 
-    def __init__(self, model: Any = EMBEDDED_MODEL_KEY, *, session: Session | None = None, client: Any = None) -> None:
+    def __init__(self, model: Any = EMBEDDED_MODEL_KEY, *, session: Session | None = None, client: Any = None,
+                 picker: bool = True) -> None:
         from ..client import default_client
         self.client = client or default_client()
         self.session = session or get_session()
-        self.model_key, self.path, self.info, self.identifier = _target(model, self.client)
         self.llm: Any = None
         #: The memory estimate shown (a :class:`~lmsext.engine.estimate.MemoryEstimate`), None for a bad config.
         self.memory: Any = None
         self._thread: threading.Thread | None = None
         self._last_progress = 0.0
+        self.binding: Binding | None = None
+        #: the dropdown of loaded and downloaded models above the controls (None with ``picker=False``)
+        self.picker: ModelPicker | None = None
+        self._make_action_controls()
+        super().__init__([])
+        self.add_class("lmsext-load-panel")
+        self.show_model(model)
+        if picker:
+            choice = f"loaded:{self.identifier}" if self.identifier is not None else f"file:{self.model_key}"
+            self.picker = ModelPicker(client=self.client, session=self.session, load_button=False, selected=choice)
+            self.picker.on_select = self.show_model
+            self.children = (self.picker, *self.children)
+
+    def show_model(self, model: Any) -> None:
+        """Point the panel at ``model`` (what the picker does): its ranges, settings, estimate and, for a
+        loaded instance, "editing <identifier>" and its load summary."""
+        if self.busy:
+            raise LmsextError("a load is running: pick another model when it is done")
+        self.model_key, self.path, self.info, self.identifier = _target(model, self.client)
+        #: where the controls' load settings live: the session, or for a loaded instance its own settings
+        self.settings = self.session if self.identifier is None else _instance_settings(model)
         try:
             base = self.client.llm.plan(self.info, LoadModelConfig())
             self.total_layers, batch = base.offloadable_layers, base.effective["eval_batch_size"]
@@ -66,13 +93,17 @@ class LoadPanel(w.VBox):
         trained = info.trained_context or DEFAULT_CONTEXT_LENGTH
         ctx_max = max(CONTEXT_STEP, -(-trained // CONTEXT_STEP) * CONTEXT_STEP)
 
-        self.binding = Binding(self.session, "load", self._refresh, self._show_error)
+        if self.binding is not None:  # the controls of the model shown before
+            self.binding.close()
+            for control in self.binding.controls.values():
+                control.close()
+        self.binding = Binding(self.settings, "load", self._refresh, self._show_error)
         self._make_setting_controls(batch, trained, ctx_max)
-        self._make_action_controls()
 
         title = w.HTML(f"<b>Load {esc(self.model_key)}</b> <span style='color:#888'>{esc(info.architecture)} · "
                        f"{info.n_layer} layers · trained context {trained}</span>")
-        super().__init__([
+        self.children = [
+            *([self.picker] if self.picker is not None else []),
             title,
             self.context_length,
             w.HBox([self.gpu, self.gpu_label]),
@@ -85,9 +116,11 @@ class LoadPanel(w.VBox):
             self.notes,
             w.HBox([self.load_button, self.reset_button, self.progress, self.status]),
             self.summary,
-        ])
-        self.add_class("lmsext-load-panel")
-        self._refresh(self.session.load_config)
+        ]
+        self.llm, self.status.value, self.progress.value, self.summary.result = None, "", 0.0, None
+        self._refresh(self.settings.load_config)
+        if self.identifier is not None:
+            self._show_instance(model)
 
     def _make_setting_controls(self, eval_batch_size: int, trained: int, ctx_max: int) -> None:
         """One control per load setting, each bound to the session's load config."""
@@ -130,7 +163,7 @@ class LoadPanel(w.VBox):
         self.status = w.HTML()
         self.summary = LoadSummaryWidget()
         self.load_button.on_click(lambda _: self.start_load())
-        self.reset_button.on_click(lambda _: self.session.reset("load"))
+        self.reset_button.on_click(lambda _: self.settings.reset("load"))
 
     # -- session ↔ controls --------------------------------------------------------------------
 
@@ -183,10 +216,18 @@ class LoadPanel(w.VBox):
     def _show_error(self, message: str) -> None:
         self.notes.value = f'<span style="color:#c62828">{esc(message)}</span>'
 
+    def _show_instance(self, llm: Any) -> None:
+        """Say which instance the panel edits and show its load summary."""
+        self.llm = llm
+        self.status.value = (f"editing <b>{esc(self.identifier)}</b> <span style='color:#888'>(loaded; Load reloads "
+                             "it with these settings)</span>")
+        self.summary.result = llm.load_result
+
     @property
     def config(self) -> LoadModelConfig:
-        """The load config the Load button uses: the session's load defaults."""
-        return self.session.load_config
+        """The load config the Load button uses: the session's load defaults (for a loaded instance, the
+        settings it was loaded with, as edited in the panel)."""
+        return self.settings.load_config
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -242,6 +283,8 @@ class LoadPanel(w.VBox):
         lr = llm.load_result
         self.status.value = f"loaded as '{esc(llm.identifier)}' in {lr.load_time_seconds:.2f} s"
         self.summary.result = lr
+        if self.picker is not None:
+            self.picker.refresh(f"loaded:{llm.identifier}")
         return llm
 
     def _on_progress(self, fraction: float) -> None:
@@ -264,6 +307,8 @@ class LoadPanel(w.VBox):
         binding = getattr(self, "binding", None)
         if binding is not None:
             binding.close()
+        if getattr(self, "picker", None) is not None:
+            self.picker.close()
         super().close()
 
 
@@ -281,6 +326,17 @@ def _estimate_html(memory: Any) -> str:
                    "Load refuses it — lower the context length, use flash attention or a quantized KV cache, "
                    "or %lm_load --force</span>")
     return f"<b>Memory estimate</b> {parts} — {verdict}"
+
+
+def _instance_settings(llm: Any) -> Session:
+    """A private session holding the load settings ``llm`` was loaded with (what it was asked for)."""
+    settings = Session()
+    requested = {k: v for k, v in llm.load_result.requested.items() if v is not None}
+    try:
+        settings.load_config = LoadModelConfig.parse(requested)
+    except LmsextError:  # an instance loaded elsewhere (a server) may report settings the config refuses
+        pass
+    return settings
 
 
 def _target(model: Any, client: Any) -> tuple[str, Path, Any, str | None]:

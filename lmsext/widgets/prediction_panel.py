@@ -17,7 +17,10 @@ made by the magics. Each reply is recorded as ``%%lm_respond`` records it: the u
 reply — also a reply stopped with Stop (``userStopped``, the partial text) — are added once the
 prediction ends; a prediction that fails records nothing, and neither does one whose chat was reset
 or replaced (New chat, ``%lm_chat reset``, a cell) while it generated. "complete" mode continues the
-raw prompt text: a one-shot that neither reads nor changes the chat.
+raw prompt text: a one-shot that neither reads nor changes the chat. In "respond" mode the conversation shows
+as bubbles (:attr:`conversation`, a :class:`~lmsext.widgets.chat_view.ChatView` of the same session chat), the
+reply streaming into the last one and its stats line under it; in "complete" mode the reply streams into
+:attr:`stream`.
 
 Send runs the prediction on a background thread and streams it into a :class:`StreamWidget`, so the
 kernel's main thread stays idle and processes the Stop click at once: Stop calls
@@ -37,10 +40,12 @@ from ..config import SAMPLING_DEFAULTS as DEFAULTS
 from ..config import PredictionConfig, unescape
 from ..errors import LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
-from ..render import esc
+from ..render import esc, stats_line
 from ..session import Session, get_session
+from .chat_view import ChatView
 from .controls import Binding, escape_stop, field_bounds, parse_seed
 from .template_field import template_text_field, template_to_text, text_to_template
+from .model_picker import ModelPicker
 from .stream import StreamWidget
 
 _STYLE = {"description_width": "120px"}
@@ -93,7 +98,9 @@ class PredictionPanel(w.VBox):
             self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
             self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings, self.prompt_template,
             w.HBox([self.mode, self.model_label]),
+            self.picker,
             w.HBox([self.chat_label, self.new_chat_button]),
+            self.conversation,
             self.prompt,
             w.HBox([self.send_button, self.stop_button, self.reset_button, self.status]),
             self.stream,
@@ -145,9 +152,16 @@ class PredictionPanel(w.VBox):
         self.new_chat_button = w.Button(description="New chat", icon="plus",
                                         tooltip=f"forget the conversation (%lm_chat reset --chat {chat})")
         self.chat_label = w.HTML()
+        #: a dropdown of the loaded and downloaded models; its Load makes the pick the model Send uses
+        self.picker = ModelPicker(client=self.client, session=self.session,
+                                  selected=f"loaded:{self.session.model}" if self.session.model else None)
+        self.picker.on_load = lambda llm: self._model_changed()
         self.model_label = w.HTML()
         self.status = w.HTML()
         self.stream = StreamWidget(stop_mode="none", on_stop=self.stop)
+        #: the conversation as bubbles (the session chat Send continues)
+        self.conversation = ChatView(chat, compose=False, session=self.session, client=self.client)
+        self.conversation.on_msg(self._conversation_msg)
         self.send_button.on_click(lambda _: self._send_clicked())
         self.stop_button.on_click(lambda _: self.stop())
         self.reset_button.on_click(lambda _: self.session.reset("predict"))
@@ -227,6 +241,9 @@ class PredictionPanel(w.VBox):
         where = "" if self.chat_name == "default" else f" '{esc(self.chat_name)}'"
         note = (" <span style='color:#888'>(complete mode: a one-shot, not part of it)</span>"
                 if self.mode.value == "complete" else "")
+        # respond mode: the conversation view (the reply streams into its last bubble); complete: the stream view
+        self.conversation.layout.display = "none" if self.mode.value == "complete" else None
+        self.stream.layout.display = None if self.mode.value == "complete" else "none"
         self.chat_label.value = f"conversation{where}: <b>{text}</b>{note}"
 
     def llm(self):
@@ -272,6 +289,8 @@ class PredictionPanel(w.VBox):
                 chat = self.session.chat(self.chat_name)
                 chat.add_user_message(text.strip())  # as %%lm_respond adds the cell
                 stream = llm.respond_stream(chat, self.config)
+                self.conversation.begin_live(text.strip())
+                self.conversation.busy = True
             else:
                 stream = llm.complete_stream(text, self.config)
         except LmsextError as exc:
@@ -299,6 +318,8 @@ class PredictionPanel(w.VBox):
         try:
             for fragment in stream:
                 self.stream.feed(fragment.content, fragment.tokens_count)
+                if chat is not None:
+                    self.conversation.feed_live(fragment.content)
                 if self._stop_wanted:
                     stream.cancel()  # again: a Stop that came before the engine started
             result = stream.result()
@@ -307,14 +328,26 @@ class PredictionPanel(w.VBox):
             self.error = str(exc) or type(exc).__name__
             self.stream.fail(self.error)
             self._show_error(self.error)
+            if chat is not None:
+                self.conversation.status = self.error
         else:
             self.result = result
             note = self._record(chat, base, result) if chat is not None else ""
             self.stream.finish(result)
             self.status.value = f"stop: {esc(result.stats.stop_reason)}{note}"
+            if chat is not None:
+                self.conversation.status = stats_line(result.stats) + note
         finally:
+            if chat is not None:
+                self.conversation.end_live()
+                self.conversation.busy = False
             self.send_button.disabled, self.stop_button.disabled = False, True
             self.new_chat_button.disabled = False
+
+    def _conversation_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """The conversation view's Stop and New chat act on the panel's prediction."""
+        if isinstance(content, dict) and content.get("action") == "stop":
+            self.stop()
 
     def stop(self) -> None:
         """Stop the running prediction (it ends with ``userStopped``, keeping its text)."""
@@ -336,6 +369,8 @@ class PredictionPanel(w.VBox):
             binding.close()
             self.session.unobserve(self._model_changed, names="model")
             self.session.unobserve(self._show_chat, names="chats")
+            self.conversation.close()
+            self.picker.close()
         super().close()
 
 

@@ -38,9 +38,9 @@ class LoadSummaryWidget(anywidget.AnyWidget):
         return getattr(self, "_result", None)
 
     @result.setter
-    def result(self, value: "LoadResult") -> None:
+    def result(self, value: "LoadResult | None") -> None:
         self._result = value
-        self.summary = load_summary_data(value)
+        self.summary = load_summary_data(value) if value is not None else {}
 
 
 def show_load_summary(result: "LoadResult") -> LoadSummaryWidget:
