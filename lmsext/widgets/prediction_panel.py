@@ -44,9 +44,9 @@ from ..render import esc, stats_line
 from ..session import Session, get_session
 from .chat_view import ChatView
 from .controls import Binding, escape_stop, field_bounds, parse_seed
-from .template_field import template_text_field, template_to_text, text_to_template
 from .model_picker import ModelPicker
 from .stream import StreamWidget
+from .template_field import template_text_field, template_to_text, text_to_template
 
 _STYLE = {"description_width": "120px"}
 _WIDE = w.Layout(width="400px")
