@@ -102,9 +102,12 @@ def lm(ip, monkeypatch):
     m = magics_module.get_magics(ip)
     m.display_mode = "rich"
     m.stream_update_interval = 0.05
+    before = lmsext.default_client().llm.list_loaded()
     yield m
     m.display_mode = "auto"
-    lmsext.default_client().llm.unload_all()
+    for llm in lmsext.default_client().llm.list_loaded():  # every client shares them: the module's model stays
+        if llm not in before:
+            llm.unload()
 
 
 def run_cell(ip, magic, line, cell):

@@ -40,7 +40,7 @@ def remote(request, lmsext_url, llama_url):
     client = lmsext.Client(lmsext_url if request.param == "lmsext" else llama_url)
     yield client
     client.llm.unload_all()
-    client.engine.close()
+    client.close()
 
 
 def test_the_server_is_asked_once_which_api_it_speaks(lmsext_url, llama_url):
@@ -111,6 +111,7 @@ def test_an_openai_only_server_refuses_load_settings_in_one_line(llama_url):
         llm.complete("Once", config={"cpuThreads": 2})
     probs = llm.respond("Hi", config={"maxTokens": 2, "temperature": 0, "logProbs": 2}).logprobs
     assert len(probs) == 2 and all(len(p.top) == 2 and p.logprob <= 0 for p in probs)
+    llm.unload()  # every client on this address shares it (lmsext.registry): the next test starts clean
 
 
 def test_unknown_model_and_capabilities_are_one_line(lmsext_url):
