@@ -589,6 +589,7 @@ def test_headless_notebook_keeps_summary_final_text_and_stats(tmp_path, stories_
     assert "lmsext-load-summary" in load_outputs[0].data["text/html"]
     (out,) = saved.cells[2].outputs
     text = out.data["text/plain"]
-    assert re.search(r"\[20 tokens · [\d.]+ tok/s · first token .* · stop: maxPredictedTokensReached\]", text)
+    assert re.search(r"\[20 tokens · [\d.]+ tok/s · first token .* · stop: maxPredictedTokensReached "
+                     r"\(hit the token limit\)\]", text)
     body = text.split("\n\n[")[0]
     assert len(body) > 10 and "…" != body and "lmsext-stats" in out.data["text/html"]

@@ -126,6 +126,8 @@ def test_lm_complete_probs_colours_every_token(ip, lm):
     spans = TITLE.findall(probs[0])
     assert len(spans) == 12 and "".join(htmllib.unescape(t) for _, _, t in spans) == result.content
     assert "hover a token" in probs[0]
+    shown = cap.stdout + "".join(o.data.get("text/html", "") for o in cap.outputs)
+    assert shown.count("maxPredictedTokensReached") == 1  # each fact once: the stats line under the stream only
 
 
 def test_lm_respond_probs_default_alternatives(ip, lm, tmp_path):

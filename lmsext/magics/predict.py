@@ -15,6 +15,7 @@ from ..errors import ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from .args import check_variable_name, interpolate, lookup, parse_args, unescape
 from .flags import PREDICTION_FLAGS, flag_values, parse_flags, prediction_arguments
+from .limits import bounded_config, noting_limit
 from .shared import FamilyMagics, apply, user_errors
 from .stream_view import run_stream
 
@@ -53,7 +54,7 @@ class PredictMagics(FamilyMagics):
         if system is not None:
             chat.add_system_prompt(system)
         chat.add_user_message(text)
-        result = run_stream(llm.respond_stream(chat, config), self.lm._view())
+        result = run_stream(noting_limit(llm.respond_stream(chat, config), self._limit), self.lm._view())
         if not args.no_history:
             chat.add_assistant_response(result.content)
             self.lm.session.set_chat(name, chat)
@@ -78,14 +79,14 @@ class PredictMagics(FamilyMagics):
         config = self._prediction_config(args)
         _check_out(args.out)
         llm = self._model(args.model)
-        result = run_stream(llm.complete_stream(prompt, config), self.lm._view())
+        result = run_stream(noting_limit(llm.complete_stream(prompt, config), self._limit), self.lm._view())
         self._store(result, args.out)
         self._show_probs(result)
 
     def _show_probs(self, result: Any) -> None:
         """With ``--probs`` (``logProbs``): the reply again, each token coloured by its probability."""
         if result.logprobs:
-            self.show(views.token_probs_bundle(result))
+            self.show(views.token_probs_bundle(result, with_stats=False))  # the stream showed the stats line
 
     def _prediction_config(self, args: Any) -> PredictionConfig:
         flags = flag_values(args, PREDICTION_FLAGS)
@@ -96,8 +97,10 @@ class PredictMagics(FamilyMagics):
             flags["structured"] = lookup(args.structured, self.lm._ns, "--structured")
             table["structured"] = "--structured"
         from_flags = parse_flags(PredictionConfig, flags, table)
-        return (self.lm.session.prediction_config.merged(PredictionConfig.parse(self.lm.default_prediction_config))
-                .merged(from_flags))
+        config = (self.lm.session.prediction_config.merged(PredictionConfig.parse(self.lm.default_prediction_config))
+                  .merged(from_flags))
+        config, self._limit = bounded_config(self.lm.session, config)  # the notebook's default maxTokens
+        return config
 
     def _model(self, name: str | None):
         llms = self.lm.client.llm
