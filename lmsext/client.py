@@ -13,6 +13,7 @@ from .backend import (DownloadedModel, Engine, LoadPreview, MemoryEstimate, Mode
 from .config import LoadModelConfig
 from .config.constants import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from .config.error_messages import short_repr
+from .config.spelling import closest
 from .errors import ConfigError, LmsextError, ModelNotFoundError, ModelNotLoadedError
 from .llm import LLM
 from .models import EMBEDDED_MODEL_KEY
@@ -211,7 +212,9 @@ class LLMNamespace:
             found = self._find(identifier) if identifier not in self._instances else self._instances[identifier]
             if found is None:
                 loaded = ", ".join(self._instances) or "none"
-                raise ModelNotLoadedError(f"no loaded model {short_repr(str(identifier))} (loaded: {loaded})")
+                near = closest(str(identifier), [*self._instances, *(m.model_key for m in self._instances.values())])
+                hint = f"; did you mean '{near}'?" if near else ""
+                raise ModelNotLoadedError(f"no loaded model {short_repr(str(identifier))} (loaded: {loaded}){hint}")
             return found
 
     def unload(self, identifier: "str | LLM") -> None:
