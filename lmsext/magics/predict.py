@@ -19,6 +19,9 @@ from .limits import bounded_config, noting_limit
 from .shared import FamilyMagics, apply, user_errors
 from .stream_view import run_stream
 
+SHOW_SPECIAL_HELP = "print the special tokens the model generates (<|im_end|>, <start_of_image>) as text"
+
+
 @magics_class
 class PredictMagics(FamilyMagics):
     """Predictions of a cell: the chat reply (``%%lm_respond``) and the raw completion (``%%lm_complete``)."""
@@ -31,6 +34,7 @@ class PredictMagics(FamilyMagics):
     @argument("--system", metavar="TEXT", help="system prompt of the chat ({var} interpolation as in the cell)")
     @argument("--chat", metavar="NAME", help="continue the chat called NAME (default: 'default')")
     @argument("--no-history", action="store_true", help="one-shot: no chat history, nothing remembered")
+    @argument("--show-special", action="store_true", help=SHOW_SPECIAL_HELP)
     def lm_respond(self, line: str, cell: str) -> None:
         """Reply to the cell (the user message) through the model's chat template, streaming inline.
 
@@ -54,7 +58,7 @@ class PredictMagics(FamilyMagics):
         if system is not None:
             chat.add_system_prompt(system)
         chat.add_user_message(text)
-        result = run_stream(noting_limit(llm.respond_stream(chat, config), self._limit), self.lm._view())
+        result = run_stream(noting_limit(llm.respond_stream(chat, config, **_special(args)), self._limit), self.lm._view())
         if not args.no_history:
             chat.add_assistant_response(result.content)
             self.lm.session.set_chat(name, chat)
@@ -66,6 +70,7 @@ class PredictMagics(FamilyMagics):
     @user_errors("%%lm_complete")
     @magic_arguments("%lm_complete")
     @apply(prediction_arguments("stop string; repeatable (--stop A --stop B); \\n and \\t are understood"))
+    @argument("--show-special", action="store_true", help=SHOW_SPECIAL_HELP)
     def lm_complete(self, line: str, cell: str) -> None:
         """Continue the cell's text (raw completion, no chat template), streaming inline.
 
@@ -79,7 +84,7 @@ class PredictMagics(FamilyMagics):
         config = self._prediction_config(args)
         _check_out(args.out)
         llm = self._model(args.model)
-        result = run_stream(noting_limit(llm.complete_stream(prompt, config), self._limit), self.lm._view())
+        result = run_stream(noting_limit(llm.complete_stream(prompt, config, **_special(args)), self._limit), self.lm._view())
         self._store(result, args.out)
         self._show_probs(result)
 
@@ -137,6 +142,11 @@ class PredictMagics(FamilyMagics):
         self.lm._ns["_lm"] = result
         if out:
             self.lm._ns[out] = result
+
+
+def _special(args: Any) -> dict[str, bool]:
+    """``show_special=True`` for ``--show-special`` (nothing otherwise: a server's engine then still works)."""
+    return {"show_special": True} if args.show_special else {}
 
 
 def _check_out(out: str | None) -> None:
