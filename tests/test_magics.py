@@ -529,8 +529,8 @@ def test_lm_ps_lm_ls_and_lm_unload(ip):
     run(ip, "%lm_load stories260K --new --identifier b --context-length 256 --seed 4")
     _, cap = run(ip, "%lm_ps")
     text = cap.outputs[0].data["text/plain"]
-    assert re.search(r"stories260K\s+stories260K\s+512", text) and re.search(r"b \(default\)\s+stories260K\s+256", text)
-    assert "seed=4" in text and "<table" in htmls(cap)[0]
+    assert "● stories260K — context 512 · " in text and "● b (default) — stories260K · context 256 · " in text
+    assert "seed=4" in text and htmls(cap)[0].count("<details") == 2
     _, cap = run(ip, "%lm_ls")
     text = cap.outputs[0].data["text/plain"]
     assert re.search(r"stories260K\s+1.13 MiB\s+llama\s+293K\s+F32\s+stories260K, b", text)
