@@ -14,10 +14,11 @@ from ..config import PredictionConfig
 from ..errors import ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from .args import check_variable_name, interpolate, lookup, parse_args, unescape
+from .base_model import base_model_note
 from .flags import PREDICTION_FLAGS, flag_values, parse_flags, prediction_arguments
 from .limits import bounded_config, noting_limit
 from .shared import FamilyMagics, apply, user_errors
-from .stream_view import run_stream
+from .stream_view import StreamView, run_stream
 
 SHOW_SPECIAL_HELP = "print the special tokens the model generates (<|im_end|>, <start_of_image>) as text"
 
@@ -53,6 +54,8 @@ class PredictMagics(FamilyMagics):
         config = self._prediction_config(args)
         _check_out(args.out)
         llm = self._model(args.model)
+        if (note := base_model_note(llm)) is not None:  # once per instance
+            self.show(views.message_bundle(note))
         name = args.chat or "default"
         chat = Chat() if args.no_history else self.lm.session.chat(name)
         if system is not None:
@@ -84,7 +87,10 @@ class PredictMagics(FamilyMagics):
         config = self._prediction_config(args)
         _check_out(args.out)
         llm = self._model(args.model)
-        result = run_stream(noting_limit(llm.complete_stream(prompt, config, **_special(args)), self._limit), self.lm._view())
+        view = self.lm._view()
+        if isinstance(view, StreamView) and not view.markdown:
+            view.prompt = prompt  # dimmed before the completion, which continues it
+        result = run_stream(noting_limit(llm.complete_stream(prompt, config, **_special(args)), self._limit), view)
         self._store(result, args.out)
         self._show_probs(result)
 
