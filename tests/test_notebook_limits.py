@@ -71,3 +71,11 @@ def test_the_panels_session_defaults_carry_the_bound(lm):
     assert session.bounded(PredictionConfig.parse({"maxTokens": False})).max_tokens is False
     lm.default_max_tokens = 64
     assert session_module.get_session().max_tokens_bound == 64
+
+
+def test_lm_config_shows_the_bound_in_the_effective_settings(ip, lm):
+    with capture_output() as cap:
+        ip.run_line_magic("lm_config", "predict")
+    text = cap.outputs[0].data["text/plain"]
+    assert "maxTokens 256 when nothing sets it: LMMagics.default_max_tokens" in text
+    assert text.split("effective for")[1].count("256") >= 2  # the title and the effective value

@@ -74,10 +74,13 @@ class ConfigMagics(FamilyMagics):
                      self.lm.session.load_config.to_dict())]
         session_cfg = self.lm.session.prediction_config
         magic_cfg = PredictionConfig.parse(self.lm.default_prediction_config)
+        bound = self.lm.session.max_tokens_bound
+        limit = (f"; maxTokens {bound} when nothing sets it: LMMagics.default_max_tokens" if bound
+                 else "; no default maxTokens")
         return [("prediction defaults (%lm_config predict)", session_cfg.to_dict()),
                 ("LMMagics.default_prediction_config (overrides the defaults above)", magic_cfg.to_dict()),
-                ("effective for %%lm_respond / %%lm_complete (flags override these)",
-                 session_cfg.merged(magic_cfg).to_dict())]
+                (f"effective for %%lm_respond / %%lm_complete (flags override these{limit})",
+                 self.lm.session.bounded(session_cfg.merged(magic_cfg)).to_dict())]
 
     @line_magic
     @no_var_expand
