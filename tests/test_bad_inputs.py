@@ -768,6 +768,11 @@ TABLE += [
           r"%lm_load: unrecognized arguments: --context-lenght 512; did you mean --context-length\?"),
     magic("magic-model-key-typo", "%%lm_complete --model storis260K\nOnce",
           r"%%lm_complete: model 'storis260K' not found in .*; did you mean 'stories260K'\?"),
+    magic("magic-choice-typo", "%lm_chat shwo",
+          r"%lm_chat: argument action: invalid choice: 'shwo' \(choose from 'show', 'reset', 'save'\); "
+          r"did you mean 'show'\?"),
+    magic("magic-config-section-typo", "%lm_config predcit temperature=0.3",
+          r"%lm_config: expected key=value, got 'predcit'; did you mean 'predict'\?"),
     magic("magic-config-key-typo", "%lm_config predict temprature=0.3",
           r"%lm_config: unknown prediction setting 'temprature' — did you mean 'temperature'\?"),
 ]

@@ -16,6 +16,7 @@ from ..errors import ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from ..session import SECTIONS
 from .args import key_values, parse_args
+from .suggestions import word_hint
 from .shared import FamilyMagics, user_errors
 
 
@@ -53,7 +54,12 @@ class ConfigMagics(FamilyMagics):
         reset = "--reset" in words
         if reset:
             text = " ".join(w for w in words if w != "--reset")
-        values = key_values(text)
+        try:
+            values = key_values(text)
+        except UsageError as exc:  # a mistyped section ('predcit temperature=0.3'): the nearest one
+            first = text.split()[0] if section is None and text.split() else ""
+            hint = None if "=" in first else word_hint(first, ["load", "predict"])
+            raise (UsageError(f"{exc}; {hint}") if hint else exc) from None
         groups: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
             groups.setdefault(section or _section_of(key), {})[key] = value

@@ -1,5 +1,6 @@
-""""Did you mean": the nearest flag of a magic for a mistyped one (difflib), appended to argparse's one line:
-``%%lm_respond: unrecognized arguments: --temprature 0.5; did you mean --temperature?``."""
+""""Did you mean": the nearest flag (or choice) of a magic for a mistyped one (difflib), appended to argparse's
+one line: ``%%lm_respond: unrecognized arguments: --temprature 0.5; did you mean --temperature?``,
+``%lm_chat: argument action: invalid choice: 'shwo' (choose from 'show', 'reset', 'save'); did you mean 'show'?``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import re
 from ..config.spelling import closest
 
 _UNRECOGNIZED = re.compile(r"unrecognized arguments?: (.*)$")
+_INVALID_CHOICE = re.compile(r"invalid choice: '(.*)' \(choose from (.*)\)$")
 
 
 def flag_hint(message: str, parser: argparse.ArgumentParser) -> str | None:
-    """``did you mean --temperature?`` for the first unknown flag argparse's ``message`` names (None if there is
-    none, or nothing near it)."""
+    """``did you mean --temperature?`` for the first unknown flag argparse's ``message`` names, ``did you mean
+    'show'?`` for an invalid choice (None if there is none, or nothing near it)."""
+    choice = _INVALID_CHOICE.search(message)
+    if choice:
+        near = closest(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        return f"did you mean '{near}'?" if near else None
     found = _UNRECOGNIZED.search(message)
     if not found:
         return None
@@ -26,4 +32,10 @@ def flag_hint(message: str, parser: argparse.ArgumentParser) -> str | None:
     return None
 
 
-__all__ = ["flag_hint"]
+def word_hint(word: str, choices: list[str]) -> str | None:
+    """``did you mean 'predict'?`` for a mistyped word among ``choices`` (None when nothing is near)."""
+    near = closest(word, choices) if word else None
+    return f"did you mean '{near}'?" if near else None
+
+
+__all__ = ["flag_hint", "word_hint"]
