@@ -50,8 +50,9 @@ def unload_new(client, before) -> None:
 def _no_instances_across_modules():
     """Nothing one test module left loaded in the kernel's shared registry reaches the next module."""
     yield
-    from lmsext.client import default_client
-    default_client().llm.unload_all()
+    from lmsext.registry import LOCAL, registry
+    for llm in list(registry(LOCAL).instances.values()):  # (no engine started for a module that used none)
+        llm.unload()
 
 
 @pytest.fixture

@@ -128,6 +128,17 @@ def test_unknown_model_and_capabilities_are_one_line(lmsext_url):
         llm.unload()
 
 
+def test_show_special_is_refused_in_one_line_on_a_server(lmsext_url):
+    llm = lmsext.Client(lmsext_url).llm.model("stories260K")
+    try:
+        with pytest.raises(lmsext.LmsextError, match=r"^show_special \(special tokens as text\) needs an in-kernel "
+                                                     r"engine; RemoteEngine does not provide it$"):
+            llm.complete("Once", {"maxTokens": 2}, show_special=True)
+        assert llm.complete("Once", {"maxTokens": 2}).stats.predicted_tokens_count == 2
+    finally:
+        llm.unload()
+
+
 def test_api_key_refused_then_accepted():
     with lmsext_server(api_key="s3cret") as url:
         with pytest.raises(lmsext.RemoteError, match=r"refused the request: 401 .*API key missing or wrong"):
