@@ -13,9 +13,11 @@ from .backend import (DownloadedModel, Engine, LoadPreview, MemoryEstimate, Mode
 from .config import LoadModelConfig
 from .config.constants import IDENTIFIER_PATTERN, MAX_IDENTIFIER_LENGTH
 from .config.error_messages import short_repr
+from .config.spelling import closest
 from .errors import ConfigError, LmsextError, ModelNotFoundError, ModelNotLoadedError
 from .llm import LLM
 from .models import EMBEDDED_MODEL_KEY
+from .registry import LOCAL, Registry, engine_registry, registry
 from .results import LoadResult
 
 #: The one line a load of the embedded default model for want of a model key carries.
@@ -55,12 +57,20 @@ def _check_name(name: Any) -> None:
 
 
 class LLMNamespace:
-    """``client.llm``: load, find and unload LLM instances."""
+    """``client.llm``: load, find and unload LLM instances — those of every client on the same engine
+    (:mod:`lmsext.registry`: one registry per kernel, as LM Studio's clients share one server)."""
 
     def __init__(self, client: "Client") -> None:
         self._client = client
-        self._instances: dict[str, LLM] = {}
-        self._lock = threading.RLock()
+        self._registry: Registry = client._registry
+
+    @property
+    def _instances(self) -> dict[str, LLM]:
+        return self._registry.instances
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._registry.lock
 
     def model(self, model_key: str | None = None, *, config: Any = None,
               on_load_progress: Callable[[float], Any] | None = None,
@@ -202,7 +212,9 @@ class LLMNamespace:
             found = self._find(identifier) if identifier not in self._instances else self._instances[identifier]
             if found is None:
                 loaded = ", ".join(self._instances) or "none"
-                raise ModelNotLoadedError(f"no loaded model {short_repr(str(identifier))} (loaded: {loaded})")
+                near = closest(str(identifier), [*self._instances, *(m.model_key for m in self._instances.values())])
+                hint = f"; did you mean '{near}'?" if near else ""
+                raise ModelNotLoadedError(f"no loaded model {short_repr(str(identifier))} (loaded: {loaded}){hint}")
             return found
 
     def unload(self, identifier: "str | LLM") -> None:
@@ -212,10 +224,10 @@ class LLMNamespace:
         with self._lock:
             llm = self.get(identifier)
             self._instances.pop(llm.identifier, None)
-        self._client.engine.unload(llm._loaded)
+        llm._backend.unload(llm._loaded)  # the engine it was loaded on (a server's: the client that loaded it)
 
     def unload_all(self) -> None:
-        """Unload every instance."""
+        """Unload every instance (every client on this engine sees them go, as ``lms unload --all``)."""
         for ident in list(self._instances):
             self.unload(ident)
 
@@ -271,20 +283,50 @@ class Client:
     llama.cpp engine, :class:`lmsext.engine.local.LocalEngine`; a server address (``"http://host:port"``,
     ``"host:port"``) connects to a model server (:class:`lmsext.remote.RemoteEngine`, LM Studio REST v1 or
     OpenAI-compatible) with ``api_key``. With no engine, ``$LMSEXT_API_HOST`` names the server when set.
+
+    Clients share the loaded instances as LM Studio's share one server (:mod:`lmsext.registry`): every
+    ``Client()`` on the in-kernel engine sees what any other (``%lm_load``, the panels, the REST server)
+    loaded, and clients on one server address share its instances. :meth:`close` only detaches.
     """
 
     def __init__(self, engine: Engine | str | None = None, api_key: str | None = None) -> None:
         if engine is None:
             from .remote import default_address
             engine = default_address()
+        self._credential: Any = None
         if isinstance(engine, str):
-            from .remote import RemoteEngine
-            engine = RemoteEngine(engine, api_key=api_key)
+            from .remote import RemoteEngine, server_url
+            url, key = server_url(engine), api_key
+            self._registry = registry(url)
+            self._credential = key
+            engine = self._registry.attach(key, lambda: RemoteEngine(url, api_key=key))
         elif api_key is not None:
             raise ConfigError("api_key: only for a server address (Client('http://host:port', api_key=...))",
                               key="api_key")
-        self.engine: Engine = engine if engine is not None else _local_engine()
+        elif engine is None:
+            self._registry = registry(LOCAL)
+            engine = self._registry.attach(None, _local_engine)
+        else:
+            given = engine
+            self._registry = engine_registry(given)
+            self._registry.attach(None, lambda: given)  # held by its registry: its key stays its own
+        self.engine: Engine = engine
         self.llm = LLMNamespace(self)
+        self._closed = False
+
+    def close(self) -> None:
+        """Detach this client. The loaded instances stay loaded (other clients, the magics, the panels see
+        them: unload them with ``client.llm.unload_all()``); a server connection no client and no instance
+        uses any more is closed. The in-kernel engine lives as long as the process."""
+        if not self._closed:
+            self._closed = True
+            self._registry.detach(self._credential)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def list_downloaded_models(self) -> list[DownloadedModel]:
         """Every GGUF in ``$LMSEXT_MODELS_PATH``, LM Studio's folders and the Hugging Face cache, and the
@@ -315,7 +357,8 @@ _default_lock = threading.Lock()
 
 
 def default_client() -> Client:
-    """The kernel-wide client shared by the magics, widgets and REST server."""
+    """The kernel-wide client shared by the magics, widgets and REST server (on the in-kernel engine it sees
+    the same instances as any ``Client()``; after ``%lm_connect`` it is the connected server's client)."""
     global _default
     with _default_lock:
         if _default is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -161,23 +162,24 @@ class LLM:
 
     def respond(self, history: Chat | str | list | dict, config: Any = None, *,
                 on_prediction_fragment: FragmentCallback | None = None,
-                on_first_token: Callable[[], Any] | None = None) -> PredictionResult:
-        """Reply to a chat (or a single user message) through the model's chat template."""
+                on_first_token: Callable[[], Any] | None = None, show_special: bool = False) -> PredictionResult:
+        """Reply to a chat (or a single user message) through the model's chat template. Special tokens the
+        model generates (``<|im_end|>``, ``<start_of_image>``) are not printed unless ``show_special``."""
         stream = self.respond_stream(history, config, on_prediction_fragment=on_prediction_fragment,
-                                     on_first_token=on_first_token)
+                                     on_first_token=on_first_token, show_special=show_special)
         return stream.result()
 
     def complete(self, prompt: str, config: Any = None, *,
                  on_prediction_fragment: FragmentCallback | None = None,
-                 on_first_token: Callable[[], Any] | None = None) -> PredictionResult:
-        """Continue raw text (no chat template)."""
+                 on_first_token: Callable[[], Any] | None = None, show_special: bool = False) -> PredictionResult:
+        """Continue raw text (no chat template); ``show_special`` as in :meth:`respond`."""
         stream = self.complete_stream(prompt, config, on_prediction_fragment=on_prediction_fragment,
-                                      on_first_token=on_first_token)
+                                      on_first_token=on_first_token, show_special=show_special)
         return stream.result()
 
     def respond_stream(self, history: Chat | str | list | dict, config: Any = None, *,
                        on_prediction_fragment: FragmentCallback | None = None,
-                       on_first_token: Callable[[], Any] | None = None) -> PredictionStream:
+                       on_first_token: Callable[[], Any] | None = None, show_special: bool = False) -> PredictionStream:
         """Like :meth:`respond`, as a stream of fragments."""
         self._check_open()
         messages = Chat.from_history(history).messages
@@ -186,9 +188,9 @@ class LLM:
         with template_tools(template_tool_list(pconfig)):  # the engine renders the prompt in predict()
             if templated.prompt_template is not None:  # the user's chat format, rendered here for every engine
                 prompt = templated_prompt(self._backend, self._loaded, messages, templated)
-                run = self._backend.predict(self._loaded, prompt, engine_config(templated))
+                run = self._predict(prompt, engine_config(templated), show_special)
             else:
-                run = self._backend.predict(self._loaded, messages, pconfig)
+                run = self._predict(messages, pconfig, show_special)
         return self._stream(run, pconfig, on_prediction_fragment, on_first_token)
 
     def act(self, chat: Chat | str | list | dict, tools: Any, *, max_prediction_rounds: int | None = None,
@@ -204,14 +206,22 @@ class LLM:
 
     def complete_stream(self, prompt: str, config: Any = None, *,
                         on_prediction_fragment: FragmentCallback | None = None,
-                        on_first_token: Callable[[], Any] | None = None) -> PredictionStream:
+                        on_first_token: Callable[[], Any] | None = None, show_special: bool = False) -> PredictionStream:
         """Like :meth:`complete`, as a stream of fragments."""
         if not isinstance(prompt, str):
             raise ConfigError(f"complete() takes a prompt string, got {type(prompt).__name__}", key="prompt")
         self._check_open()
         pconfig = tool_config(PredictionConfig.parse(config))
-        return self._stream(self._backend.predict(self._loaded, clean_text(prompt), pconfig), pconfig,
+        return self._stream(self._predict(clean_text(prompt), pconfig, show_special), pconfig,
                             on_prediction_fragment, on_first_token)
+
+    def _predict(self, prompt: Any, pconfig: PredictionConfig, show_special: bool) -> Any:
+        """The engine's prediction; ``show_special`` only where the engine can print special tokens."""
+        if not show_special:
+            return self._backend.predict(self._loaded, prompt, pconfig)
+        if "show_special" not in inspect.signature(self._backend.predict).parameters:
+            raise LmsextError(missing_capability(self._backend, "show_special (special tokens as text)"))
+        return self._backend.predict(self._loaded, prompt, pconfig, show_special=True)
 
     def _stream(self, run: Any, pconfig: PredictionConfig, on_fragment: FragmentCallback | None,
                 on_first: Callable[[], Any] | None) -> PredictionStream:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from traitlets import Dict, HasTraits, Instance, Unicode, default
+from traitlets import Dict, HasTraits, Instance, Int, Unicode, default
 
 from .chat import Chat
 from .config import LoadModelConfig, PredictionConfig
@@ -23,6 +23,11 @@ SECTIONS = {"load": LoadModelConfig, "predict": PredictionConfig}
 """Section names accepted by :meth:`Session.update` (and ``%lm_config``) and their config classes."""
 SECTION_ALIASES = {"load": "load", "predict": "predict", "prediction": "predict"}
 TRAIT_OF = {"load": "load_config", "predict": "prediction_config"}
+#: ``maxTokens`` of a notebook prediction (the magics, the panels) that sets none. LM Studio's default, kept by
+#: the Python API, is no limit: in front of a class a base model then runs until Stop (1,020 tokens, 20 s).
+#: 256 tokens hold a full paragraph or a short story (about 190 English words) and end in about 5 s on a CPU
+#: with a 300M-parameter model (~50 tok/s), in well under a second with the embedded model.
+NOTEBOOK_MAX_TOKENS = 256
 
 
 def section_name(name: str) -> str:
@@ -37,6 +42,9 @@ class Session(HasTraits):
     prediction_config = Instance(PredictionConfig, help="Prediction settings %%lm_respond/%%lm_complete start from.")
     model = Unicode(None, allow_none=True, help="Identifier of the instance used when a magic names no model.")
     chats = Dict(help="Named chats of %%lm_respond (name → lmsext.Chat).")
+    max_tokens_bound = Int(NOTEBOOK_MAX_TOKENS, allow_none=True, min=0,
+                           help="maxTokens of a notebook prediction that sets none (0 or None: no limit); "
+                                "LMMagics.default_max_tokens sets it.")
 
     @default("load_config")
     def _default_load(self) -> LoadModelConfig:
@@ -51,6 +59,13 @@ class Session(HasTraits):
     def config(self, section: str) -> LoadModelConfig | PredictionConfig:
         """The current defaults of ``section`` ("load" or "predict")."""
         return getattr(self, TRAIT_OF[section_name(section)])
+
+    def bounded(self, config: PredictionConfig) -> PredictionConfig:
+        """``config`` with ``maxTokens`` at :attr:`max_tokens_bound` when no setting gave one (``maxTokens=false``
+        is an explicit "no limit" and stays)."""
+        if config.max_tokens is not None or not self.max_tokens_bound:
+            return config
+        return config.merged(PredictionConfig.parse({"max_tokens": self.max_tokens_bound}))
 
     def updated(self, section: str, values: Any, base: Any = None) -> LoadModelConfig | PredictionConfig:
         """The config ``section`` would have after :meth:`update` (from ``base``, default the current one)."""
@@ -120,4 +135,4 @@ def get_session() -> Session:
     return _session
 
 
-__all__ = ["SECTIONS", "Session", "get_session", "section_name"]
+__all__ = ["NOTEBOOK_MAX_TOKENS", "SECTIONS", "Session", "get_session", "section_name"]

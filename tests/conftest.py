@@ -38,12 +38,31 @@ def models_dir(tmp_path) -> Path:
     return folder
 
 
+def unload_new(client, before) -> None:
+    """Unload the instances ``client`` sees that are not among ``before``: every ``Client()`` shares the
+    kernel's instances (lmsext.registry), so a test unloads what it loaded, not a module fixture's model."""
+    for llm in client.llm.list_loaded():
+        if llm not in before:
+            llm.unload()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_instances_across_modules():
+    """Nothing one test module left loaded in the kernel's shared registry reaches the next module."""
+    yield
+    from lmsext.registry import LOCAL, registry
+    for llm in list(registry(LOCAL).instances.values()):  # (no engine started for a module that used none)
+        llm.unload()
+
+
 @pytest.fixture
 def unload_all():
-    """Unload every instance of ``lmsext.default_client()`` after the test."""
-    yield
+    """Unload the instances loaded during the test (by any client: they share the kernel's registry) after it;
+    a module fixture's model stays."""
     from lmsext.client import default_client
-    default_client().llm.unload_all()
+    before = default_client().llm.list_loaded()
+    yield
+    unload_new(default_client(), before)
 
 
 @pytest.fixture
@@ -62,11 +81,13 @@ def shared_models_only(isolated_models):
 
 @pytest.fixture
 def client(isolated_models):
-    """A fresh ``lmsext.Client`` whose instances are unloaded after the test."""
+    """A fresh ``lmsext.Client``; what the test loaded is unloaded after it."""
     import lmsext
     c = lmsext.Client()
+    before = c.llm.list_loaded()
     yield c
-    c.llm.unload_all()
+    unload_new(c, before)
+    c.close()
 
 
 @pytest.fixture
@@ -77,11 +98,13 @@ def model(client):
 
 @pytest.fixture(scope="module")
 def module_client():
-    """A ``lmsext.Client`` shared by a module's tests; its instances are unloaded after the module."""
+    """A ``lmsext.Client`` shared by a module's tests; what the module loaded is unloaded after it."""
     import lmsext
     c = lmsext.Client()
+    before = c.llm.list_loaded()
     yield c
-    c.llm.unload_all()
+    unload_new(c, before)
+    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -862,6 +862,27 @@ def _chat_view_named(name: Any) -> None:
     from lmsext.widgets import ChatView
     ChatView(name)
 
+# ---- typos (issue 18): the nearest flag, model key, loaded identifier or setting key on the same line (difflib)
+TABLE += [
+    api("model-key-typo", 'client.llm.load("storis260K")', lambda c: c.client.llm.load("storis260K"),
+        ModelNotFoundError, r"^model 'storis260K' not found in .*; did you mean 'stories260K'\?"),
+    api("loaded-identifier-typo", 'client.llm.get("victm")', lambda c: c.client.llm.get("victm"),
+        ModelNotLoadedError, r"^no loaded model 'victm' \(loaded: .*\); did you mean 'victim'\?$"),
+    magic("magic-flag-typo", "%%lm_respond --temprature 0.5\nHi",
+          r"%%lm_respond: unrecognized arguments: --temprature 0\.5; did you mean --temperature\?"),
+    magic("magic-load-flag-typo", "%lm_load stories260K --context-lenght 512",
+          r"%lm_load: unrecognized arguments: --context-lenght 512; did you mean --context-length\?"),
+    magic("magic-model-key-typo", "%%lm_complete --model storis260K\nOnce",
+          r"%%lm_complete: model 'storis260K' not found in .*; did you mean 'stories260K'\?"),
+    magic("magic-choice-typo", "%lm_chat shwo",
+          r"%lm_chat: argument action: invalid choice: 'shwo' \(choose from 'show', 'reset', 'save'\); "
+          r"did you mean 'show'\?"),
+    magic("magic-config-section-typo", "%lm_config predcit temperature=0.3",
+          r"%lm_config: expected key=value, got 'predcit'; did you mean 'predict'\?"),
+    magic("magic-config-key-typo", "%lm_config predict temprature=0.3",
+          r"%lm_config: unknown prediction setting 'temprature' — did you mean 'temperature'\?"),
+]
+
 
 # ------------------------------------------------------------------------------ fixtures
 

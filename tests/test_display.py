@@ -78,16 +78,30 @@ def test_reused_summary_and_result_reprs():
 
 
 def test_stats_line_and_prediction_reprs():
-    assert views.stats_line(stats()) == "50 tokens · 5117.1 tok/s · first token 2.1 ms · stop: maxPredictedTokensReached"
+    assert views.stats_line(stats()) == ("50 tokens · 5117.1 tok/s · first token 2.1 ms · "
+                                         "stop: maxPredictedTokensReached (hit the token limit)")
     s = stats(stop_reason="stopStringFound", stop_string="\n", tokens_per_second=None, time_to_first_token_sec=1.5,
               truncated_prompt_tokens_count=7, error="boom")
-    assert views.stats_line(s) == ("50 tokens · – tok/s · first token 1.50 s · stop: stopStringFound ('\\n') · "
+    assert views.stats_line(s) == ("50 tokens · – tok/s · first token 1.50 s · stop: stopStringFound (stop string '\\n' matched) · "
                                    "7 prompt tokens truncated · error: boom")
     r = PredictionResult(content="<b>hi</b>", stats=stats(), model_instance_id="x", model_info=info(),
                          prediction_config={}, parse_error="output is not complete JSON")
     html = r._repr_html_()
     assert "&lt;b&gt;hi&lt;/b&gt;" in html and "lmsext-stats" in html and "not complete JSON" in html
     assert views.prediction_text(r) == "<b>hi</b>\noutput is not complete JSON\n\n[" + views.stats_line(r.stats) + "]"
+
+
+def test_stop_reasons_in_plain_words_beside_lm_studios_names():
+    """Every stop reason of LM Studio's eight has its plain words; the notebook's default limit says how to change it."""
+    from lmsext.render.stop_reasons import STOP_LABELS, bound_note
+    assert set(STOP_LABELS) == {"userStopped", "modelUnloaded", "failed", "eosFound", "stopStringFound", "toolCalls",
+                                "maxPredictedTokensReached", "contextLengthReached"}
+    assert views.stats_line(stats(stop_reason="eosFound")).endswith("stop: eosFound (the model ended its reply)")
+    assert views.stats_line(stats(stop_reason="userStopped")).endswith("stop: userStopped (stopped by the user)")
+    bounded = stats(notes=[bound_note(256)])
+    assert views.stats_line(bounded).endswith(
+        "stop: maxPredictedTokensReached (hit the 256-token limit — --max-tokens to change)")
+    assert views.stats_line(stats(stop_reason="eosFound", notes=[bound_note(256)])).endswith("(the model ended its reply)")
 
 
 def test_stream_bundle_markdown_only_for_the_final_frame():

@@ -185,8 +185,8 @@ def test_reuses_the_kv_prefix_and_reads_only_the_last_logits(model):
 
 def test_chat_and_token_prompts(tmp_path):
     client = lmsext.Client()
+    chatml = client.llm.load(str(synth.chatml_model(tmp_path)))  # the module's model stays loaded beside it
     try:
-        chatml = client.llm.model(str(synth.chatml_model(tmp_path)))
         chat = lmsext.Chat("You are terse.")
         chat.add_user_message("Tell me a story")
         d = chatml.next_token_distribution(chat, {"temperature": 0})
@@ -195,7 +195,7 @@ def test_chat_and_token_prompts(tmp_path):
         r = chatml.respond(chat, {"temperature": 0, "maxTokens": 1, "logProbs": 1})
         assert r.logprobs[0].token == d.most_likely
     finally:
-        client.llm.unload_all()
+        chatml.unload()
 
 
 def test_structured_output_grammar_is_a_stage(model):

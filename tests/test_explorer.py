@@ -195,8 +195,8 @@ def test_extra_config_and_model_key(model, unload_all):
 
 def test_a_chat_prompt(tmp_path):
     client = lmsext.Client()
+    chatml = client.llm.load(str(synth.chatml_model(tmp_path)))  # the module's model stays loaded beside it
     try:
-        chatml = client.llm.model(str(synth.chatml_model(tmp_path)))
         chat = lmsext.Chat("You are terse.")
         chat.add_user_message("Tell me a story")
         w = NextTokenExplorer(chatml, chat, {"temperature": 0})
@@ -205,7 +205,7 @@ def test_a_chat_prompt(tmp_path):
         r = chatml.respond(chat, {"temperature": 0, "maxTokens": 1, "logProbs": 1})
         assert w.step() == r.logprobs[0].token
     finally:
-        client.llm.unload_all()
+        chatml.unload()
 
 
 def test_busy_model_shows_an_error(explorer, model):

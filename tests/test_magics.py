@@ -226,7 +226,9 @@ def test_respond_streams_the_text_then_the_stats(ip, rich):
     result = ip.user_ns["_lm"]
     assert isinstance(result, PredictionResult) and result.stats.predicted_tokens_count > 20
     assert cap.stdout == result.content  # the text, once
-    live, *updates, stats = cap.outputs
+    warning, live, *updates, stats = cap.outputs
+    assert warning.data["text/plain"].startswith("stories260K has no chat template (a base model): %%lm_respond "
+                                                 "formats the chat with lmsext's plain 'lmsext-plain' template")
     assert not live.update and live.data["text/plain"] == "… generating"
     assert all(o.update and o.transient == live.transient for o in updates)  # the live line, updated in place
     assert updates[-1].data == {"text/plain": ""}  # taken down at the end
@@ -234,6 +236,8 @@ def test_respond_streams_the_text_then_the_stats(ip, rich):
     plain = stats.data["text/plain"]
     assert plain.startswith(f"[{result.stats.predicted_tokens_count} tokens") and "tok/s" in plain
     assert f"stop: {result.stats.stop_reason}" in plain and "first token" in plain
+    _, cap = run(ip, "%%lm_respond --max-tokens 5 --temperature 0", "And then?")
+    assert "no chat template" not in str([o.data for o in cap.outputs])  # the warning: once per instance
 
 
 def test_terminal_mode_writes_tokens_to_stdout_as_they_arrive(ip, lm, monkeypatch):
@@ -254,7 +258,8 @@ def test_terminal_mode_writes_tokens_to_stdout_as_they_arrive(ip, lm, monkeypatc
     result = ip.user_ns["_lm"]
     assert len(writes) > 10
     out = "".join(writes)
-    assert out.startswith(result.content) and "[30 tokens ·" in out and "maxPredictedTokensReached" in out
+    assert out.startswith("\x1b[2mOnce upon a time\x1b[0m" + result.content)  # the prompt dimmed, then the completion
+    assert "[30 tokens ·" in out and "maxPredictedTokensReached" in out
 
 
 # ------------------------------------------------------------------------------ chat, interpolation, flags
@@ -529,8 +534,8 @@ def test_lm_ps_lm_ls_and_lm_unload(ip):
     run(ip, "%lm_load stories260K --new --identifier b --context-length 256 --seed 4")
     _, cap = run(ip, "%lm_ps")
     text = cap.outputs[0].data["text/plain"]
-    assert re.search(r"stories260K\s+stories260K\s+512", text) and re.search(r"b \(default\)\s+stories260K\s+256", text)
-    assert "seed=4" in text and "<table" in htmls(cap)[0]
+    assert "● stories260K — context 512 · " in text and "● b (default) — stories260K · context 256 · " in text
+    assert "seed=4" in text and htmls(cap)[0].count("<details") == 2
     _, cap = run(ip, "%lm_ls")
     text = cap.outputs[0].data["text/plain"]
     assert re.search(r"stories260K\s+1.13 MiB\s+llama\s+293K\s+F32\s+stories260K, b", text)
@@ -587,8 +592,10 @@ def test_headless_notebook_keeps_summary_final_text_and_stats(tmp_path, stories_
     load_outputs = saved.cells[1].outputs
     assert len(load_outputs) == 1 and load_outputs[0].output_type == "display_data"  # shown once
     assert "lmsext-load-summary" in load_outputs[0].data["text/html"]
-    (out,) = saved.cells[2].outputs
+    warning, out = saved.cells[2].outputs  # the base-model warning (stories260K has no chat template), the reply
+    assert "has no chat template" in warning.data["text/plain"]
     text = out.data["text/plain"]
-    assert re.search(r"\[20 tokens · [\d.]+ tok/s · first token .* · stop: maxPredictedTokensReached\]", text)
+    assert re.search(r"\[20 tokens · [\d.]+ tok/s · first token .* · stop: maxPredictedTokensReached "
+                     r"\(hit the token limit\)\]", text)
     body = text.split("\n\n[")[0]
     assert len(body) > 10 and "…" != body and "lmsext-stats" in out.data["text/html"]

@@ -102,9 +102,12 @@ def lm(ip, monkeypatch):
     m = magics_module.get_magics(ip)
     m.display_mode = "rich"
     m.stream_update_interval = 0.05
+    before = lmsext.default_client().llm.list_loaded()
     yield m
     m.display_mode = "auto"
-    lmsext.default_client().llm.unload_all()
+    for llm in lmsext.default_client().llm.list_loaded():  # every client shares them: the module's model stays
+        if llm not in before:
+            llm.unload()
 
 
 def run_cell(ip, magic, line, cell):
@@ -123,6 +126,8 @@ def test_lm_complete_probs_colours_every_token(ip, lm):
     spans = TITLE.findall(probs[0])
     assert len(spans) == 12 and "".join(htmllib.unescape(t) for _, _, t in spans) == result.content
     assert "hover a token" in probs[0]
+    shown = cap.stdout + "".join(o.data.get("text/html", "") for o in cap.outputs)
+    assert shown.count("maxPredictedTokensReached") == 1  # each fact once: the stats line under the stream only
 
 
 def test_lm_respond_probs_default_alternatives(ip, lm, tmp_path):

@@ -40,7 +40,7 @@ def remote(request, lmsext_url, llama_url):
     client = lmsext.Client(lmsext_url if request.param == "lmsext" else llama_url)
     yield client
     client.llm.unload_all()
-    client.engine.close()
+    client.close()
 
 
 def test_the_server_is_asked_once_which_api_it_speaks(lmsext_url, llama_url):
@@ -111,6 +111,7 @@ def test_an_openai_only_server_refuses_load_settings_in_one_line(llama_url):
         llm.complete("Once", config={"cpuThreads": 2})
     probs = llm.respond("Hi", config={"maxTokens": 2, "temperature": 0, "logProbs": 2}).logprobs
     assert len(probs) == 2 and all(len(p.top) == 2 and p.logprob <= 0 for p in probs)
+    llm.unload()  # every client on this address shares it (lmsext.registry): the next test starts clean
 
 
 def test_unknown_model_and_capabilities_are_one_line(lmsext_url):
@@ -123,6 +124,17 @@ def test_unknown_model_and_capabilities_are_one_line(lmsext_url):
             llm.tokenize("Once")
         with pytest.raises(lmsext.LmsextError, match="memory estimate needs an in-kernel engine; RemoteEngine"):
             llm.estimate()
+    finally:
+        llm.unload()
+
+
+def test_show_special_is_refused_in_one_line_on_a_server(lmsext_url):
+    llm = lmsext.Client(lmsext_url).llm.model("stories260K")
+    try:
+        with pytest.raises(lmsext.LmsextError, match=r"^show_special \(special tokens as text\) needs an in-kernel "
+                                                     r"engine; RemoteEngine does not provide it$"):
+            llm.complete("Once", {"maxTokens": 2}, show_special=True)
+        assert llm.complete("Once", {"maxTokens": 2}).stats.predicted_tokens_count == 2
     finally:
         llm.unload()
 

@@ -26,6 +26,8 @@ from lmsext.magics.stream_view import StreamView, run_stream
 REPO = Path(__file__).resolve().parents[1]
 INTERVAL = 0.05
 LIVE = re.compile(r"^… (generating|\d+ tokens · ([\d.]+|–) tok/s · [\d.]+ s)$")
+#: What %%lm_complete shows before the completion of "Once upon a time": the prompt, dimmed (grey).
+PROMPT = "\x1b[90mOnce upon a time\x1b[0m"
 STATS = re.compile(r"^\[\d+ tokens · [\d.]+ tok/s · first token .+ · stop: \w+.*\]$")
 
 
@@ -152,11 +154,12 @@ def test_a_long_stream_through_the_magic_shows_the_text_once_then_the_stats(ip, 
         ip.run_cell_magic("lm_complete", "--temperature 0 --max-tokens 300", "Once upon a time")
     result = ip.user_ns["_lm"]
     live, text, stats = kernel.outputs()
-    assert live["data"] == {"text/plain": ""} and text == {"type": "stream", "text": result.content}
+    assert live["data"] == {"text/plain": ""} and text == {"type": "stream", "text": PROMPT + result.content}
     assert STATS.match(stats["data"]["text/plain"]), stats
     assert stats["data"]["text/plain"].startswith(f"[{result.stats.predicted_tokens_count} tokens · ")
     assert "stop: maxPredictedTokensReached" in stats["data"]["text/plain"]
-    assert_deltas_only(kernel.messages[1:-2], result.content)
+    assert kernel.messages[1][1]["text"] == PROMPT  # the prompt, dimmed, then the completion continuing it
+    assert_deltas_only(kernel.messages[2:-2], result.content)
     assert sum(kind == "stream" for kind, _, _ in kernel.messages) >= result.stats.predicted_tokens_count * 0.9
 
 
@@ -166,9 +169,9 @@ def test_a_coarse_interval_sends_the_first_fragment_then_the_rest_at_the_end(ip,
         ip.run_cell_magic("lm_complete", "--temperature 0 --max-tokens 100", "Once upon a time")
     result = ip.user_ns["_lm"]
     kinds = [kind for kind, _, _ in kernel.messages]
-    assert kinds == ["display_data", "stream", "stream", "update_display_data", "display_data"]
-    first, rest = (m["text"] for kind, m, _ in kernel.messages if kind == "stream")
-    assert first + rest == result.content and len(first) < 10
+    assert kinds == ["display_data", "stream", "stream", "stream", "update_display_data", "display_data"]
+    prompt, first, rest = (m["text"] for kind, m, _ in kernel.messages if kind == "stream")
+    assert prompt == PROMPT and first + rest == result.content and len(first) < 10
 
 
 def test_parse_errors_show_with_the_stats(ip, rich):
@@ -180,7 +183,7 @@ def test_parse_errors_show_with_the_stats(ip, rich):
         ip.run_cell_magic("lm_respond", "--structured Pet --max-tokens 3 --no-history", "Describe a pet.")
     result = ip.user_ns["_lm"]
     assert result.parse_error
-    _, text, stats = kernel.outputs()
+    *_, text, stats = kernel.outputs()  # (before them, once per instance: the base-model warning)
     assert text["text"] == result.content
     assert stats["data"]["text/plain"].startswith(result.parse_error + "\n[")
     assert 'color:red' in stats["data"]["text/html"]
@@ -298,10 +301,11 @@ def test_in_a_real_kernel_the_stream_messages_are_the_deltas(stories_path):
     kinds = [kind for kind, _, _ in messages]
     assert "error" not in kinds and kinds[0] == "display_data" and kinds[-2:] == ["update_display_data", "display_data"]
     streams = [m["text"] for kind, m, _ in messages if kind == "stream"]
-    assert "".join(streams) == content  # the deltas, on ipykernel's real stdout
-    during = messages[1:-2]
+    assert "".join(streams) == PROMPT + content  # the dimmed prompt, then the deltas, on ipykernel's real stdout
+    assert streams[0] == PROMPT
+    during = messages[2:-2]
     if kinds[-3] == "stream":  # the rest of the text, sent by finish
-        during = messages[1:-3]
+        during = messages[2:-3]
     assert_deltas_only(during, content)
     span = during[-1][2] - during[0][2]
     assert len(during) - 1 <= span / INTERVAL + 1, (len(during), span)

@@ -480,7 +480,7 @@ def test_lm_respond_streams_into_a_widget_and_keeps_a_fallback(ip, widget_magics
     _, cap = run(ip, "%%lm_respond --max-tokens 300 --temperature 0", "Tell me a story")
     result = ip.user_ns["_lm"]
     (view,) = views
-    first, final = cap.outputs
+    *_, first, final = cap.outputs  # (first, once per instance: the base-model warning)
     assert WIDGET_MIME in first.data and not first.update and final.update
     assert final.data[WIDGET_MIME] == first.data[WIDGET_MIME]
     assert final.data["text/plain"].startswith(result.content) and "stop: " in final.data["text/plain"]
@@ -560,7 +560,7 @@ def test_headless_execution_keeps_the_final_stream_in_the_widget_state_and_the_f
                          "%%lm_respond --max-tokens 20 --temperature 0\nTell me a story", "print(repr(_lm.content))",
                          store_widget_state=True)
     content = eval(saved.cells[3].outputs[0].text)  # noqa: S307 — the repr printed by the kernel
-    (out,) = saved.cells[2].outputs
+    *_, out = saved.cells[2].outputs  # (first: the base-model warning)
     assert WIDGET_MIME in out.data and out.data["text/plain"].startswith(content)  # the fallback: final text, stats
     assert "stop: maxPredictedTokensReached" in out.data["text/plain"]
     states = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]

@@ -28,6 +28,7 @@ from ..errors import PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
 from .sigint import SigintGuard  # noqa: F401  (public here too: distribution.py uses it)
+from .special_tokens import shown_piece
 from .textstream import StopStringMatcher, Utf8Assembler
 from .threads import DecodeThreads, available_cpus, batch_threads
 
@@ -57,6 +58,8 @@ class GenerationRequest:
     end_tokens: frozenset[int] = frozenset()
     #: run the repeat penalty on the top candidates where exact (sampling.prefilter_size); False = whole vocabulary
     prefilter: bool = True
+    #: print special tokens' text (CONTROL and USER_DEFINED markers; see special_tokens.py); False = hide them
+    show_special: bool = False
 
 
 def cancel(model: EngineModel, req: GenerationRequest) -> None:
@@ -328,7 +331,7 @@ def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, st
     if llama_cpp.llama_vocab_is_eog(vocab, token) or token in req.end_tokens:
         stats.stop_reason = "eosFound"
         return token, None
-    text, found = matcher.feed(utf8.feed(model.piece_unchecked(token)))
+    text, found = matcher.feed(utf8.feed(shown_piece(model, vocab, token, req.show_special)))
     logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
     if found is not None:
         stats.stop_string = found

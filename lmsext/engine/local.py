@@ -138,8 +138,9 @@ class LocalEngine:
     # -- prediction -----------------------------------------------------------------------------------
 
     def predict(self, model: LoadedModel, prompt: str | list[dict[str, str]],
-                config: PredictionConfig) -> LocalPrediction:
-        """Start a generation (runs on the caller's thread as the prediction is iterated)."""
+                config: PredictionConfig, *, show_special: bool = False) -> LocalPrediction:
+        """Start a generation (runs on the caller's thread as the prediction is iterated); ``show_special``
+        prints special tokens' text (hidden by default, see :mod:`.special_tokens`)."""
         handle: EngineModel = model.handle
         handle.check_open()
         pre_truncated = 0
@@ -164,7 +165,7 @@ class LocalEngine:
             tool_call_stop_strings=list(config.tool_call_stop_strings or []),
             overflow_policy=config.context_overflow_policy or "truncateMiddle",
             keep_head=keep_head, log_probs=config.log_probs or 0, n_threads=config.cpu_threads,
-            pre_truncated=pre_truncated, end_tokens=_story_end(handle, config))
+            pre_truncated=pre_truncated, end_tokens=_story_end(handle, config), show_special=show_special)
         return LocalPrediction(handle, request, prompt_text)
 
     def stop(self, model: LoadedModel) -> None:

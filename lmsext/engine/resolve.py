@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.spelling import closest
 from ..errors import ModelNotFoundError
 from ..models import EMBEDDED_MODEL_KEY, embedded_model_path  # the embedded default model (package data)
 
@@ -207,6 +208,9 @@ def resolve_model_and_key(name: str, *, allow_download: bool = True, allow_paths
         return ResolvedModel(download(name), in_folders)
     where = [str(f) for f in model_folders()] or ["(no model folder exists)"]
     hint = "" if os.environ.get("LMSEXT_MODELS_PATH") else "; set LMSEXT_MODELS_PATH to your model folder"
+    near = closest(name, [f.key for f in files] + [f.path.stem for f in files])  # a typo: the nearest key
+    if near is not None:
+        hint = f"; did you mean '{near}'?"
     raise ModelNotFoundError(f"model '{name}' not found in {', '.join(where)} or the Hugging Face cache{hint}")
 
 

@@ -17,6 +17,7 @@ from IPython.utils.process import arg_split
 
 from ..config.nesting import MAX_NESTING
 from ..config import unescape  # noqa: F401  (re-exported: the one definition is lmsext.config.unescape)
+from .suggestions import flag_hint
 
 _VAR_REF = re.compile(r"^\{\s*([A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)\s*\}$")
 _KEY = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=")
@@ -36,7 +37,13 @@ def parse_args(magic: Any, line: str):
         argv = arg_split(line, posix=True, strict=True)
     except ValueError as exc:  # unbalanced quotes
         raise UsageError(f"cannot split the arguments: {exc}") from None
-    return magic.parser.parse_args(argv)
+    try:
+        return magic.parser.parse_args(argv)
+    except UsageError as exc:  # a mistyped flag: the nearest one, on the same line
+        hint = flag_hint(str(exc), magic.parser)
+        if hint is None:
+            raise
+        raise UsageError(f"{exc}; {hint}") from None
 
 
 def lookup(name: str, namespace: Mapping[str, Any], what: str) -> Any:

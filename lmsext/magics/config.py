@@ -16,6 +16,7 @@ from ..errors import ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from ..session import SECTIONS
 from .args import key_values, parse_args
+from .suggestions import word_hint
 from .shared import FamilyMagics, user_errors
 
 
@@ -53,7 +54,12 @@ class ConfigMagics(FamilyMagics):
         reset = "--reset" in words
         if reset:
             text = " ".join(w for w in words if w != "--reset")
-        values = key_values(text)
+        try:
+            values = key_values(text)
+        except UsageError as exc:  # a mistyped section ('predcit temperature=0.3'): the nearest one
+            first = text.split()[0] if section is None and text.split() else ""
+            hint = None if "=" in first else word_hint(first, ["load", "predict"])
+            raise (UsageError(f"{exc}; {hint}") if hint else exc) from None
         groups: dict[str, dict[str, Any]] = {}
         for key, value in values.items():
             groups.setdefault(section or _section_of(key), {})[key] = value
@@ -74,10 +80,13 @@ class ConfigMagics(FamilyMagics):
                      self.lm.session.load_config.to_dict())]
         session_cfg = self.lm.session.prediction_config
         magic_cfg = PredictionConfig.parse(self.lm.default_prediction_config)
+        bound = self.lm.session.max_tokens_bound
+        limit = (f"; maxTokens {bound} when nothing sets it: LMMagics.default_max_tokens" if bound
+                 else "; no default maxTokens")
         return [("prediction defaults (%lm_config predict)", session_cfg.to_dict()),
                 ("LMMagics.default_prediction_config (overrides the defaults above)", magic_cfg.to_dict()),
-                ("effective for %%lm_respond / %%lm_complete (flags override these)",
-                 session_cfg.merged(magic_cfg).to_dict())]
+                (f"effective for %%lm_respond / %%lm_complete (flags override these{limit})",
+                 self.lm.session.bounded(session_cfg.merged(magic_cfg)).to_dict())]
 
     @line_magic
     @no_var_expand

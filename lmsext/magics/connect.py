@@ -43,7 +43,7 @@ class ConnectMagics(FamilyMagics):
             if not hasattr(current.engine, "url"):
                 self.show(views.message_bundle(f"already on the in-kernel engine ({current.describe_engine()})"))
                 return None
-            current.engine.close()
+            current.close()
             set_default_client(_local_client.pop() if _local_client else None)
             self.show(views.message_bundle(f"back on the in-kernel engine ({default_client().describe_engine()})"))
             return None
@@ -55,7 +55,7 @@ class ConnectMagics(FamilyMagics):
         client = Client(args.target, api_key=api_key)
         where = client.describe_engine()  # asks the server which API it speaks: an unreachable one fails here
         if hasattr(current.engine, "url"):
-            current.engine.close()
+            current.close()
         elif not _local_client:
             _local_client.append(current)
         set_default_client(client)

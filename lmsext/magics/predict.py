@@ -14,10 +14,15 @@ from ..config import PredictionConfig
 from ..errors import ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from .args import check_variable_name, interpolate, lookup, parse_args, unescape
+from .base_model import base_model_note
 from .flags import PREDICTION_FLAGS, flag_values, parse_flags, prediction_arguments
+from .limits import bounded_config, noting_limit
 from .shared import FamilyMagics, apply, user_errors
-from .stream_view import run_stream
+from .stream_view import StreamView, run_stream
 from .template_option import template_option
+
+SHOW_SPECIAL_HELP = "print the special tokens the model generates (<|im_end|>, <start_of_image>) as text"
+
 
 @magics_class
 class PredictMagics(FamilyMagics):
@@ -33,6 +38,7 @@ class PredictMagics(FamilyMagics):
     @argument("--no-history", action="store_true", help="one-shot: no chat history, nothing remembered")
     @argument("--template", metavar="FILE|NAME", help="chat format instead of the model's: chatml, llama3, alpaca, "
               "plain, a .json promptTemplate file or a Jinja template file")
+    @argument("--show-special", action="store_true", help=SHOW_SPECIAL_HELP)
     def lm_respond(self, line: str, cell: str) -> None:
         """Reply to the cell (the user message) through the model's chat template, streaming inline.
 
@@ -53,12 +59,14 @@ class PredictMagics(FamilyMagics):
             config = config.merged({"prompt_template": template_option(args.template)})
         _check_out(args.out)
         llm = self._model(args.model)
+        if (note := base_model_note(llm)) is not None:  # once per instance
+            self.show(views.message_bundle(note))
         name = args.chat or "default"
         chat = Chat() if args.no_history else self.lm.session.chat(name)
         if system is not None:
             chat.add_system_prompt(system)
         chat.add_user_message(text)
-        result = run_stream(llm.respond_stream(chat, config), self.lm._view())
+        result = run_stream(noting_limit(llm.respond_stream(chat, config, **_special(args)), self._limit), self.lm._view())
         if not args.no_history:
             chat.add_assistant_response(result.non_reasoning_content)  # the answer only
             self.lm.session.set_chat(name, chat)
@@ -70,6 +78,7 @@ class PredictMagics(FamilyMagics):
     @user_errors("%%lm_complete")
     @magic_arguments("%lm_complete")
     @apply(prediction_arguments("stop string; repeatable (--stop A --stop B); \\n and \\t are understood"))
+    @argument("--show-special", action="store_true", help=SHOW_SPECIAL_HELP)
     def lm_complete(self, line: str, cell: str) -> None:
         """Continue the cell's text (raw completion, no chat template), streaming inline.
 
@@ -83,14 +92,17 @@ class PredictMagics(FamilyMagics):
         config = self._prediction_config(args)
         _check_out(args.out)
         llm = self._model(args.model)
-        result = run_stream(llm.complete_stream(prompt, config), self.lm._view())
+        view = self.lm._view()
+        if isinstance(view, StreamView) and not view.markdown:
+            view.prompt = prompt  # dimmed before the completion, which continues it
+        result = run_stream(noting_limit(llm.complete_stream(prompt, config, **_special(args)), self._limit), view)
         self._store(result, args.out)
         self._show_probs(result)
 
     def _show_probs(self, result: Any) -> None:
         """With ``--probs`` (``logProbs``): the reply again, each token coloured by its probability."""
         if result.logprobs:
-            self.show(views.token_probs_bundle(result))
+            self.show(views.token_probs_bundle(result, with_stats=False))  # the stream showed the stats line
 
     def _prediction_config(self, args: Any) -> PredictionConfig:
         flags = flag_values(args, PREDICTION_FLAGS)
@@ -101,8 +113,10 @@ class PredictMagics(FamilyMagics):
             flags["structured"] = lookup(args.structured, self.lm._ns, "--structured")
             table["structured"] = "--structured"
         from_flags = parse_flags(PredictionConfig, flags, table)
-        return (self.lm.session.prediction_config.merged(PredictionConfig.parse(self.lm.default_prediction_config))
-                .merged(from_flags))
+        config = (self.lm.session.prediction_config.merged(PredictionConfig.parse(self.lm.default_prediction_config))
+                  .merged(from_flags))
+        config, self._limit = bounded_config(self.lm.session, config)  # the notebook's default maxTokens
+        return config
 
     def _model(self, name: str | None):
         llms = self.lm.client.llm
@@ -139,6 +153,11 @@ class PredictMagics(FamilyMagics):
         self.lm._ns["_lm"] = result
         if out:
             self.lm._ns[out] = result
+
+
+def _special(args: Any) -> dict[str, bool]:
+    """``show_special=True`` for ``--show-special`` (nothing otherwise: a server's engine then still works)."""
+    return {"show_special": True} if args.show_special else {}
 
 
 def _check_out(out: str | None) -> None:

@@ -14,13 +14,13 @@ from typing import Any, Callable
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics
 from IPython.display import display
-from traitlets import Bool, CaselessStrEnum, Dict, Float, TraitError, Unicode, observe, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, observe, validate
 from traitlets.config import Configurable
 
 from .. import render as views
 from ..config import PredictionConfig
 from ..errors import ConfigError, LmsextError
-from ..session import Session, get_session
+from ..session import NOTEBOOK_MAX_TOKENS, Session, get_session
 from .args import value_goes_to_displayhook
 from .stream_view import StreamView
 
@@ -44,6 +44,11 @@ class LMMagics(Configurable):
         config=True)
     default_prediction_config = Dict(
         help="Prediction settings (any LM Studio spelling) over the session defaults, under the flags.").tag(config=True)
+    default_max_tokens = Int(
+        NOTEBOOK_MAX_TOKENS, allow_none=True, min=0,
+        help="maxTokens of %%lm_respond/%%lm_complete (and the panels) when no flag, %lm_config or "
+             "default_prediction_config sets one; 0 or None: no limit (the Python API's default)."
+    ).tag(config=True)
     display_mode = CaselessStrEnum(
         ("auto", "rich", "text"), "auto",
         help="'rich' = display updates (Jupyter), 'text' = tokens to stdout (terminal), 'auto' = by the shell."
@@ -92,8 +97,11 @@ class LMMagics(Configurable):
 
     @property
     def session(self) -> Session:
-        """The kernel-wide session defaults."""
-        return get_session()
+        """The kernel-wide session defaults (their token bound kept at :attr:`default_max_tokens`)."""
+        session = get_session()
+        if session.max_tokens_bound != self.default_max_tokens:
+            session.max_tokens_bound = self.default_max_tokens
+        return session
 
     @property
     def client(self):
@@ -125,6 +133,10 @@ class LMMagics(Configurable):
         except ConfigError as exc:
             raise TraitError(f"LMMagics.default_prediction_config: {exc}") from None
         return proposal["value"]
+
+    @observe("default_max_tokens")
+    def _max_tokens_changed(self, change: dict) -> None:
+        get_session().max_tokens_bound = change["new"]  # the panels read the bound from the session
 
     @observe("models_path")
     def _models_path_changed(self, change: dict) -> None:

@@ -17,6 +17,11 @@ from IPython.display import clear_output, display
 
 from ..render import DIM, RESET, live_stats_bundle, result_bundle, stats_bundle, stats_line
 
+#: Most characters of a ``%%lm_complete`` prompt shown (dimmed) before its completion: the end of a longer one.
+PROMPT_TAIL_CHARS = 300
+#: Grey (ANSI bright black: JupyterLab, Notebook and VS Code render it in a stream; terminals too).
+GREY = "\x1b[90m"
+
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStream
 
@@ -63,14 +68,22 @@ class StreamView:
         self._handle: Any = None
         self._live = False
         self._finished = False
+        #: text shown dimmed before the streamed text (``%%lm_complete``'s prompt: the completion continues it);
+        #: not part of :attr:`text` nor of the result
+        self.prompt = ""
 
     def start(self) -> None:
-        """Open the output (rich mode: the live stats line)."""
+        """Open the output (rich mode: the live stats line), then the dimmed :attr:`prompt` if there is one."""
         if self.mode == "rich":
             self._t0 = self._last_stats = self.clock()
             self._handle = display(live_stats_bundle(0, 0.0), raw=True, display_id=True)
             self._live = self._handle is not None
             self.messages += 1
+        if self.prompt:
+            tail = self.prompt if len(self.prompt) <= PROMPT_TAIL_CHARS else "…" + self.prompt[-PROMPT_TAIL_CHARS:]
+            sys.stdout.write(f"{DIM if self.mode == 'text' else GREY}{tail}{RESET}")  # not counted in the text
+            sys.stdout.flush()
+            self.messages += self.mode == "rich"
 
     def feed(self, text: str) -> None:
         """One fragment of text: an append; a message when ``interval`` has passed since the last one."""
@@ -195,4 +208,4 @@ def run_stream(stream: "PredictionStream", view: StreamView) -> "PredictionResul
     return result
 
 
-__all__ = ["STATS_INTERVAL", "StreamView", "run_stream"]
+__all__ = ["PROMPT_TAIL_CHARS", "STATS_INTERVAL", "StreamView", "run_stream"]

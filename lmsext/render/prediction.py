@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .html import CSS, MUTED, RESET, bundle, esc
 from .reasoning import reasoning_html, reasoning_plain
+from .stop_reasons import stop_text
 
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStats
@@ -20,14 +21,11 @@ def _seconds(value: float | None) -> str:
 
 
 def stats_line(stats: "PredictionStats") -> str:
-    """``50 tokens · 5117 tok/s · first token 2.0 ms · stop: maxPredictedTokensReached``."""
+    """``50 tokens · 5117 tok/s · first token 2.0 ms · stop: maxPredictedTokensReached (hit the token limit)``."""
     parts = [f"{stats.predicted_tokens_count} tokens"]
     parts.append(f"{stats.tokens_per_second:.1f} tok/s" if stats.tokens_per_second else "– tok/s")
     parts.append(f"first token {_seconds(stats.time_to_first_token_sec)}")
-    stop = f"stop: {stats.stop_reason}"
-    if stats.stop_string is not None:
-        stop += f" ({stats.stop_string!r})"
-    parts.append(stop)
+    parts.append(stop_text(stats))
     if stats.truncated_prompt_tokens_count:
         parts.append(f"{stats.truncated_prompt_tokens_count} prompt tokens truncated")
     if stats.error:
@@ -152,9 +150,10 @@ def _alternatives(lp: Any) -> list[tuple[str, float]]:
     return [(text, math.exp(logprob)) for _, text, logprob in lp.top] if lp is not None else []
 
 
-def token_probs_text(result: "PredictionResult") -> str:
+def token_probs_text(result: "PredictionResult", *, with_stats: bool = True) -> str:
     """Terminal form: the reply coloured by probability (ANSI: green ≥ 80 %, yellow ≥ 30 %, red), then one
-    line per token with its probability and the alternatives."""
+    line per token with its probability and the alternatives (then the stats line, unless ``with_stats`` is
+    False: under a streamed reply that already showed it)."""
     pieces = token_pieces(result)
     coloured = "".join(f"{_ansi_prob(_prob(lp))}{text}{RESET}" if lp is not None else text for text, lp in pieces)
     lines = [coloured, "", f"{'token':<18} {'p':>6}  alternatives"]
@@ -163,13 +162,14 @@ def token_probs_text(result: "PredictionResult") -> str:
             continue
         alts = " · ".join(f"{t!r} {p:.2f}" for t, p in _alternatives(lp) if t != lp.text)
         lines.append(f"{text!r:<18} {_prob(lp):>6.3f}  {alts}".rstrip())
-    lines += ["", f"[{stats_line(result.stats)}]"]
+    if with_stats:
+        lines += ["", f"[{stats_line(result.stats)}]"]
     return "\n".join(lines)
 
 
-def token_probs_html(result: "PredictionResult") -> str:
+def token_probs_html(result: "PredictionResult", *, with_stats: bool = True) -> str:
     """Notebook form: each token on a background coloured by its probability; hovering shows the
-    probability and the top alternatives (the ``title`` tooltip)."""
+    probability and the top alternatives (the ``title`` tooltip); the stats line unless ``with_stats`` is False."""
     spans = []
     for text, lp in token_pieces(result):
         if lp is None or not text:
@@ -186,9 +186,10 @@ def token_probs_html(result: "PredictionResult") -> str:
     return (f'<div class="lmsext-probs" style="{CSS}">'
             f'<div class="lmsext-prediction" style="white-space:pre-wrap;line-height:1.7">{"".join(spans)}</div>'
             f'<div style="{MUTED};font-size:11px;margin-top:4px">token probability: {legend}· hover a token for '
-            f"its alternatives · {esc(stats_line(result.stats))}</div></div>")
+            f"its alternatives{' · ' + esc(stats_line(result.stats)) if with_stats else ''}</div></div>")
 
 
-def token_probs_bundle(result: "PredictionResult") -> dict[str, str]:
-    """Text + HTML of a prediction made with ``log_probs``, every token coloured by its probability."""
-    return bundle(token_probs_text(result), token_probs_html(result))
+def token_probs_bundle(result: "PredictionResult", *, with_stats: bool = True) -> dict[str, str]:
+    """Text + HTML of a prediction made with ``log_probs``, every token coloured by its probability (and its
+    stats line unless ``with_stats`` is False: ``--probs`` under a streamed reply says each fact once)."""
+    return bundle(token_probs_text(result, with_stats=with_stats), token_probs_html(result, with_stats=with_stats))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..units import format_bytes, format_params
-from .html import CSS, MUTED, RED, REST_KEYS, RESET, TABLE, TD, TH, bundle, esc, format_setting, format_value
+from .html import CSS, MUTED, RED, RESET, TABLE, TD, TH, bundle, esc, format_setting, format_value
+from .instances import instance_cards_bundle
 
 if TYPE_CHECKING:
     from ..chat import Chat
@@ -35,22 +36,9 @@ def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
 
 def loaded_models_bundle(models: Iterable["LLM"], current: str | None = None) -> dict[str, str]:
-    """``%lm_ps``: every loaded instance with its effective config."""
-    headers = ["identifier", "model", *REST_KEYS, "gpu", "kv cache (K/V)", "threads", "memory", "other settings"]
-    rows = []
-    for llm in models:
-        lr = llm.load_result
-        cfg = lr.config
-        shown = set(REST_KEYS) | {"gpu", "llama_k_cache_quantization_type", "llama_v_cache_quantization_type",
-                                  "cpu_thread_pool_size", "decode_threads"}
-        other = ", ".join(f"{k}={format_value(v)}" for k, v in cfg.items() if k not in shown)
-        mark = " (default)" if llm.identifier == current else ""
-        rows.append([llm.identifier + mark, lr.model_key, *(format_value(cfg.get(k)) for k in REST_KEYS),
-                     format_setting("gpu", cfg.get("gpu")),
-                     f"{cfg.get('llama_k_cache_quantization_type')}/{cfg.get('llama_v_cache_quantization_type')}",
-                     threads_text(cfg, getattr(llm.engine, "decode_threads", None)),
-                     format_bytes(sum(lr.memory.values())), other])
-    return table_bundle(headers, rows, title="Loaded models", empty="no model is loaded (%lm_load MODEL)")
+    """``%lm_ps``: a compact card per loaded instance, its other settings on expand (:mod:`.instances`)."""
+    return instance_cards_bundle(
+        models, current, lambda llm: threads_text(llm.load_result.config, getattr(llm.engine, "decode_threads", None)))
 
 
 def threads_text(cfg: dict[str, Any], tuner: Any = None) -> str:
