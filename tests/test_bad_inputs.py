@@ -875,7 +875,7 @@ TABLE += [
     magic("magic-model-key-typo", "%%lm_complete --model storis260K\nOnce",
           r"%%lm_complete: model 'storis260K' not found in .*; did you mean 'stories260K'\?"),
     magic("magic-choice-typo", "%lm_chat shwo",
-          r"%lm_chat: argument action: invalid choice: 'shwo' \(choose from 'show', 'reset', 'save'\); "
+          r"%lm_chat: argument action: invalid choice: 'shwo' \(choose from 'show', 'view', 'reset', 'save'\); "
           r"did you mean 'show'\?"),
     magic("magic-config-section-typo", "%lm_config predcit temperature=0.3",
           r"%lm_config: expected key=value, got 'predcit'; did you mean 'predict'\?"),
