@@ -44,6 +44,8 @@ class LoadResult:
         """Seed 002's JSON: ``model_instance_id``, ``config`` (its five keys first), ``load_time_seconds``."""
         config = {k: self.config.get(k) for k in REST_CONFIG_KEYS}  # a server may echo only what applied
         config.update({k: v for k, v in self.config.items() if k not in config})
+        if "max_parallel_predictions" in self.config:  # LM Studio's REST name of maxParallelPredictions
+            config["parallel"] = self.config["max_parallel_predictions"]
         return {"model_instance_id": self.model_instance_id, "config": config,
                 "load_time_seconds": round(self.load_time_seconds, 3)}
 
