@@ -1,0 +1,217 @@
+"""Parallel predictions (maxParallelPredictions > 1): continuous batching on the real engine.
+
+Each test drives several streams of one model at once — round-robin from one thread (deterministic:
+every step then holds every running sequence) or from threads — and compares each sequence with the
+same prediction run alone: at temperature 0 and with a fixed seed the batched text must equal the solo
+text, distinct prompts and grammars never mix, a cancelled stream leaves the others unchanged, and
+streams beyond N wait in a FIFO queue.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from lmsext import synth
+from lmsext.engine.scheduler import scheduler_for
+
+GREEDY = {"temperature": 0, "maxTokens": 40}
+PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went", "One day a bird"]
+
+
+@pytest.fixture(scope="module")
+def client(module_client):
+    return module_client
+
+
+@pytest.fixture(scope="module")
+def solo_model(client, stories_path):
+    return client.llm.load(str(stories_path), config={"contextLength": 1024}, identifier="par-solo")
+
+
+@pytest.fixture(scope="module")
+def par(client, stories_path):
+    return client.llm.load(str(stories_path), config={"contextLength": 1024, "maxParallelPredictions": 4},
+                           identifier="par-4")
+
+
+def _round_robin(streams):
+    """Advance every stream one fragment at a time until all end; return their results in order."""
+    iters = [iter(s) for s in streams]
+    live = list(range(len(streams)))
+    while live:
+        for i in list(live):
+            try:
+                next(iters[i])
+            except StopIteration:
+                live.remove(i)
+    return [s.result() for s in streams]
+
+
+def _steps(llm):
+    return scheduler_for(llm._loaded.handle).steps
+
+
+def test_load_settings_reach_llama_cpp_and_rest(par):
+    cfg = par.load_result.to_rest()["config"]
+    assert cfg["parallel"] == 4 and cfg["max_parallel_predictions"] == 4 and cfg["use_unified_kv_cache"] is True
+    handle = par._loaded.handle
+    import llama_cpp
+    with handle.use():
+        assert llama_cpp.llama_n_seq_max(handle.ctx) == 4
+        assert llama_cpp.llama_n_ctx_seq(handle.ctx) == 1024  # unified: every sequence may use the whole context
+
+
+def test_batch_of_four_equals_each_solo_run_at_temperature_0(solo_model, par):
+    solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
+    before = _steps(par)
+    results = _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])
+    assert [r.content for r in results] == solo
+    assert all(r.stats.stop_reason == "maxPredictedTokensReached" for r in results)
+    steps = _steps(par) - before
+    assert steps <= 45  # 4 × 40 tokens in ~41 steps: they really were decoded together
+
+
+def test_threads_just_work_and_equal_solo(solo_model, par):
+    solo = {p: solo_model.complete(p, config=GREEDY).content for p in PROMPTS}
+    out: dict = {}
+
+    def run(p):
+        out[p] = par.complete(p, config=GREEDY).content
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in PROMPTS * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert out == solo
+
+
+def test_seeded_sampling_is_reproducible_per_sequence(par):
+    configs = [{"temperature": 0.9, "seed": 1000 + i, "maxTokens": 30} for i in range(4)]
+    alone = [par.complete(PROMPTS[0], config=c).content for c in configs]
+    together = _round_robin([par.complete_stream(PROMPTS[0], config=c) for c in configs])
+    assert [r.content for r in together] == alone
+    assert len(set(alone)) > 1  # the seeds really differ
+
+
+def test_distinct_grammars_never_mix(client):
+    chat = client.llm.load(str(synth.chatml_model()), config={"maxParallelPredictions": 3}, identifier="par-chatml")
+    try:
+        schemas = [
+            {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+            {"type": "object", "properties": {"name": {"type": "string", "maxLength": 5}}, "required": ["name"]},
+            {"type": "array", "items": {"type": "boolean"}, "maxItems": 3},
+        ]
+        streams = [chat.respond_stream("Give me JSON", config={"temperature": 0.7, "seed": 7, "maxTokens": 60,
+                                                                "structured": {"type": "json", "jsonSchema": s}})
+                   for s in schemas]
+        results = _round_robin(streams)
+        parsed = [json.loads(r.content) for r in results if r.stats.stop_reason == "eosFound"]
+        assert len(parsed) == 3, [(r.content, r.stats.stop_reason) for r in results]
+        assert set(parsed[0]) == {"a"} and isinstance(parsed[0]["a"], int)
+        assert set(parsed[1]) == {"name"} and len(parsed[1]["name"]) <= 5
+        assert isinstance(parsed[2], list) and all(isinstance(x, bool) for x in parsed[2])
+    finally:
+        chat.unload()
+
+
+def test_cancel_one_of_four_mid_stream_leaves_the_others_unchanged(solo_model, par):
+    solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
+    streams = [par.complete_stream(p, config=GREEDY) for p in PROMPTS]
+    iters = [iter(s) for s in streams]
+    for _ in range(5):
+        for it in iters:
+            next(it)
+    streams[1].cancel()
+    results = _round_robin(streams)
+    assert results[1].stats.stop_reason == "userStopped" and solo[1].startswith(results[1].content)
+    assert len(results[1].content) < len(solo[1])
+    assert [results[i].content for i in (0, 2, 3)] == [solo[i] for i in (0, 2, 3)]
+    closed = [par.complete_stream(p, config=GREEDY) for p in PROMPTS]
+    its = [iter(s) for s in closed]
+    for it in its:
+        next(it)
+    closed[2].close()  # a closed stream (an HTTP client gone) ends that sequence only
+    rest = _round_robin([closed[i] for i in (0, 1, 3)])
+    assert [r.content for r in rest] == [solo[i] for i in (0, 1, 3)]
+
+
+def test_streams_beyond_n_wait_in_a_fifo_queue(client, stories_path, solo_model):
+    two = client.llm.load(str(stories_path), config={"contextLength": 1024, "maxParallelPredictions": 2},
+                          identifier="par-2")
+    try:
+        solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
+        results = _round_robin([two.complete_stream(p, config=GREEDY) for p in PROMPTS])
+        assert [r.content for r in results] == solo
+        assert scheduler_for(two._loaded.handle).status() == {"running": 0, "queued": 0, "slots": 2}
+    finally:
+        two.unload()
+
+
+def test_queue_position_is_visible_and_the_queue_is_fifo(client, stories_path):
+    from lmsext.engine.generate import GenerationRequest
+    from lmsext.engine.sampling import SamplingSettings
+    two = client.llm.load(str(stories_path), config={"contextLength": 1024, "maxParallelPredictions": 2},
+                          identifier="par-q")
+    try:
+        handle = two._loaded.handle
+        sched = scheduler_for(handle)
+        settings = SamplingSettings.resolve(None, 0, None)
+        seqs = [sched.open(GenerationRequest(handle.tokenize(p), settings, max_tokens=400 if i < 2 else 5))
+                for i, p in enumerate(PROMPTS)]
+        gens = [sched.stream(s) for s in seqs]
+        next(gens[0]), next(gens[1])
+        got: dict = {}
+        waiters = [threading.Thread(target=lambda i=i: got.setdefault(i, next(gens[i]))) for i in (2, 3)]
+        waiters[0].start()
+        deadline = time.monotonic() + 10
+        while seqs[2].queue_position != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        waiters[1].start()
+        while seqs[3].queue_position != 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (seqs[2].queue_position, seqs[3].queue_position) == (1, 2)
+        assert sched.status() == {"running": 2, "queued": 2, "slots": 2}
+        gens[0].close()  # a slot frees: the first in line runs, the second moves up
+        waiters[0].join(10)
+        assert 2 in got and seqs[2].queue_position is None
+        gens[1].close()
+        waiters[1].join(10)
+        assert 3 in got
+        for g in gens[2:]:
+            for _ in g:
+                pass
+        assert [s.stats.stop_reason for s in seqs] == ["userStopped"] * 2 + ["maxPredictedTokensReached"] * 2
+    finally:
+        two.unload()
+
+
+def test_prefix_reuse_per_sequence_and_shared_prefix_decoded_once(par):
+    system = "Once upon a time there was a little girl named Lily. She loved to play outside in the sun. "
+    first = par.complete(system + "One day", config=GREEDY)
+    again = par.complete(system + "One day", config=GREEDY)
+    assert again.content == first.content
+    assert again.stats.cached_prompt_tokens_count >= first.stats.prompt_tokens_count - 1
+    streams = [par.complete_stream(system + tail, config=GREEDY) for tail in ("She saw", "He ran", "The cat")]
+    results = _round_robin(streams)
+    n_system = len(par.tokenize(system)) - 2
+    assert all(r.stats.cached_prompt_tokens_count >= n_system for r in results), [r.stats.cached_prompt_tokens_count for r in results]
+
+
+def test_unload_during_parallel_streams_stops_them_all(client, stories_path):
+    m = client.llm.load(str(stories_path), config={"contextLength": 512, "maxParallelPredictions": 4},
+                        identifier="par-unload")
+    streams = [m.complete_stream(p, config={"temperature": 0, "maxTokens": 400}) for p in PROMPTS]
+    iters = [iter(s) for s in streams]
+    for it in iters:
+        next(it)
+    m.unload()
+    for s in streams:
+        for _ in s:
+            pass
+        assert s.result().stats.stop_reason == "userStopped"
+    assert not m.loaded
