@@ -11,6 +11,7 @@ from .chat import Chat, clean_text
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
+from .many import run_many
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 
 if TYPE_CHECKING:
@@ -165,6 +166,24 @@ class LLM:
         stream = self.complete_stream(prompt, config, on_prediction_fragment=on_prediction_fragment,
                                       on_first_token=on_first_token)
         return stream.result()
+
+    def respond_many(self, histories: Any, config: Any = None, *, progress: bool = True) -> Any:
+        """Reply to each chat (or user message) of ``histories``; :class:`~lmsext.many.ManyResults` in input
+        order with a progress bar and ``.summary`` (aggregate tok/s). Up to ``maxParallelPredictions`` run
+        at once, decoded together by the engine's scheduler."""
+        pconfig = PredictionConfig.parse(config)
+        return run_many(lambda h: self.respond_stream(h, pconfig), list(histories), parallel=self._parallel(),
+                        progress=progress, description=f"{self.identifier} respond")
+
+    def complete_many(self, prompts: Any, config: Any = None, *, progress: bool = True) -> Any:
+        """:meth:`complete` each prompt of ``prompts``, as :meth:`respond_many` does."""
+        pconfig = PredictionConfig.parse(config)
+        return run_many(lambda p: self.complete_stream(p, pconfig), list(prompts), parallel=self._parallel(),
+                        progress=progress, description=f"{self.identifier} complete")
+
+    def _parallel(self) -> int:
+        self._check_open()
+        return int(self._loaded.config.get("max_parallel_predictions") or 1)
 
     def respond_stream(self, history: Chat | str | list | dict, config: Any = None, *,
                        on_prediction_fragment: FragmentCallback | None = None,

@@ -215,3 +215,19 @@ def test_unload_during_parallel_streams_stops_them_all(client, stories_path):
             pass
         assert s.result().stats.stop_reason == "userStopped"
     assert not m.loaded
+
+
+def test_respond_many_and_complete_many_keep_input_order(solo_model, par, capsys):
+    prompts = [f"{p} {i}" for i, p in enumerate(PROMPTS * 3)]
+    solo = [solo_model.complete(p, config=GREEDY).content for p in prompts]
+    many = par.complete_many(prompts, config=GREEDY)
+    assert [r.content for r in many] == solo
+    s = many.summary
+    assert s.predictions == s.completed == len(prompts) and s.parallel == 4
+    assert s.predicted_tokens == sum(r.stats.predicted_tokens_count for r in many) and s.tokens_per_second > 0
+    assert "tok/s aggregate" in str(s) and f"{len(prompts)}/{len(prompts)}" in capsys.readouterr().err
+    chats = par.respond_many(["Hello", [{"role": "user", "content": "Hi there"}]], config=GREEDY, progress=False)
+    assert [r.content for r in chats] == [solo_model.respond("Hello", config=GREEDY).content,
+                                          solo_model.respond("Hi there", config=GREEDY).content]
+    sequential = solo_model.complete_many(prompts[:3], config=GREEDY, progress=False)  # parallel 1: one at a time
+    assert [r.content for r in sequential] == solo[:3] and sequential.summary.parallel == 1
