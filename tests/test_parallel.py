@@ -231,3 +231,32 @@ def test_respond_many_and_complete_many_keep_input_order(solo_model, par, capsys
                                           solo_model.respond("Hi there", config=GREEDY).content]
     sequential = solo_model.complete_many(prompts[:3], config=GREEDY, progress=False)  # parallel 1: one at a time
     assert [r.content for r in sequential] == solo[:3] and sequential.summary.parallel == 1
+
+
+def test_rest_server_runs_parallel_requests_without_409(client, par, solo_model):
+    import httpx
+    from lmsext import server as rest
+    prompts = PROMPTS + [p + " again" for p in PROMPTS]
+    solo = [solo_model.complete(p, config=GREEDY).content for p in prompts]
+    stream = par.complete_stream("Once upon a time", config={"temperature": 0, "maxTokens": 300})
+    next(iter(stream))  # a cell is generating on the instance: the server still has free slots
+    try:
+        with rest.serve(port=0, client=client) as handle:
+            out: dict = {}
+
+            def post(i):
+                r = httpx.post(handle.url + "/v1/completions", timeout=60,
+                               json={"model": "par-4", "prompt": prompts[i], "max_tokens": 40, "temperature": 0})
+                out[i] = (r.status_code, r.json()["choices"][0]["text"] if r.status_code == 200 else r.text)
+
+            threads = [threading.Thread(target=post, args=(i,)) for i in range(len(prompts))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            models = httpx.get(handle.url + "/api/v1/models", timeout=10).json()["models"]
+        assert [out[i] for i in range(len(prompts))] == [(200, s) for s in solo]
+        instance = next(i for m in models for i in m["loaded_instances"] if i["id"] == "par-4")
+        assert instance["config"]["parallel"] == 4
+    finally:
+        stream.close()
