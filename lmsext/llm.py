@@ -145,6 +145,12 @@ class LLM:
         """Unload this instance (stops a running prediction first)."""
         self._namespace.unload(self.identifier)
 
+    def prediction_status(self) -> dict[str, int] | None:
+        """``{"running": …, "queued": …, "slots": N}`` on this instance now (None where the engine cannot tell)."""
+        self._check_open()
+        status = getattr(self._backend, "prediction_status", None)
+        return status(self._loaded) if status is not None else None
+
     def stop(self) -> None:
         """Ask a running prediction on this instance to stop (from another thread or a widget)."""
         self._backend.stop(self._loaded)

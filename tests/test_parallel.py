@@ -260,3 +260,26 @@ def test_rest_server_runs_parallel_requests_without_409(client, par, solo_model)
         assert instance["config"]["parallel"] == 4
     finally:
         stream.close()
+
+
+def test_lm_ps_shows_running_and_queued_predictions(client, stories_path):
+    from lmsext.render import loaded_models_bundle
+    two = client.llm.load(str(stories_path), config={"contextLength": 512, "maxParallelPredictions": 2},
+                          identifier="par-ps")
+    try:
+        assert "0 running · 0 queued (parallel 2)" in loaded_models_bundle([two])["text/plain"]
+        streams = [two.complete_stream(p, config={"temperature": 0, "maxTokens": 300}) for p in PROMPTS[:3]]
+        next(iter(streams[0])), next(iter(streams[1]))
+        waiter = threading.Thread(target=lambda: next(iter(streams[2]), None))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while two.prediction_status()["queued"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "2 running · 1 queued (parallel 2)" in loaded_models_bundle([two])["text/plain"]
+        streams[0].close()
+        waiter.join(10)
+        for s in streams[1:]:
+            s.close()
+        assert two.prediction_status() == {"running": 0, "queued": 0, "slots": 2}
+    finally:
+        two.unload()

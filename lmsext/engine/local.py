@@ -177,6 +177,15 @@ class LocalEngine:
             pre_truncated=pre_truncated, end_tokens=_story_end(handle, config))
         return LocalPrediction(handle, request, prompt_text)
 
+    def prediction_status(self, model: LoadedModel) -> dict[str, int]:
+        """``{"running", "queued", "slots"}``: the predictions on ``model`` now (its scheduler's, when parallel)."""
+        handle: EngineModel = model.handle
+        scheduler = getattr(handle, "scheduler", None)
+        if scheduler is not None:
+            return scheduler.status()
+        return {"running": int(handle.lock.locked()), "queued": 0,
+                "slots": int(handle.plan.effective.get("max_parallel_predictions", 1))}
+
     def stop(self, model: LoadedModel) -> None:
         """Ask a running generation on ``model`` to stop."""
         model.handle.stop_requested.set()

@@ -36,7 +36,8 @@ def table_bundle(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 
 def loaded_models_bundle(models: Iterable["LLM"], current: str | None = None) -> dict[str, str]:
     """``%lm_ps``: every loaded instance with its effective config."""
-    headers = ["identifier", "model", *REST_KEYS, "gpu", "kv cache (K/V)", "threads", "memory", "other settings"]
+    headers = ["identifier", "model", *REST_KEYS, "gpu", "kv cache (K/V)", "threads", "memory", "predictions",
+               "other settings"]
     rows = []
     for llm in models:
         lr = llm.load_result
@@ -49,8 +50,17 @@ def loaded_models_bundle(models: Iterable["LLM"], current: str | None = None) ->
                      format_setting("gpu", cfg.get("gpu")),
                      f"{cfg.get('llama_k_cache_quantization_type')}/{cfg.get('llama_v_cache_quantization_type')}",
                      threads_text(cfg, getattr(llm.engine, "decode_threads", None)),
-                     format_bytes(sum(lr.memory.values())), other])
+                     format_bytes(sum(lr.memory.values())), predictions_text(llm), other])
     return table_bundle(headers, rows, title="Loaded models", empty="no model is loaded (%lm_load MODEL)")
+
+
+def predictions_text(llm: Any) -> str:
+    """``2 running · 1 queued (parallel 4)``: the predictions of a loaded instance now."""
+    status = getattr(llm, "prediction_status", lambda: None)()
+    if not status:
+        return "?"
+    text = f"{status['running']} running · {status['queued']} queued"
+    return text + (f" (parallel {status['slots']})" if status.get("slots", 1) > 1 else "")
 
 
 def threads_text(cfg: dict[str, Any], tuner: Any = None) -> str:
