@@ -64,6 +64,7 @@ class Scheduler:
         self.cond = threading.Condition()
         self.stepping = False
         self.retiring = 0
+        self.waiting = 0
         self.submitted = 0
         self.batch: TokenBatch | None = None
         self.threads = None
@@ -141,27 +142,37 @@ class Scheduler:
             raise
 
     def _next_event(self, seq: Sequence, guard: SigintGuard) -> TokenEvent | None:
-        while True:
-            with self.cond:
-                while True:
-                    if seq.events:
-                        return seq.events.popleft()
-                    if seq.done:
-                        return None
-                    if not self.stepping and not self.retiring:
-                        self.stepping = True
-                        break
-                    self.cond.wait()
-            progress = False
-            try:
-                with guard:
-                    progress = self._step()
-            finally:
-                with self.cond:
+        """``seq``'s next event: read it, or run the next step when none runs, or wait for the running one."""
+        cond = self.cond
+        with cond:
+            while True:
+                if seq.events:
+                    return seq.events.popleft()
+                if seq.done:
+                    return None
+                if self.stepping or self.retiring:
+                    self._wait()
+                    continue
+                self.stepping = True
+                cond.release()  # the step runs outside the lock: submissions and readers go on meanwhile
+                progress = False
+                try:
+                    with guard:
+                        progress = self._step()
+                finally:
+                    cond.acquire()
                     self.stepping = False
-                    self.cond.notify_all()
-                    if not progress and not seq.events and not seq.done:
-                        self.cond.wait(0.01)  # every running stream is paused (unread events): let them read
+                    if self.waiting:
+                        cond.notify_all()
+                if not progress and not seq.events and not seq.done:
+                    self._wait(0.01)  # every running stream is paused (unread events): let them read
+
+    def _wait(self, timeout: float | None = None) -> None:
+        self.waiting += 1
+        try:
+            self.cond.wait(timeout)
+        finally:
+            self.waiting -= 1
 
     def _retire(self, seq: Sequence) -> None:
         if not seq.submitted:  # refused at submission (busy, unloaded)
@@ -170,7 +181,7 @@ class Scheduler:
         with self.cond:
             self.retiring += 1  # no new step starts until this retirement is done
             while self.stepping:
-                self.cond.wait()
+                self._wait()
             self.retiring -= 1
             if seq in self.queue:
                 self.queue.remove(seq)
@@ -197,17 +208,14 @@ class Scheduler:
         if model.stop_requested.is_set():  # Stop on the model, or an unload: every prediction ends
             self._stop_all()
             return True
-        for slot in self.slots:
-            if slot.seq is not None and slot.seq.cancelled:
-                self._end(slot.seq, "userStopped")
-        self._admit()
+        if self.queue:
+            self._admit()
         batch = self.batch
         batch.clear()
-        outputs, runs = self._build(batch)
+        outputs, runs, prefill = self._build(batch)
         if batch.n == 0:
             return False
         ctx = model._ctx
-        prefill = any(seq.pending is None for seq, _ in runs)
         if prefill:
             llama_cpp.llama_set_abort_callback(ctx, self._abort, None)
         single = batch.n == 1 and self.threads is not None
@@ -236,8 +244,9 @@ class Scheduler:
                 self._end(seq)
         return True
 
-    def _build(self, batch: TokenBatch) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, list[int]]]]:
-        """Fill ``batch``: one token per generating sequence, then prompt chunks (FIFO) up to its capacity."""
+    def _build(self, batch: TokenBatch) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, list[int]]], bool]:
+        """Fill ``batch``: one token per generating sequence, then prompt chunks (FIFO) up to its capacity;
+        cancelled sequences end here. Returns the rows to sample, the tokens per sequence, whether a prompt is in."""
         outputs: list[tuple[Sequence, int]] = []
         runs: list[tuple[Sequence, list[int]]] = []
         prefilling = []
@@ -245,12 +254,15 @@ class Scheduler:
             seq = slot.seq
             if seq is None:
                 continue
-            if seq.pending is None:
+            if seq.cancelled:
+                self._end(seq, "userStopped")
+            elif seq.pending is None:
                 prefilling.append(seq)
             elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(slot, seq):
                 outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
                 runs.append((seq, [seq.pending]))
-        prefilling.sort(key=lambda s: s.stats.t_start or 0.0)
+        if len(prefilling) > 1:
+            prefilling.sort(key=lambda s: s.stats.t_start or 0.0)
         for seq in prefilling:
             budget = batch.capacity - batch.n
             if budget <= 0:
@@ -261,7 +273,7 @@ class Scheduler:
             runs.append((seq, chunk))
             if last:
                 outputs.append((seq, idx))
-        return outputs, runs
+        return outputs, runs, bool(prefilling)
 
     def _room(self, slot: Slot, seq: Sequence) -> bool:
         """Make room for one more token of ``seq`` (context shift per its overflow policy) or end it."""
