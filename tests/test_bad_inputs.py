@@ -756,6 +756,20 @@ TABLE += [
          body={"model": "victim", "prompt": "x" * 5_000_000}),
 ]
 
+# ---- parallel predictions (maxParallelPredictions / useUnifiedKvCache)
+TABLE += [
+    api("parallel-zero", 'config={"maxParallelPredictions": 0}',
+        lambda c: c.client.llm.load("stories260K", config={"maxParallelPredictions": 0}), ConfigError,
+        r"maxParallelPredictions=0: must be an integer from 1 to 256"),
+    api("parallel-beyond-llama-max-seq", 'config={"maxParallelPredictions": 257}  # llama.cpp LLAMA_MAX_SEQ 256',
+        lambda c: c.client.llm.load("stories260K", config={"maxParallelPredictions": 257}), ConfigError,
+        r"maxParallelPredictions=257: must be at most 256"),
+    api("unified-kv-cache-not-bool", 'config={"useUnifiedKvCache": "yes"}',
+        lambda c: c.client.llm.load("stories260K", config={"useUnifiedKvCache": "yes"}), ConfigError,
+        r"useUnifiedKvCache='yes': must be True or False"),
+    magic("magic-parallel-not-a-number", "%lm_load stories260K --parallel many", r"--parallel"),
+]
+
 
 # ------------------------------------------------------------------------------ fixtures
 
