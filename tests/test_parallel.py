@@ -307,3 +307,55 @@ def test_batched_kernels_on_random_weights_rarely_flip_a_near_tie(client, tmp_pa
     finally:
         one.unload()
         four.unload()
+
+
+def test_context_shift_per_sequence_matches_the_single_sequence_loop(client, stories_path):
+    """Not unified: each of 2 sequences holds contextLength / 2 = 256 tokens and shifts its own context
+    (rollingWindow) exactly as the single-sequence loop does on a 256-token context; stopAtLimit ends it."""
+    split = client.llm.load(str(stories_path), config={"contextLength": 512, "maxParallelPredictions": 2,
+                                                        "useUnifiedKvCache": False}, identifier="par-split")
+    alone = client.llm.load(str(stories_path), config={"contextLength": 256}, identifier="par-256")
+    try:
+        assert any("each of the 2 parallel predictions holds at most 256 tokens" in n for n in split.load_result.notes)
+        config = {"temperature": 0, "maxTokens": 400, "contextOverflowPolicy": "rollingWindow"}
+        solo = [alone.complete(p, config=config) for p in PROMPTS[:2]]
+        both = _round_robin([split.complete_stream(p, config=config) for p in PROMPTS[:2]])
+        assert [r.content for r in both] == [r.content for r in solo]
+        assert all(r.stats.stop_reason == "maxPredictedTokensReached" and r.stats.predicted_tokens_count == 400
+                   for r in both)
+        limited = _round_robin([split.complete_stream(p, config={**config, "contextOverflowPolicy": "stopAtLimit"})
+                                for p in PROMPTS[:2]])
+        assert [r.stats.stop_reason for r in limited] == ["contextLengthReached"] * 2
+    finally:
+        split.unload()
+        alone.unload()
+
+
+def test_a_full_unified_cache_ends_the_longest_sequence_and_the_others_go_on(client, stories_path):
+    full = client.llm.load(str(stories_path), config={"contextLength": 256, "maxParallelPredictions": 2},
+                           identifier="par-full")
+    try:
+        config = {"temperature": 0, "maxTokens": 400, "contextOverflowPolicy": "stopAtLimit"}
+        results = _round_robin([full.complete_stream(p, config=config) for p in PROMPTS[:2]])
+        reasons = sorted(r.stats.stop_reason for r in results)
+        assert reasons == ["contextLengthReached", "contextLengthReached"], reasons
+        assert sum(r.stats.predicted_tokens_count for r in results) >= 200  # they shared the 256 cells
+        after = full.complete(PROMPTS[2], config={"temperature": 0, "maxTokens": 20})  # the instance still works
+        assert after.stats.stop_reason == "maxPredictedTokensReached"
+    finally:
+        full.unload()
+
+
+def test_next_token_distribution_between_and_during_parallel_predictions(par, solo_model):
+    from lmsext.errors import ModelBusyError
+    solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
+    assert [r.content for r in _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
+    dist = par.next_token_distribution(PROMPTS[0] + " there was")  # idle: it runs on sequence 0
+    assert dist is not None
+    stream = par.complete_stream(PROMPTS[1], config=GREEDY)
+    next(iter(stream))
+    with pytest.raises(ModelBusyError):  # the scheduler holds the context while predictions run
+        par.next_token_distribution(PROMPTS[0])
+    stream.close()
+    # the slots' cached prefixes are still right after sequence 0 was used by the distribution
+    assert [r.content for r in _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo

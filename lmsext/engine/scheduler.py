@@ -135,11 +135,22 @@ class Scheduler:
                 model.check_open()
                 model.stop_requested.clear()
             self.slots[0].cached = model.cached_tokens  # seq 0 is the single-sequence cache (distribution.py)
+            self._check_slots()
             self.batch = TokenBatch(max(model.n_batch, self.n_slots))
             self.threads = thread_plan(model, seq.req.n_threads, seq.stats.notes, len(seq.prompt))
         except BaseException:
             model.lock.release()
             raise
+
+    def _check_slots(self) -> None:
+        """Forget a slot's tokens that its cells no longer hold (work on seq 0 between activations, such as a
+        next-token distribution, may have cleared the whole cache)."""
+        mem = llama_cpp.llama_get_memory(self.model._ctx)
+        for slot in self.slots:
+            if int(llama_cpp.llama_memory_seq_pos_max(mem, slot.seq_id)) != len(slot.cached) - 1:
+                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, 0, -1)
+                del slot.cached[:]
+                slot.shared = 0
 
     def _next_event(self, seq: Sequence, guard: SigintGuard) -> TokenEvent | None:
         """``seq``'s next event: read it, or run the next step when none runs, or wait for the running one."""
