@@ -68,6 +68,7 @@ class Scheduler:
         self.submitted = 0
         self.batch: TokenBatch | None = None
         self.threads = None
+        self._threads_set: tuple[int, int] | None = None
         self.steps = 0
         stop = model.stop_requested
 
@@ -138,6 +139,7 @@ class Scheduler:
             self._check_slots()
             self.batch = TokenBatch(max(model.n_batch, self.n_slots))
             self.threads = thread_plan(model, seq.req.n_threads, seq.stats.notes, len(seq.prompt))
+            self._threads_set = None
         except BaseException:
             model.lock.release()
             raise
@@ -232,6 +234,9 @@ class Scheduler:
         single = batch.n == 1 and self.threads is not None
         if single:
             self.threads.step_threads()
+            self._threads_set = None  # (k, batch) now, or whatever the tuner's setter left
+        elif self.threads is not None:
+            self._batch_threads(ctx, prefill)
         try:
             rc = batch.decode(ctx)
         finally:
@@ -254,6 +259,16 @@ class Scheduler:
             if not seq.sample(model, ctx, idx):
                 self._end(seq)
         return True
+
+    def _batch_threads(self, ctx, prefill: bool) -> None:
+        """llama.cpp runs a batch of more than one token on ``n_threads_batch``: a step of generated tokens only
+        (one per sequence) is a decode step, so it gets the decode threads (on a small model 1: a 2-thread
+        barrier per op costs more than the rows it shares); prompt chunks get the batch threads."""
+        threads = self.threads
+        want = (threads.current, threads.batch if prefill else threads.current)
+        if want != self._threads_set:
+            llama_cpp.llama_set_n_threads(ctx, *want)
+            self._threads_set = want
 
     def _build(self, batch: TokenBatch) -> tuple[list[tuple[Sequence, int]], list[tuple[Sequence, list[int]]], bool]:
         """Fill ``batch``: one token per generating sequence, then prompt chunks (FIFO) up to its capacity;
