@@ -359,3 +359,19 @@ def test_next_token_distribution_between_and_during_parallel_predictions(par, so
     stream.close()
     # the slots' cached prefixes are still right after sequence 0 was used by the distribution
     assert [r.content for r in _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
+
+
+def test_rest_load_takes_max_parallel_predictions_and_reports_parallel(client):
+    import httpx
+    from lmsext import server as rest
+    with rest.serve(port=0, client=client) as handle:
+        r = httpx.post(handle.url + "/api/v1/models/load", timeout=60,
+                       json={"model": "stories260K", "config": {"context_length": 512, "max_parallel_predictions": 3,
+                                                                "use_unified_kv_cache": False}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["config"]["parallel"] == 3 and body["config"]["use_unified_kv_cache"] is False
+        bad = httpx.post(handle.url + "/api/v1/models/load", timeout=60,
+                         json={"model": "stories260K", "config": {"max_parallel_predictions": 1000}})
+        assert bad.status_code == 400 and "must be at most 256" in bad.json()["error"]["message"]
+        client.llm.unload(body["model_instance_id"])
