@@ -375,3 +375,29 @@ def test_rest_load_takes_max_parallel_predictions_and_reports_parallel(client):
                          json={"model": "stories260K", "config": {"max_parallel_predictions": 1000}})
         assert bad.status_code == 400 and "must be at most 256" in bad.json()["error"]["message"]
         client.llm.unload(body["model_instance_id"])
+
+
+def test_ctrl_c_stops_the_main_threads_prediction_only(par, solo_model):
+    """A real SIGINT while the main thread streams one of two parallel predictions (driving the steps or
+    waiting for the other thread's step): that prediction ends userStopped with its partial text, the other
+    thread's one finishes unchanged, and the instance goes on."""
+    import os
+    import signal
+    long = {"temperature": 0, "maxTokens": 400}
+    expected = solo_model.complete(PROMPTS[1], config=long).content
+    other: dict = {}
+    worker = threading.Thread(target=lambda: other.setdefault("r", par.complete(PROMPTS[1], config=long)))
+    timers = []
+
+    def interrupt_soon():
+        timers.append(threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)))
+        timers[0].start()
+
+    worker.start()
+    r = par.complete(PROMPTS[0], config={"temperature": 0, "maxTokens": False,
+                                         "contextOverflowPolicy": "rollingWindow"}, on_first_token=interrupt_soon)
+    timers[0].join()
+    worker.join(60)
+    assert r.stats.stop_reason == "userStopped" and r.stats.predicted_tokens_count > 0
+    assert other["r"].content == expected and other["r"].stats.stop_reason == "maxPredictedTokensReached"
+    assert par.complete(PROMPTS[2], config=GREEDY).content == solo_model.complete(PROMPTS[2], config=GREEDY).content

@@ -166,14 +166,16 @@ class Scheduler:
                 if self.stepping or self.retiring:
                     self._wait()
                     continue
-                self.stepping = True
-                cond.release()  # the step runs outside the lock: submissions and readers go on meanwhile
-                progress = False
-                try:
+                progress = released = False
+                try:  # (a Ctrl-C landing anywhere in here leaves the flags right)
+                    self.stepping = True
+                    cond.release()  # the step runs outside the lock: submissions and readers go on meanwhile
+                    released = True
                     with guard:
                         progress = self._step()
                 finally:
-                    cond.acquire()
+                    if released:
+                        cond.acquire()
                     self.stepping = False
                     if self.waiting:
                         cond.notify_all()
