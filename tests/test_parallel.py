@@ -401,3 +401,20 @@ def test_ctrl_c_stops_the_main_threads_prediction_only(par, solo_model):
     assert r.stats.stop_reason == "userStopped" and r.stats.predicted_tokens_count > 0
     assert other["r"].content == expected and other["r"].stats.stop_reason == "maxPredictedTokensReached"
     assert par.complete(PROMPTS[2], config=GREEDY).content == solo_model.complete(PROMPTS[2], config=GREEDY).content
+
+
+def test_quick_parallel_benchmark_prints_the_table_and_the_targets(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "parallel.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.parallel", "--quick", "--models", "stories",
+                           "--streams", "1,2", "--out", str(out)], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    cells = results["models"]["stories"]["cells"]
+    assert set(cells["lmsext"]) == set(cells["sequential"]) == {"1", "2"}
+    assert all(c["aggregate"] > 0 for path in cells.values() for c in path.values())
+    assert "| stories260K | 2 |" in proc.stdout and "single stream, scheduler / raw loop" in proc.stdout
+    assert [t["met"] for t in results["targets"]] == [None]  # quick: not judged

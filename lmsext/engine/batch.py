@@ -39,6 +39,12 @@ class TokenBatch:
         self.n_outputs += bool(logits)
         return i
 
+    def set_token(self, i: int, token: int, pos: int) -> None:
+        """Change the token and position of entry ``i`` (its sequence and logits flag stay)."""
+        b = self.batch
+        b.token[i] = token
+        b.pos[i] = pos
+
     def add_run(self, tokens: Sequence[int], pos0: int, seq_id: int, logits_last: bool) -> int:
         """Append ``tokens`` at positions ``pos0…`` of ``seq_id``; logits for the last one if ``logits_last``.
         Returns the index of the last token."""

@@ -61,7 +61,9 @@ class Scheduler:
             self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(model._ctx))
         self.slots = [Slot(i, []) for i in range(self.n_slots)]
         self.queue: collections.deque[Sequence] = collections.deque()
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.Lock())  # never taken twice by one thread
+        #: the sequences in slots, in admission order
+        self.running: list[Sequence] = []
         self.stepping = False
         self.retiring = 0
         self.waiting = 0
@@ -69,6 +71,7 @@ class Scheduler:
         self.batch: TokenBatch | None = None
         self.threads = None
         self._threads_set: tuple[int, int] | None = None
+        self._solo_seq: int | None = None  # the sequence id the batch's one row holds after a lone step
         self.steps = 0
         stop = model.stop_requested
 
@@ -138,6 +141,7 @@ class Scheduler:
             self.slots[0].cached = model.cached_tokens  # seq 0 is the single-sequence cache (distribution.py)
             self._check_slots()
             self.batch = TokenBatch(max(model.n_batch, self.n_slots))
+            self._solo_seq = None
             self.threads = thread_plan(model, seq.req.n_threads, seq.stats.notes, len(seq.prompt))
             self._threads_set = None
         except BaseException:
@@ -225,8 +229,14 @@ class Scheduler:
             return True
         if self.queue:
             self._admit()
+        running = self.running
+        if len(running) == 1 and running[0].pending is not None and not self.queue:
+            seq = running[0]  # one prediction generating: the single-sequence step, nothing to arrange
+            if not seq.cancelled and len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
+                return self._solo(seq)
         batch = self.batch
         batch.clear()
+        self._solo_seq = None
         outputs, runs, prefill = self._build(batch)
         if batch.n == 0:
             return False
@@ -250,16 +260,38 @@ class Scheduler:
         if rc != 0:
             self._failed(rc, runs)
             return True
-        now = time.perf_counter()
         for seq, tokens in runs:
             seq.slot.cached.extend(tokens)
             if seq.pending is None:
                 seq.fed += len(tokens)
                 if seq.fed == len(seq.prompt):
-                    seq.stats.t_prompt_done = now
+                    seq.stats.t_prompt_done = time.perf_counter()
         for seq, idx in outputs:
             if not seq.sample(model, ctx, idx):
                 self._end(seq)
+        return True
+
+    def _solo(self, seq: Sequence) -> bool:
+        """The step of a lone generating sequence: one token, the adaptive decode threads, as generate.py."""
+        slot, batch, ctx, threads = seq.slot, self.batch, self.model._ctx, self.threads
+        token = seq.pending
+        if batch.n == 1 and self._solo_seq == slot.seq_id:
+            batch.set_token(0, token, len(slot.cached))  # the rest of the row is as the last step left it
+        else:
+            batch.clear()
+            batch.add(token, len(slot.cached), slot.seq_id, True)
+            self._solo_seq = slot.seq_id
+        threads.step_threads()
+        self._threads_set = None
+        rc = batch.decode(ctx)
+        threads.record()
+        self.steps += 1
+        if rc != 0:
+            self._failed(rc, [(seq, [token])])
+            return True
+        slot.cached.append(token)
+        if not seq.sample(self.model, ctx, 0):
+            self._end(seq)
         return True
 
     def _batch_threads(self, ctx, prefill: bool) -> None:
@@ -278,19 +310,15 @@ class Scheduler:
         outputs: list[tuple[Sequence, int]] = []
         runs: list[tuple[Sequence, list[int]]] = []
         prefilling = []
-        for slot in self.slots:
-            seq = slot.seq
-            if seq is None:
-                continue
+        for seq in self.running[:]:  # a copy: _end removes
             if seq.cancelled:
                 self._end(seq, "userStopped")
             elif seq.pending is None:
                 prefilling.append(seq)
-            elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(slot, seq):
+            elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
+                slot = seq.slot
                 outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
                 runs.append((seq, [seq.pending]))
-        if len(prefilling) > 1:
-            prefilling.sort(key=lambda s: s.stats.t_start or 0.0)
         for seq in prefilling:
             budget = batch.capacity - batch.n
             if budget <= 0:
@@ -341,6 +369,7 @@ class Scheduler:
             slot = max(free, key=lambda s: _common_prefix(s.cached, seq.prompt))
             reused = self._reuse(slot, seq.prompt)
             slot.seq, seq.slot = seq, slot
+            self.running.append(seq)
             try:
                 seq.start(self.model, reused)
             except Exception as exc:  # llama.cpp refused the grammar
@@ -381,6 +410,7 @@ class Scheduler:
         slot = seq.slot
         if slot is not None and slot.seq is seq:
             slot.seq = None
+            self.running.remove(seq)
             if seq.stats.context_shifts:  # shifted cells no longer match a fresh run of their tokens
                 self._forget(slot, seq.keep)
 
