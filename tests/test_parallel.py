@@ -418,3 +418,38 @@ def test_quick_parallel_benchmark_prints_the_table_and_the_targets(tmp_path):
     assert all(c["aggregate"] > 0 for path in cells.values() for c in path.values())
     assert "| stories260K | 2 |" in proc.stdout and "single stream, scheduler / raw loop" in proc.stdout
     assert [t["met"] for t in results["targets"]] == [None]  # quick: not judged
+
+
+def test_many_threads_submitting_and_cancelling_never_mix_or_hang(solo_model, par):
+    """8 threads × 4 predictions on 4 slots, every third one cancelled after a few fragments: each finished
+    prediction equals its solo run, each cancelled one is a prefix of it, and the scheduler ends idle."""
+    prompts = [f"{p} {i}" for i, p in enumerate(PROMPTS * 2)]
+    solo = {p: solo_model.complete(p, config=GREEDY).content for p in prompts}
+    outcomes: list = []
+    errors: list = []
+
+    def worker(k: int) -> None:
+        try:
+            for j in range(4):
+                p = prompts[(k + j) % len(prompts)]
+                stream = par.complete_stream(p, config=GREEDY)
+                for n, _ in enumerate(stream):
+                    if (k + j) % 3 == 0 and n == 3:
+                        stream.cancel()
+                outcomes.append((p, stream.result()))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors and not any(t.is_alive() for t in threads) and len(outcomes) == 32
+    for p, r in outcomes:
+        if r.stats.stop_reason == "userStopped":
+            assert solo[p].startswith(r.content)
+        else:
+            assert r.content == solo[p] and r.stats.stop_reason == "maxPredictedTokensReached"
+    assert sum(r.stats.stop_reason == "userStopped" for _, r in outcomes) >= 8
+    assert par.prediction_status() == {"running": 0, "queued": 0, "slots": 4}

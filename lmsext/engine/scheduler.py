@@ -225,10 +225,12 @@ class Scheduler:
         nothing could be decoded."""
         model = self.model
         if model.stop_requested.is_set():  # Stop on the model, or an unload: every prediction ends
-            self._stop_all()
+            with self.cond:
+                self._stop_all()
             return True
-        if self.queue:
-            self._admit()
+        if self.queue:  # the queue changes under the lock only (submissions go on while a step runs)
+            with self.cond:
+                self._admit()
         running = self.running
         if len(running) == 1 and running[0].pending is not None and not self.queue:
             seq = running[0]  # one prediction generating: the single-sequence step, nothing to arrange
