@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import llama_cpp
 
@@ -33,20 +33,10 @@ from .generate import GenerationRequest, _common_prefix, thread_plan
 from .model import EngineModel
 from .sequence import Sequence
 from .sigint import SigintGuard
+from .slots import Slot, check_slots, forget, reuse_prefix, shift
 
 #: A sequence whose consumer left this many events unread gets no token until it reads (a paused stream).
 MAX_UNREAD_EVENTS = 256
-
-
-class Slot:
-    """One llama.cpp sequence id and the tokens its cells hold (kept after its prediction ends)."""
-
-    def __init__(self, seq_id: int, cached: list[int]) -> None:
-        self.seq_id = seq_id
-        self.cached = cached
-        self.seq: Sequence | None = None
-        #: tokens at the head whose cells another slot may share (seq_cp): never shifted
-        self.shared = 0
 
 
 class Scheduler:
@@ -139,7 +129,7 @@ class Scheduler:
                 model.check_open()
                 model.stop_requested.clear()
             self.slots[0].cached = model.cached_tokens  # seq 0 is the single-sequence cache (distribution.py)
-            self._check_slots()
+            check_slots(self._mem(), self.slots)
             self.batch = TokenBatch(max(model.n_batch, self.n_slots))
             self._solo_seq = None
             self.threads = thread_plan(model, seq.req.n_threads, seq.stats.notes, len(seq.prompt))
@@ -147,16 +137,6 @@ class Scheduler:
         except BaseException:
             model.lock.release()
             raise
-
-    def _check_slots(self) -> None:
-        """Forget a slot's tokens that its cells no longer hold (work on seq 0 between activations, such as a
-        next-token distribution, may have cleared the whole cache)."""
-        mem = llama_cpp.llama_get_memory(self.model._ctx)
-        for slot in self.slots:
-            if int(llama_cpp.llama_memory_seq_pos_max(mem, slot.seq_id)) != len(slot.cached) - 1:
-                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, 0, -1)
-                del slot.cached[:]
-                slot.shared = 0
 
     def _next_event(self, seq: Sequence, guard: SigintGuard) -> TokenEvent | None:
         """``seq``'s next event: read it, or run the next step when none runs, or wait for the running one."""
@@ -337,19 +317,14 @@ class Scheduler:
         """Make room for one more token of ``seq`` (context shift per its overflow policy) or end it."""
         if len(slot.cached) < self.n_ctx_seq:
             return True
-        mem = llama_cpp.llama_get_memory(self.model._ctx)
-        keep = seq.keep
-        n_past = len(slot.cached)
-        n_discard = (n_past - keep) // 2
-        if (seq.req.overflow_policy == "stopAtLimit" or n_discard <= 0 or slot.shared > keep
-                or not llama_cpp.llama_memory_can_shift(mem)):
+        if seq.req.overflow_policy == "stopAtLimit" or not shift(self._mem(), slot, seq.keep):
             self._end(seq, "contextLengthReached")
             return False
-        llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, keep, keep + n_discard)
-        llama_cpp.llama_memory_seq_add(mem, slot.seq_id, keep + n_discard, n_past, -n_discard)
-        del slot.cached[keep:keep + n_discard]
         seq.stats.context_shifts += 1
         return True
+
+    def _mem(self) -> Any:
+        return llama_cpp.llama_get_memory(self.model._ctx)
 
     # -- admission and ends --------------------------------------------------------------------
 
@@ -369,7 +344,7 @@ class Scheduler:
             self.queue.popleft()
             changed = True
             slot = max(free, key=lambda s: _common_prefix(s.cached, seq.prompt))
-            reused = self._reuse(slot, seq.prompt)
+            reused = reuse_prefix(self._mem(), slot, self.slots, seq.prompt, self.unified)
             slot.seq, seq.slot = seq, slot
             self.running.append(seq)
             try:
@@ -379,33 +354,6 @@ class Scheduler:
         if changed:
             self._renumber()
 
-    def _reuse(self, slot: Slot, prompt: list[int]) -> int:
-        """Keep (or copy from another slot) the longest cached prefix of ``prompt``; return its length."""
-        mem = llama_cpp.llama_get_memory(self.model._ctx)
-        limit = len(prompt) - 1  # the last prompt token is decoded again for its logits
-        own = min(_common_prefix(slot.cached, prompt), limit)
-        source, shared = None, own
-        if self.unified:
-            for other in self.slots:
-                n = min(_common_prefix(other.cached, prompt), limit)
-                if other is not slot and n > shared:
-                    source, shared = other, n
-        if source is not None:
-            llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, 0, -1)
-            llama_cpp.llama_memory_seq_cp(mem, source.seq_id, slot.seq_id, 0, shared)
-            slot.cached[:] = source.cached[:shared]
-            slot.shared = shared
-            source.shared = max(source.shared, shared)
-            return shared
-        own = max(own, 0)
-        if own < len(slot.cached):
-            if not llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, own, -1):
-                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, 0, -1)
-                own = 0
-            del slot.cached[own:]
-        slot.shared = min(slot.shared, own)
-        return own
-
     def _end(self, seq: Sequence, reason: str | None = None, error: str | None = None) -> None:
         """``seq`` ends: its slot is free for the queue (its cells stay for prefix reuse)."""
         seq.finish(reason, error)
@@ -414,21 +362,12 @@ class Scheduler:
             slot.seq = None
             self.running.remove(seq)
             if seq.stats.context_shifts:  # shifted cells no longer match a fresh run of their tokens
-                self._forget(slot, seq.keep)
-
-    def _forget(self, slot: Slot, n: int) -> None:
-        if n < len(slot.cached):
-            mem = llama_cpp.llama_get_memory(self.model._ctx)
-            if not llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, n, -1):
-                llama_cpp.llama_memory_seq_rm(mem, slot.seq_id, 0, -1)
-                n = 0
-            del slot.cached[n:]
-        slot.shared = min(slot.shared, n)
+                forget(self._mem(), slot, seq.keep)
 
     def _failed(self, rc: int, runs: list[tuple[Sequence, list[int]]]) -> None:
         """A step's llama_decode failed: drop what it may have half-written, end whom it concerns."""
         for seq, _ in runs:
-            self._forget(seq.slot, len(seq.slot.cached))
+            forget(self._mem(), seq.slot, len(seq.slot.cached))
         if self.model.stop_requested.is_set() or rc == 2:
             return  # an unload or Stop: the next step ends every sequence
         if rc == 1:  # no room left in the (unified) KV cache: the longest sequence ends
@@ -466,4 +405,4 @@ def scheduler_for(model: EngineModel) -> Scheduler:
     return sched
 
 
-__all__ = ["MAX_UNREAD_EVENTS", "Scheduler", "Slot", "scheduler_for"]
+__all__ = ["MAX_UNREAD_EVENTS", "Scheduler", "scheduler_for"]
