@@ -453,3 +453,14 @@ def test_many_threads_submitting_and_cancelling_never_mix_or_hang(solo_model, pa
             assert r.content == solo[p] and r.stats.stop_reason == "maxPredictedTokensReached"
     assert sum(r.stats.stop_reason == "userStopped" for _, r in outcomes) >= 8
     assert par.prediction_status() == {"running": 0, "queued": 0, "slots": 4}
+
+
+def test_memory_estimate_counts_a_row_of_logits_per_sequence(client, stories_path, par, solo_model):
+    """The KV cache is contextLength cells whatever N; N sequences add N rows of logits (and of the output phase)."""
+    one, four = solo_model.estimate(), par.estimate()
+    assert one.kv_cache == four.kv_cache and one.weights == four.weights
+    v, e = solo_model.get_info().n_vocab, solo_model.get_info().n_embd
+    # 3 more rows of logits (the output phase grows too, but on stories260K the attention phase is the graph's largest)
+    assert four.compute - one.compute == 3 * 4 * (v + e)
+    summary = str(par.load_result)
+    assert "max_parallel_predictions" in summary and "use_unified_kv_cache" in summary
