@@ -257,7 +257,8 @@ class LLM:
                                     logprobs=logprobs if run.log_probs else None, prompt=run.prompt_text)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
-        return PredictionStream(fragments(), finish, run.cancel)
+        return PredictionStream(fragments(), finish, run.cancel,
+                                lambda: getattr(run, "queue_position", None))  # engines that queue say where
 
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "unloaded"

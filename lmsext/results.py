@@ -156,8 +156,9 @@ class PredictionStream:
     """
 
     def __init__(self, fragments: Iterator[PredictionFragment], finish: Callable[[], PredictionResult],
-                 cancel: Callable[[], None]) -> None:
+                 cancel: Callable[[], None], queue_position: Callable[[], int | None] | None = None) -> None:
         self._fragments = fragments
+        self._queue_position = queue_position
         self._finish = finish
         self._cancel = cancel
         self._result: PredictionResult | None = None
@@ -179,6 +180,12 @@ class PredictionStream:
     def cancel(self) -> None:
         """Ask the engine to stop; the result's stop reason becomes ``userStopped``."""
         self._cancel()
+
+    @property
+    def queue_position(self) -> int | None:
+        """1-based place in the model's queue while this prediction waits for a free slot of a parallel
+        instance (``maxParallelPredictions``); None while it runs, once done, or where the engine cannot tell."""
+        return self._queue_position() if self._queue_position is not None else None
 
     def close(self) -> None:
         """Stop and release the model now."""

@@ -275,6 +275,7 @@ def test_lm_ps_shows_running_and_queued_predictions(client, stories_path):
         deadline = time.monotonic() + 10
         while two.prediction_status()["queued"] != 1 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert streams[2].queue_position == 1 and streams[0].queue_position is None  # the public stream says it
         assert "2 running · 1 queued (parallel 2)" in loaded_models_bundle([two])["text/plain"]
         streams[0].close()
         waiter.join(10)
