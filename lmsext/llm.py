@@ -15,6 +15,7 @@ from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
 from .prompt_templates import engine_config, templated_prompt, with_template
 from .reasoning import PredictionPieces
+from .many import run_many
 from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
 from .tools import ActResult, act, parse_tool_calls, template_tool_list, tool_config
 
@@ -154,6 +155,12 @@ class LLM:
         """Unload this instance (stops a running prediction first)."""
         self._namespace.unload(self.identifier)
 
+    def prediction_status(self) -> dict[str, int] | None:
+        """``{"running": …, "queued": …, "slots": N}`` on this instance now (None where the engine cannot tell)."""
+        self._check_open()
+        status = getattr(self._backend, "prediction_status", None)
+        return status(self._loaded) if status is not None else None
+
     def stop(self) -> None:
         """Ask a running prediction on this instance to stop (from another thread or a widget)."""
         self._backend.stop(self._loaded)
@@ -176,6 +183,24 @@ class LLM:
         stream = self.complete_stream(prompt, config, on_prediction_fragment=on_prediction_fragment,
                                       on_first_token=on_first_token, show_special=show_special)
         return stream.result()
+
+    def respond_many(self, histories: Any, config: Any = None, *, progress: bool = True) -> Any:
+        """Reply to each chat (or user message) of ``histories``; :class:`~lmsext.many.ManyResults` in input
+        order with a progress bar and ``.summary`` (aggregate tok/s). Up to ``maxParallelPredictions`` run
+        at once, decoded together by the engine's scheduler."""
+        pconfig = PredictionConfig.parse(config)
+        return run_many(lambda h: self.respond_stream(h, pconfig), list(histories), parallel=self._parallel(),
+                        progress=progress, description=f"{self.identifier} respond")
+
+    def complete_many(self, prompts: Any, config: Any = None, *, progress: bool = True) -> Any:
+        """:meth:`complete` each prompt of ``prompts``, as :meth:`respond_many` does."""
+        pconfig = PredictionConfig.parse(config)
+        return run_many(lambda p: self.complete_stream(p, pconfig), list(prompts), parallel=self._parallel(),
+                        progress=progress, description=f"{self.identifier} complete")
+
+    def _parallel(self) -> int:
+        self._check_open()
+        return int(self._loaded.config.get("max_parallel_predictions") or 1)
 
     def respond_stream(self, history: Chat | str | list | dict, config: Any = None, *,
                        on_prediction_fragment: FragmentCallback | None = None,
@@ -279,7 +304,8 @@ class LLM:
                                     non_reasoning_content=answer)
 
         # cancelling stops this stream's own generation only: never one it found the model busy with
-        return PredictionStream(fragments(), finish, run.cancel)
+        return PredictionStream(fragments(), finish, run.cancel,
+                                lambda: getattr(run, "queue_position", None))  # engines that queue say where
 
     def __repr__(self) -> str:
         state = "loaded" if self.loaded else "unloaded"

@@ -44,6 +44,8 @@ class LoadResult:
         """Seed 002's JSON: ``model_instance_id``, ``config`` (its five keys first), ``load_time_seconds``."""
         config = {k: self.config.get(k) for k in REST_CONFIG_KEYS}  # a server may echo only what applied
         config.update({k: v for k, v in self.config.items() if k not in config})
+        if "max_parallel_predictions" in self.config:  # LM Studio's REST name of maxParallelPredictions
+            config["parallel"] = self.config["max_parallel_predictions"]
         return {"model_instance_id": self.model_instance_id, "config": config,
                 "load_time_seconds": round(self.load_time_seconds, 3)}
 
@@ -165,8 +167,9 @@ class PredictionStream:
     """
 
     def __init__(self, fragments: Iterator[PredictionFragment], finish: Callable[[], PredictionResult],
-                 cancel: Callable[[], None]) -> None:
+                 cancel: Callable[[], None], queue_position: Callable[[], int | None] | None = None) -> None:
         self._fragments = fragments
+        self._queue_position = queue_position
         self._finish = finish
         self._cancel = cancel
         self._result: PredictionResult | None = None
@@ -188,6 +191,12 @@ class PredictionStream:
     def cancel(self) -> None:
         """Ask the engine to stop; the result's stop reason becomes ``userStopped``."""
         self._cancel()
+
+    @property
+    def queue_position(self) -> int | None:
+        """1-based place in the model's queue while this prediction waits for a free slot of a parallel
+        instance (``maxParallelPredictions``); None while it runs, once done, or where the engine cannot tell."""
+        return self._queue_position() if self._queue_position is not None else None
 
     def close(self) -> None:
         """Stop and release the model now."""

@@ -368,6 +368,28 @@ try:
 except lmsext.ConfigError as exc:
     print("ConfigError:", exc)"""),
     md("""
+## Parallel predictions
+
+`maxParallelPredictions` (`%lm_load --parallel N`) lets N predictions run at once: one scheduler decodes one
+token of each in a single llama.cpp batch (continuous batching), more wait in a queue. `complete_many` /
+`respond_many` send a list through it with a progress bar and return the results in input order:
+"""),
+    code("""
+par, _ = load("stories260K", "parallel", contextLength=2048, maxParallelPredictions=4)
+names = ["Lily", "Tom", "Sam", "Mia", "Ben", "Anna", "Max", "Sue", "Tim", "Lucy",
+         "Jack", "Emma", "Leo", "Zoe", "Dan", "Kim", "Joe", "Amy", "Bob", "Eva"]
+prompts = [f"Once upon a time, {name}" for name in names]
+results = par.complete_many(prompts, config={"temperature": 0, "maxTokens": 48})
+print(results.summary)"""),
+    code("""
+solo, _ = load("stories260K", "solo", contextLength=2048)
+same = sum(r.content == solo.complete(p, config={"temperature": 0, "maxTokens": 48}).content
+           for p, r in zip(prompts, results))
+print(f"parallel {par.load_result.to_rest()['config']['parallel']}: {same} of {len(prompts)} replies equal the "
+      f"prompt run alone, in input order")
+print(repr(results[1].content[:60]))
+par.unload(); solo.unload()""", check=True),
+    md("""
 ## GPU offload
 
 `gpu.ratio` maps to `n_gpu_layers = round(ratio × (layers + 1))`. The summary reports how many layers

@@ -881,6 +881,18 @@ TABLE += [
           r"%lm_config: expected key=value, got 'predcit'; did you mean 'predict'\?"),
     magic("magic-config-key-typo", "%lm_config predict temprature=0.3",
           r"%lm_config: unknown prediction setting 'temprature' — did you mean 'temperature'\?"),
+# ---- parallel predictions (maxParallelPredictions / useUnifiedKvCache)
+TABLE += [
+    api("parallel-zero", 'config={"maxParallelPredictions": 0}',
+        lambda c: c.client.llm.load("stories260K", config={"maxParallelPredictions": 0}), ConfigError,
+        r"maxParallelPredictions=0: must be an integer from 1 to 256"),
+    api("parallel-beyond-llama-max-seq", 'config={"maxParallelPredictions": 257}  # llama.cpp LLAMA_MAX_SEQ 256',
+        lambda c: c.client.llm.load("stories260K", config={"maxParallelPredictions": 257}), ConfigError,
+        r"maxParallelPredictions=257: must be at most 256"),
+    api("unified-kv-cache-not-bool", 'config={"useUnifiedKvCache": "yes"}',
+        lambda c: c.client.llm.load("stories260K", config={"useUnifiedKvCache": "yes"}), ConfigError,
+        r"useUnifiedKvCache='yes': must be True or False"),
+    magic("magic-parallel-not-a-number", "%lm_load stories260K --parallel many", r"--parallel"),
 ]
 
 

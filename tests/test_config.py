@@ -39,6 +39,8 @@ LOAD_FIELDS = [
     ("num_experts", "numExperts", 4, 4),
     ("llama_k_cache_quantization_type", "llamaKCacheQuantizationType", "q8_0", "q8_0"),
     ("llama_v_cache_quantization_type", "llamaVCacheQuantizationType", "q4_0", "q4_0"),
+    ("max_parallel_predictions", "maxParallelPredictions", 4, 4),
+    ("use_unified_kv_cache", "useUnifiedKvCache", False, False),
 ]
 PREDICTION_FIELDS = [
     ("max_tokens", "maxTokens", 100, 100),

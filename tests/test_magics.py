@@ -30,7 +30,8 @@ LINE_MAGICS = ("lm_load", "lm_chat", "lm_unload", "lm_ps", "lm_ls", "lm_config",
 CELL_MAGICS = ("lm_respond", "lm_complete")
 LOAD_FLAGS = ("--identifier", "--new", "--context-length", "--gpu", "--eval-batch-size", "--flash-attention",
               "--no-flash-attention", "--num-experts", "--offload-kv-cache-to-gpu", "--no-offload-kv-cache-to-gpu",
-              "--seed", "--k-cache", "--v-cache", "--mmap", "--no-mmap", "--config")
+              "--seed", "--k-cache", "--v-cache", "--mmap", "--no-mmap", "--parallel", "--unified-kv-cache",
+              "--no-unified-kv-cache", "--config")
 
 
 @pytest.fixture(autouse=True)

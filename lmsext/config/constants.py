@@ -19,6 +19,9 @@ JSON_SCHEMA_TYPES: tuple[str, ...] = ("array", "boolean", "integer", "null", "nu
 MAX_SEED: int = 2**32 - 1
 """Largest accepted ``seed`` (llama.cpp seeds are unsigned 32-bit)."""
 
+MAX_PARALLEL_PREDICTIONS: int = 256
+"""Largest accepted ``maxParallelPredictions`` (llama.cpp's ``LLAMA_MAX_SEQ``: sequences of one context)."""
+
 MAX_LOG_PROBS: int = 20
 """Largest accepted ``logProbs`` (top alternatives reported per generated token)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
+from .constants import MAX_PARALLEL_PREDICTIONS
 
 #: llama.cpp's ``LLAMA_MAX_EXPERTS``: ``numExperts`` and a model's expert count stay below it.
 MAX_EXPERTS = 512
@@ -21,7 +22,8 @@ MAX_THREADS = 512
 _PREDICTION_LIMITS = (("max_tokens", "maxTokens", MAX_INT32), ("top_k_sampling", "topKSampling", MAX_INT32),
                       ("cpu_threads", "cpuThreads", MAX_THREADS))
 _LOAD_LIMITS = (("context_length", "contextLength", MAX_INT32), ("eval_batch_size", "evalBatchSize", MAX_INT32),
-                ("num_experts", "numExperts", MAX_EXPERTS), ("cpu_thread_pool_size", "cpuThreadPoolSize", MAX_THREADS))
+                ("num_experts", "numExperts", MAX_EXPERTS), ("cpu_thread_pool_size", "cpuThreadPoolSize", MAX_THREADS),
+                ("max_parallel_predictions", "maxParallelPredictions", MAX_PARALLEL_PREDICTIONS))
 
 
 def _check_limits(config: Any, limits: tuple[tuple[str, str, int], ...]) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, StrictBool
 
-from .constants import CACHE_QUANTIZATION_TYPES, MAX_SEED
+from .constants import CACHE_QUANTIZATION_TYPES, MAX_PARALLEL_PREDICTIONS, MAX_SEED
 from .gpu import GPU_ALLOWED, GpuSetting
 from .limits import check_load_limits
 from .settings_base import SettingsModel, setting
@@ -32,7 +32,8 @@ class LoadModelConfig(SettingsModel):
     are rejected rather than converted. Any problem raises :class:`~lmsext.errors.ConfigError`.
     """
 
-    model_config = ConfigDict(alias_generator=alias_generator({"gpu": ("gpuOffload", "gpu_offload")}))
+    model_config = ConfigDict(alias_generator=alias_generator({"gpu": ("gpuOffload", "gpu_offload"),
+                                                                "use_unified_kv_cache": ("useUnifiedKVCache",)}))
     setting_kind: ClassVar[str] = "load"
 
     def check_limits(self) -> None:
@@ -69,3 +70,8 @@ class LoadModelConfig(SettingsModel):
         _CACHE_ALLOWED, "Data type of the K cache.")
     llama_v_cache_quantization_type: _CACHE_TYPE | FalseOnly | None = setting(
         _CACHE_ALLOWED, "Data type of the V cache.")
+    max_parallel_predictions: PositiveInt | None = setting(
+        f"an integer from 1 to {MAX_PARALLEL_PREDICTIONS}",
+        "Predictions decoded together (continuous batching); more wait in a FIFO queue. 1 = one at a time.")
+    use_unified_kv_cache: StrictBool | None = setting(
+        _BOOL, "Parallel predictions share one KV cache of contextLength tokens (else contextLength/N each).")

@@ -20,9 +20,14 @@ STYLES: tuple[str, ...] = ("snake", "camel")
 CAMEL_ACRONYMS: dict[str, str] = {"kv": "KV"}
 """Words LM Studio writes all-capitals in camelCase keys (``offloadKVCacheToGpu``)."""
 
+CAMEL_NAMES: dict[str, str] = {"use_unified_kv_cache": "useUnifiedKvCache"}
+"""Keys LM Studio writes against the acronym rule (``useUnifiedKvCache``); the rule's spelling is accepted too."""
+
 
 def snake_to_camel(name: str, *, acronyms: bool = True) -> str:
     """Turn ``offload_kv_cache_to_gpu`` into ``offloadKVCacheToGpu`` (plain ``...Kv...`` if not ``acronyms``)."""
+    if acronyms and name in CAMEL_NAMES:
+        return CAMEL_NAMES[name]
     first, *rest = name.split("_")
     words = [(CAMEL_ACRONYMS.get(w) if acronyms else None) or w[:1].upper() + w[1:] for w in rest]
     return first + "".join(words)

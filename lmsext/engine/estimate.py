@@ -21,6 +21,9 @@
   ``T·K·H`` elements. This matches the "compute buffer size" llama.cpp logs within 10 % on the
   generated test models (tests/test_memory.py checks it), and the measured growth of the resident
   set within 20 %;
+  With ``maxParallelPredictions`` N the logits and the output phase hold N rows; the KV cache is
+  ``contextLength`` cells either way (unified: one pool every sequence draws from; not unified:
+  ``contextLength / N`` cells per sequence), so N costs memory only through those rows;
 * **overhead** — llama.cpp's per-model and per-context bookkeeping (tensor metadata, the vocabulary's
   maps, graph metadata, thread scratch): a few MB.
 
@@ -71,12 +74,14 @@ def compute_bytes(info: ModelInfo, plan: LoadPlan, n_ff: int, n_vocab: int = 0) 
     ffn = mask + 4 * T * (3 * n_ff * experts + 4 * E) + (4 * T * info.expert_count if info.is_moe else 0)
     # llama.cpp reserves room for T rows of logits, but lmsext asks for the last token's only
     # (llama_batch_get_one): those pages are never touched, so they do not count here
-    output = 4 * (V + E) + 4 * T * E
+    # continuous batching (maxParallelPredictions N): one row of logits per sequence in a step
+    n_seq = max(int(plan.context_params.get("n_seq_max") or 1), 1)
+    output = 4 * n_seq * (V + E) + 4 * T * E
     graph = max(attention, ffn, output)
     # the work buffer grows batch by batch as the context fills; the allocator keeps about half of
     # the outgrown buffers around (measured), hence 1.5×
     work = 0 if fa else int(1.5 * T * K * H * CACHE_TYPES[plan.effective["llama_v_cache_quantization_type"]][1])
-    logits = 4 * (V + E)
+    logits = 4 * n_seq * (V + E)  # llama.cpp's output buffer holds n_seq_max rows
     return graph + work + logits
 
 

@@ -26,6 +26,7 @@ from .model import EngineModel
 from .overflow import fit_chat
 from .params import LOAD_SETTINGS, plan_load
 from .resolve import list_model_files, resolve_model_and_key
+from .scheduler import scheduler_for
 from .sampling import SamplingSettings
 from .validate import check_gpu_indexes
 
@@ -41,14 +42,25 @@ class LocalPrediction:
         self._model = model
         self._request = request
         self._events: Iterator[TokenEvent] | None = None
+        self._sequence: Any = None
         self.prompt_text = prompt_text
         self.stats: GenerationStats = request.stats
         self.log_probs = request.log_probs
 
     def __iter__(self) -> Iterator[TokenEvent]:
         if self._events is None:
-            self._events = generate(self._model, self._request)
+            if self._model.plan.effective.get("max_parallel_predictions", 1) > 1:
+                scheduler = scheduler_for(self._model)  # continuous batching (engine/scheduler.py)
+                self._sequence = scheduler.open(self._request)
+                self._events = scheduler.stream(self._sequence)
+            else:
+                self._events = generate(self._model, self._request)
         return self._events
+
+    @property
+    def queue_position(self) -> int | None:
+        """1-based place in the model's FIFO queue while waiting for a free slot; None when running or done."""
+        return self._sequence.queue_position if self._sequence is not None else None
 
     def cancel(self) -> None:
         """Stop this generation only (never one it found the model busy with)."""
@@ -167,6 +179,15 @@ class LocalEngine:
             keep_head=keep_head, log_probs=config.log_probs or 0, n_threads=config.cpu_threads,
             pre_truncated=pre_truncated, end_tokens=_story_end(handle, config), show_special=show_special)
         return LocalPrediction(handle, request, prompt_text)
+
+    def prediction_status(self, model: LoadedModel) -> dict[str, int]:
+        """``{"running", "queued", "slots"}``: the predictions on ``model`` now (its scheduler's, when parallel)."""
+        handle: EngineModel = model.handle
+        scheduler = getattr(handle, "scheduler", None)
+        if scheduler is not None:
+            return scheduler.status()
+        return {"running": int(handle.lock.locked()), "queued": 0,
+                "slots": int(handle.plan.effective.get("max_parallel_predictions", 1))}
 
     def stop(self, model: LoadedModel) -> None:
         """Ask a running generation on ``model`` to stop."""

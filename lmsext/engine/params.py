@@ -275,6 +275,34 @@ def _apply_num_experts(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     plan.effective["num_experts"] = asked if asked is not None else info.expert_used_count
 
 
+#: ``maxParallelPredictions`` when unset: one prediction at a time (see docs/parallel.md for why, measured).
+DEFAULT_MAX_PARALLEL_PREDICTIONS = 1
+#: ``useUnifiedKvCache`` when unset: LM Studio's default, every sequence may use the whole context.
+DEFAULT_UNIFIED_KV_CACHE = True
+
+
+def _apply_parallel(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    """``maxParallelPredictions`` → ``n_seq_max`` (sequences the context holds at once); ``useUnifiedKvCache``
+    → ``kv_unified``: one pool of ``n_ctx`` cells for all, or ``n_ctx / N`` cells for each sequence."""
+    asked = _requested(cfg, "max_parallel_predictions")
+    n = DEFAULT_MAX_PARALLEL_PREDICTIONS if asked is None else int(asked)
+    unified_asked = _requested(cfg, "use_unified_kv_cache")
+    unified = DEFAULT_UNIFIED_KV_CACHE if unified_asked is None else bool(unified_asked)
+    plan.context_params["n_seq_max"] = n
+    plan.context_params["kv_unified"] = unified
+    plan.effective["max_parallel_predictions"] = n
+    plan.effective["use_unified_kv_cache"] = unified
+    if not unified and n > 1:
+        per_seq = plan.context_params["n_ctx"] // n
+        if per_seq < 1:
+            raise ConfigError(
+                f"maxParallelPredictions={n} with useUnifiedKvCache false: a context of "
+                f"{plan.context_params['n_ctx']} tokens cannot be split {n} ways; raise contextLength or use a "
+                "unified KV cache", key="max_parallel_predictions", value=n, allowed=f"at most {plan.context_params['n_ctx']}")
+        plan.notes.append(f"use_unified_kv_cache false: each of the {n} parallel predictions holds at most "
+                          f"{per_seq} tokens (context_length / {n})")
+
+
 #: Below this many parameters one decode thread is faster than several (thread sync dominates:
 #: stories260K decodes at ~3,500 tok/s on 1 thread vs ~2,100 on 2 here).
 SINGLE_THREAD_DECODE_BELOW = 20_000_000
@@ -324,6 +352,10 @@ LOAD_SETTINGS: tuple[Setting, ...] = (
             "cpuThreads per prediction fixes both)", _apply_threads),
     Setting("decode_threads", "n_threads per decode step (1 below 20 M parameters)", None,
             applied_with="cpu_thread_pool_size"),
+    Setting("max_parallel_predictions", "n_seq_max (sequences decoded together; 1 = one prediction at a time)",
+            _apply_parallel),
+    Setting("use_unified_kv_cache", "kv_unified (one KV pool of n_ctx cells, or n_ctx / n_seq_max per sequence)",
+            None, applied_with="max_parallel_predictions"),
 )
 
 

@@ -64,6 +64,12 @@ LOAD_SETTING_ARGUMENTS = [
     argument("--mmap", dest="try_mmap", action="store_const", const=True, default=None,
              help="memory-map the model file (tryMmap)"),
     argument("--no-mmap", dest="try_mmap", action="store_const", const=False, help="read the file instead of mapping it"),
+    argument("--parallel", dest="max_parallel_predictions", type=int, metavar="N",
+             help="predictions decoded together, more wait in a queue (maxParallelPredictions, as lms load --parallel)"),
+    argument("--unified-kv-cache", dest="use_unified_kv_cache", action="store_const", const=True, default=None,
+             help="parallel predictions share one KV cache (useUnifiedKvCache, the default)"),
+    argument("--no-unified-kv-cache", dest="use_unified_kv_cache", action="store_const", const=False,
+             help="each of N parallel predictions gets contextLength / N tokens"),
 ]
 
 

@@ -29,14 +29,25 @@ def _gpu(cfg: dict[str, Any]) -> str:
 
 
 def status(llm: "LLM") -> str:
-    """``generating`` while a prediction runs on the instance, ``ready`` otherwise (``unloaded`` once gone)."""
+    """``generating`` while a prediction runs on the instance, ``ready`` otherwise (``unloaded`` once gone); on an
+    instance with parallel predictions (or a queue) ``2 running · 1 queued (parallel 4)``."""
     if not llm.loaded:
         return "unloaded"
     try:
         handle = llm.engine
+        now = llm.prediction_status()
     except Exception:
         return "unloaded"
-    return "generating" if getattr(handle, "_prediction_thread", None) is not None else "ready"
+    if now and (now.get("slots", 1) > 1 or now.get("queued")):
+        return predictions_text(now)
+    busy = (now or {}).get("running") or getattr(handle, "_prediction_thread", None) is not None
+    return "generating" if busy else "ready"
+
+
+def predictions_text(now: dict[str, int]) -> str:
+    """``2 running · 1 queued (parallel 4)``: an instance's predictions now (``LLM.prediction_status()``)."""
+    text = f"{now['running']} running · {now['queued']} queued"
+    return text + (f" (parallel {now['slots']})" if now.get("slots", 1) > 1 else "")
 
 
 def card_facts(llm: "LLM", threads: str) -> list[str]:

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from .errors import ApiError
-from .state import ServerState
+from .state import ServerState, parallel_of
 
 QUEUE_EVENTS = 64
 """Fragments a job may have handed to the event loop that the response has not taken yet."""
@@ -167,7 +167,7 @@ async def start_job(state: ServerState, llm: Any, make_stream: Callable[[], Any]
     Errors before the first token (busy, bad grammar, engine failure) raise here, so they become
     proper HTTP status codes instead of a broken stream.
     """
-    await state.gates.acquire(llm.identifier, state.queue_timeout)
+    await state.gates.acquire(llm.identifier, state.queue_timeout, parallel_of(llm))
     try:
         job = PredictionJob(state, llm.identifier, make_stream)
     except BaseException:

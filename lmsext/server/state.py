@@ -25,39 +25,64 @@ STORED_RESPONSES = 256
 """How many ``/api/v1/chat`` exchanges are kept for ``previous_response_id``."""
 
 class InstanceGates:
-    """One FIFO asyncio lock per model instance id; lives on the server's event loop."""
+    """One FIFO gate per model instance id, with as many places as the instance's ``maxParallelPredictions``
+    (its scheduler decodes that many predictions together); lives on the server's event loop."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, int] = {}
+        self._held: dict[str, int] = {}
 
-    async def acquire(self, instance_id: str, timeout: float | None) -> None:
-        """Wait for ``instance_id`` (``timeout`` None = forever); 429 when it stays busy."""
-        lock = self._locks.setdefault(instance_id, asyncio.Lock())
+    def _gate(self, instance_id: str, slots: int) -> asyncio.Semaphore:
+        gate = self._locks.get(instance_id)
+        if gate is None or (self._slots[instance_id] != slots and not self._held[instance_id]):
+            gate = self._locks[instance_id] = asyncio.Semaphore(slots)  # a reload may change the count
+            self._slots[instance_id] = slots
+            self._held[instance_id] = 0
+        return gate
+
+    async def acquire(self, instance_id: str, timeout: float | None, slots: int = 1) -> None:
+        """Wait for a place on ``instance_id`` (``timeout`` None = forever); 429 when it stays busy."""
+        lock = self._gate(instance_id, max(int(slots), 1))
         if not lock.locked():
             await lock.acquire()  # free: returns without suspending
-            return
-        if timeout is not None and timeout <= 0:
+        elif timeout is not None and timeout <= 0:
             raise self._busy(instance_id, timeout)
-        try:
-            await asyncio.wait_for(lock.acquire(), timeout)
-        except asyncio.TimeoutError:
-            raise self._busy(instance_id, timeout) from None
+        else:
+            try:
+                await asyncio.wait_for(lock.acquire(), timeout)
+            except asyncio.TimeoutError:
+                raise self._busy(instance_id, timeout) from None
+        self._held[instance_id] += 1
 
     def release(self, instance_id: str) -> None:
-        """Release ``instance_id`` (called on the event loop)."""
+        """Give back a place on ``instance_id`` (called on the event loop)."""
         lock = self._locks.get(instance_id)
-        if lock is not None and lock.locked():
+        if lock is not None and self._held[instance_id] > 0:
+            self._held[instance_id] -= 1
             lock.release()
 
     def busy(self, instance_id: str) -> bool:
-        """True while a prediction holds ``instance_id``."""
+        """True while predictions hold every place of ``instance_id``."""
         lock = self._locks.get(instance_id)
         return bool(lock and lock.locked())
+
+    def in_use(self, instance_id: str) -> int:
+        """How many places of ``instance_id`` are held now."""
+        return self._held.get(instance_id, 0)
 
     @staticmethod
     def _busy(instance_id: str, timeout: float | None) -> ApiError:
         return ApiError(429, f"model instance '{instance_id}' stayed busy with other requests for {timeout:g} s; "
                         "retry later", type="model_busy", param="model", headers={"Retry-After": "1"})
+
+
+def parallel_of(llm: Any) -> int:
+    """The instance's ``maxParallelPredictions`` (1 for an engine that does not report it)."""
+    try:
+        return max(int(llm.get_load_config().get("max_parallel_predictions") or 1), 1)
+    except Exception:
+        return 1
 
 
 @dataclass
