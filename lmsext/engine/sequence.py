@@ -20,6 +20,7 @@ from ..backend import TokenEvent
 from .generate import GenerationRequest, _top_logprobs, fit_prompt
 from .model import EngineModel
 from .sampling import SamplerChain
+from .special_tokens import shown_piece
 from .textstream import StopStringMatcher, Utf8Assembler
 
 
@@ -75,7 +76,7 @@ class Sequence:
         if llama_cpp.llama_vocab_is_eog(model._vocab, token) or token in req.end_tokens:
             self.finish("eosFound")
             return False
-        text, found = self.matcher.feed(self.utf8.feed(model.piece_unchecked(token)))
+        text, found = self.matcher.feed(self.utf8.feed(shown_piece(model, model._vocab, token, req.show_special)))
         logprob = (_top_logprobs(model, req.log_probs, token, llama_cpp.llama_get_logits_ith(ctx, idx))
                    if req.log_probs else None)
         self.events.append(TokenEvent(text, token, logprob))
