@@ -881,6 +881,8 @@ TABLE += [
           r"%lm_config: expected key=value, got 'predcit'; did you mean 'predict'\?"),
     magic("magic-config-key-typo", "%lm_config predict temprature=0.3",
           r"%lm_config: unknown prediction setting 'temprature' — did you mean 'temperature'\?"),
+]
+
 # ---- parallel predictions (maxParallelPredictions / useUnifiedKvCache)
 TABLE += [
     api("parallel-zero", 'config={"maxParallelPredictions": 0}',
