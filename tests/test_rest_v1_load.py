@@ -122,3 +122,15 @@ def test_report_only_keys_are_only_dropped_beside_what_they_are_derived_from():
     assert cfg.explicit()["gpu"].explicit() == {"ratio": 0.0}
     with pytest.raises(lmsext.ConfigError, match="layers"):
         LoadModelConfig.parse({"gpu": {"layers": 3}})  # without the ratio it would be a setting: refused
+
+
+def test_lm_studio_parallel_in_a_request_sets_max_parallel_predictions(http, client):
+    """LM Studio 0.4 reports ``parallel`` in an instance's config: sent back as a request it loads that many slots."""
+    body = _load(http, "stories260K", {"context_length": 512, "parallel": 2})
+    try:
+        assert body["config"]["max_parallel_predictions"] == 2 and body["config"]["parallel"] == 2
+        again = _load(http, "stories260K", body["config"])
+        assert again["config"]["max_parallel_predictions"] == 2
+        http.post("/api/v1/models/unload", json={"instance_id": again["instance_id"]})
+    finally:
+        http.post("/api/v1/models/unload", json={"instance_id": body["instance_id"]})

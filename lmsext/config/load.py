@@ -43,10 +43,14 @@ class LoadModelConfig(SettingsModel):
 
     @classmethod
     def expand_shorthand(cls, data: Any) -> Any:
-        """A load response's ``config`` comes back as a request: its report-only keys are dropped."""
-        if isinstance(data, Mapping) and any(key in data for key in REPORT_ONLY_KEYS):
-            return {key: value for key, value in data.items() if key not in REPORT_ONLY_KEYS}
-        return data
+        """A load response's ``config`` comes back as a request: its report-only keys are dropped, and LM Studio
+        0.4's ``parallel`` is ``max_parallel_predictions`` (where that is not given as well)."""
+        if not isinstance(data, Mapping) or not any(key in data for key in (*REPORT_ONLY_KEYS, "parallel")):
+            return data
+        out = {key: value for key, value in data.items() if key not in REPORT_ONLY_KEYS and key != "parallel"}
+        if "parallel" in data and not {"max_parallel_predictions", "maxParallelPredictions"} & set(data):
+            out["max_parallel_predictions"] = data["parallel"]
+        return out
 
     gpu: GpuSetting | None = setting(GPU_ALLOWED, "GPU offload: ratio, main GPU, split strategy, disabled GPUs.")
     gpu_strict_vram_cap: StrictBool | None = setting(_BOOL, "Never spill model weights to shared GPU memory.")

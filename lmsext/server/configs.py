@@ -24,7 +24,7 @@ def load_config(raw: Any, param: str = "config", check: Callable[[LoadModelConfi
         return LoadModelConfig()
     if not isinstance(raw, dict):
         raise bad_request(f"{param} must be an object of load settings, not {type(raw).__name__}", param=param)
-    names = LoadModelConfig.field_names("snake") + REPORT_ONLY_KEYS  # a load response's config is a request
+    names = LoadModelConfig.field_names("snake") + REPORT_ONLY_KEYS + ("parallel",)  # a load response's config is a request
     for key, value in raw.items():
         if key not in names:
             canonical = LoadModelConfig.canonical_key(key)
