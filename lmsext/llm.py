@@ -11,7 +11,7 @@ from .chat import Chat, clean_text
 from .config import PredictionConfig
 from .config.output import parse_output
 from .errors import ConfigError, LmsextError, ModelNotLoadedError
-from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
+from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream, draft_stats
 
 if TYPE_CHECKING:
     from .client import LLMNamespace
@@ -204,7 +204,8 @@ class LLM:
                     if not parts and on_first is not None:
                         on_first()
                     parts.append(event.text)
-                    fragment = PredictionFragment(event.text, 1 if event.token >= 0 else 0, event.logprob)
+                    fragment = PredictionFragment(event.text, 1 if event.token >= 0 else 0, event.logprob,
+                                                  getattr(event, "drafted", False))
                     if on_fragment is not None:
                         on_fragment(fragment)
                     yield fragment
@@ -222,7 +223,7 @@ class LLM:
                 time_to_first_token_sec=st.time_to_first_token_sec, generation_time_sec=st.generation_time_sec,
                 cached_prompt_tokens_count=st.cached_prompt_tokens,
                 truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
-                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes))
+                seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes), **draft_stats(st))
             parsed, error = content, None
             if structured is not None and structured.type != "none":
                 parsed, error = parse_output(content, structured)

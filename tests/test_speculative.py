@@ -1,0 +1,222 @@
+"""Speculative decoding (lmsext/engine/speculative.py, lookup.py) and the pairs it is tested on (lmsext/synth/_pairs.py).
+
+The pairs: a target built from stories260K's weights plus identity blocks (stories260K is then a perfect
+draft) and one whose extra blocks are perturbed (a measured 60-80 % agreement). Greedy speculation must give
+the plain output token for token; sampled speculation the model's own distribution (chi-square against
+the next-token distribution, as tests/test_distribution.py does for the sampler chain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lmsext
+from lmsext import synth
+from lmsext.engine.distribution import chi_square, total_variation
+from lmsext.errors import ConfigError, ModelNotFoundError
+from lmsext.models import embedded_model_path
+
+pytestmark = pytest.mark.usefixtures("shared_models_only")
+
+PROMPTS = ["Once upon a time", "Lily and Tom went to the park", "One day, a bird"]
+GREEDY = {"temperature": 0, "maxTokens": 120, "logProbs": 1}
+
+
+@pytest.fixture(scope="module")
+def pair(module_client):
+    """(small identity target, small perturbed target, the draft) loaded in one client."""
+    c = module_client
+    draft = c.llm.load(str(embedded_model_path()), config={"contextLength": 512}, identifier="draft")
+    identity = c.llm.load(str(synth.identity_target(extra_layers=4, n_ff=0)), config={"contextLength": 512},
+                          identifier="identity")
+    perturbed = c.llm.load(str(synth.perturbed_target(extra_layers=4, n_ff=0)), config={"contextLength": 512},
+                           identifier="perturbed")
+    return identity, perturbed, draft
+
+
+def tokens(result) -> list[int]:
+    return [lp.token for lp in result.logprobs or []]
+
+
+# -- the pairs -----------------------------------------------------------------------------------------
+
+
+def test_identity_target_predicts_what_the_embedded_model_does(module_client):
+    """The default (wide, 12 identity blocks) target: greedy text and tokens equal stories260K's."""
+    target = module_client.llm.load(str(synth.identity_target()), config={"contextLength": 512})
+    stories = module_client.llm.load(str(embedded_model_path()), config={"contextLength": 512})
+    try:
+        for prompt in PROMPTS:
+            a, b = target.complete(prompt, GREEDY), stories.complete(prompt, GREEDY)
+            assert tokens(a) == tokens(b) and len(tokens(a)) == 120, prompt
+            assert a.content == b.content
+    finally:
+        target.unload()
+        stories.unload()
+
+
+def agreement(target, draft_key: str) -> float:
+    """Greedy agreement: the share of one-token drafts the target accepts on its own text."""
+    acc = rej = 0
+    for prompt in PROMPTS:
+        r = target.complete(prompt, {"temperature": 0, "maxTokens": 150, "draftModel": draft_key,
+                                     "speculativeDecodingNumDraftTokensExact": 1})
+        acc += r.stats.accepted_draft_tokens_count
+        rej += r.stats.rejected_draft_tokens_count
+    return acc / (acc + rej)
+
+
+def test_perturbed_pair_agreement(module_client):
+    """The default perturbed target agrees with stories260K on 60-80 % of tokens; the identity one on all."""
+    draft = module_client.llm.load(str(embedded_model_path()), config={"contextLength": 512}, identifier="pdraft")
+    perturbed = module_client.llm.load(str(synth.perturbed_target()), config={"contextLength": 512})
+    try:
+        rate = agreement(perturbed, "pdraft")
+        print(f"perturbed pair agreement {rate:.3f}")
+        assert 0.6 <= rate <= 0.8
+    finally:
+        perturbed.unload()
+        draft.unload()
+
+
+# -- greedy: token for token ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which,draft", [("identity", "draft"), ("perturbed", "draft"), ("perturbed", "lookup")])
+def test_greedy_speculation_is_the_plain_output_token_for_token(pair, which, draft):
+    target = pair[0] if which == "identity" else pair[1]
+    for prompt in PROMPTS + ["The dog ran. The dog ran. The dog ran. The dog"]:
+        plain = target.complete(prompt, GREEDY)
+        spec = target.complete(prompt, {**GREEDY, "draftModel": draft})
+        assert tokens(spec) == tokens(plain), prompt
+        assert spec.content == plain.content
+        assert [lp.logprob for lp in spec.logprobs] == pytest.approx([lp.logprob for lp in plain.logprobs], abs=0.01)  # batch vs single rounding
+        s = spec.stats
+        assert s.used_draft_model_key == draft
+        assert s.total_draft_tokens_count == (s.accepted_draft_tokens_count + s.rejected_draft_tokens_count
+                                              + s.ignored_draft_tokens_count)
+        assert plain.stats.used_draft_model_key is None and "used_draft_model_key" not in plain.stats.to_dict()
+    if which == "identity":
+        assert spec.stats.accepted_draft_tokens_count > 0 and spec.stats.rejected_draft_tokens_count == 0
+
+
+def test_identity_pair_accepts_every_draft(pair):
+    identity, _, _ = pair
+    r = identity.complete("Once upon a time", {"temperature": 0, "maxTokens": 100, "draftModel": "draft",
+                                               "speculativeDecodingMinContinueDraftingProbability": 0})
+    s = r.stats
+    assert s.rejected_draft_tokens_count == 0
+    assert s.accepted_draft_tokens_count >= 80  # every round drafts up to 8 and all are kept
+    assert sum(f.contains_drafted for f in identity.complete_stream(
+        "Once upon a time", {"temperature": 0, "maxTokens": 30, "draftModel": "draft"})) > 0
+
+
+def test_stop_strings_grammar_and_overflow_with_a_draft(pair):
+    _, target, _ = pair
+    cases = [
+        ("Once upon a time", {"stopStrings": ["park"], "maxTokens": 200}),
+        ("Once upon a time", {"structured": {"type": "json", "jsonSchema": {
+            "type": "object", "properties": {"name": {"type": "string", "maxLength": 12}}, "required": ["name"]}},
+            "maxTokens": 60}),
+        ("Once upon a time", {"contextOverflowPolicy": "rollingWindow", "maxTokens": 700}),
+        ("Once upon a time", {"contextOverflowPolicy": "stopAtLimit", "maxTokens": 700}),
+    ]
+    for prompt, extra in cases:
+        config = {"temperature": 0, "logProbs": 1, **extra}
+        plain = target.complete(prompt, config)
+        for draft in ("draft", "lookup"):
+            spec = target.complete(prompt, {**config, "draftModel": draft})
+            assert (spec.content, spec.stats.stop_reason) == (plain.content, plain.stats.stop_reason), (extra, draft)
+            assert tokens(spec) == tokens(plain)
+    assert plain.stats.stop_reason == "contextLengthReached"
+
+
+def test_stop_ends_a_speculative_stream(pair):
+    identity, _, _ = pair
+    stream = identity.complete_stream("Once upon a time", {"temperature": 0, "maxTokens": 400, "draftModel": "draft"})
+    for i, _ in enumerate(stream):
+        if i == 5:
+            stream.cancel()
+    result = stream.result()
+    assert result.stats.stop_reason == "userStopped"
+    assert result.stats.predicted_tokens_count < 400
+    again = identity.complete("Once upon a time", {"temperature": 0, "maxTokens": 20, "draftModel": "draft"})
+    assert again.stats.stop_reason == "maxPredictedTokensReached"
+
+
+# -- sampling: the model's distribution --------------------------------------------------------------
+
+SAMPLED = {"temperature": 1.0, "topKSampling": 0, "topPSampling": False, "minPSampling": False, "repeatPenalty": 1.3}
+N = 1200
+
+
+def second_tokens(model, prompt: str, config: dict) -> tuple[int, dict[int, int]]:
+    """The most common first token and the counts of the second token after it, over N seeds."""
+    firsts: dict[int, dict[int, int]] = {}
+    for seed in range(N):
+        r = model.complete(prompt, {**config, "seed": seed, "maxTokens": 2, "logProbs": 1})
+        got = tokens(r)
+        if len(got) == 2:
+            counts = firsts.setdefault(got[0], {})
+            counts[got[1]] = counts.get(got[1], 0) + 1
+    first = max(firsts, key=lambda t: sum(firsts[t].values()))
+    return first, firsts[first]
+
+
+@pytest.mark.parametrize("draft,prompt", [
+    ("draft", "Once upon a"),
+    ("lookup", "The big dog saw a cat. The big dog saw a cat. The big"),
+])
+def test_sampled_speculation_has_the_model_distribution(pair, draft, prompt):
+    _, target, stories = pair
+    first, counts = second_tokens(target, prompt, {**SAMPLED, "draftModel": draft})
+    n = sum(counts.values())
+    assert n > N // 3
+    history = target.tokenize(prompt) + [first]
+    p = target.next_token_distribution(history, SAMPLED).probs
+    stat, df, pvalue = chi_square(counts, p)
+    tv = total_variation(counts, p)
+    bound = 1.5 * float(np.sqrt(p * (1 - p) / n).sum()) + 0.005
+    print(f"{draft}: {n} second tokens, chi2 {stat:.1f} on {df} df, p={pvalue:.3f}, TV {tv:.4f} (< {bound:.4f})")
+    assert pvalue > 1e-3 and tv < bound
+    if draft == "draft":  # the test has power: the draft's own distribution is rejected
+        q = stories.next_token_distribution(history, SAMPLED).probs
+        assert chi_square(counts, q)[2] < 1e-6
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+
+def test_bad_drafts_are_one_line(pair, module_client):
+    _, target, _ = pair
+    other = module_client.llm.load(str(synth.random_model()), config={"contextLength": 256}, identifier="othervocab")
+    try:
+        with pytest.raises(ConfigError, match=r"draftModel 'othervocab': its vocabulary has \d+ tokens") as e:
+            target.complete("Once", {"draftModel": "othervocab", "maxTokens": 5})
+        assert "\n" not in str(e.value)
+    finally:
+        other.unload()
+    with pytest.raises(ModelNotFoundError, match="draftModel 'no-such-draft'"):
+        target.complete("Once", {"draftModel": "no-such-draft", "maxTokens": 5})
+    with pytest.raises(ConfigError, match="draft must be another model"):
+        target.complete("Once", {"draftModel": "perturbed", "maxTokens": 5})
+    with pytest.raises(ConfigError, match="speculative_decoding_num_draft_tokens_exact|NumDraftTokensExact"):
+        target.complete("Once", {"draftModel": "lookup", "speculativeDecodingNumDraftTokensExact": 0})
+    assert target.complete("Once", {"maxTokens": 3}).stats.predicted_tokens_count == 3  # the model survives
+
+
+def test_a_draft_loaded_just_in_time(pair, tmp_path, monkeypatch):
+    _, target, _ = pair
+    r = target.complete("Once upon a time", {"temperature": 0, "maxTokens": 30,
+                                             "draftModel": str(embedded_model_path())})
+    assert r.stats.used_draft_model_key == str(embedded_model_path())
+    assert r.stats.accepted_draft_tokens_count > 0
+
+
+def test_lookup_proposals():
+    from lmsext.engine.lookup import lookup_proposal
+    assert lookup_proposal([1, 2, 3, 4, 5, 1, 2, 3], 3) == [4, 5, 1]
+    assert lookup_proposal([1, 2, 3, 9, 2, 3], 2) == [9, 2]
+    assert lookup_proposal([1, 2, 3], 4) == []
+    assert lookup_proposal([7, 7], 4) == [7]
