@@ -52,6 +52,10 @@ PREDICTION_FIELDS = [
     ("xtc_threshold", "xtcThreshold", 0.1, 0.1),
     ("cpu_threads", "cpuThreads", 4, 4),
     ("draft_model", "draftModel", "qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct"),
+    ("speculative_decoding_num_draft_tokens_exact", "speculativeDecodingNumDraftTokensExact", 2, 2),
+    ("speculative_decoding_min_draft_length_to_consider", "speculativeDecodingMinDraftLengthToConsider", 1, 1),
+    ("speculative_decoding_min_continue_drafting_probability", "speculativeDecodingMinContinueDraftingProbability",
+     0.75, 0.75),
     ("seed", "seed", 7, 7),
     ("log_probs", "logProbs", 5, 5),
 ]

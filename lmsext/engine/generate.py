@@ -291,9 +291,8 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
         if reason:
             stats.stop_reason = reason
             return
-        if req.speculative is not None:
-            from .speculative import speculative_loop
-            yield from speculative_loop(model, req, stats, decoder, chain, matcher, utf8, guard, threads, keep)
+        if req.speculative is not None:  # speculative decoding (engine/speculative.py) runs the loop
+            yield from req.speculative.loop(model, req, stats, decoder, chain, matcher, utf8, guard, threads, keep)
         while req.speculative is None:
             # The SIGINT guard is held while we work, never across a yield: consumer code between
             # tokens gets ordinary Ctrl-C behaviour.

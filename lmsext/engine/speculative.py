@@ -30,6 +30,7 @@ import numpy as np
 from ..backend import GenerationStats, TokenEvent
 from ..errors import ConfigError
 from .distribution import _Branch, _samplers
+from .generate import Decoder, _advance, _sample, thread_plan, token_event
 from .lookup import LOOKUP_KEY, lookup_proposal
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
@@ -59,6 +60,10 @@ class SpeculativeConfig:
     def max_draft(self) -> int:
         """Most tokens a round proposes."""
         return self.exact or DEFAULT_MAX_DRAFT
+
+    def loop(self, *args: Any) -> Iterator[TokenEvent]:
+        """The token loop of a generation with this config (:func:`speculative_loop`)."""
+        return speculative_loop(*args)
 
 
 def check_vocabularies(target: EngineModel, draft: EngineModel, key: str) -> None:
@@ -114,7 +119,6 @@ class DraftProposer:
 
     def __init__(self, draft: EngineModel, settings: SamplingSettings, spec: SpeculativeConfig, stop: Any,
                  rng: np.random.Generator) -> None:
-        from .generate import Decoder
         self.model, self.settings, self.spec, self.rng = draft, settings, spec, rng
         self.decoder = Decoder(draft, stop)
         self.ctx = draft.ctx
@@ -265,7 +269,6 @@ class Plan:
 def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decoder: Any, chain: SamplerChain,
                      matcher: Any, utf8: Any, guard: Any, threads: Any, keep: int) -> Iterator[TokenEvent]:
     """The token loop of :func:`~.generate.generate` with speculation (``req.speculative``)."""
-    from .generate import _advance, _sample, token_event
     spec: SpeculativeConfig = req.speculative
     stats.draft_model_key = spec.key
     rng = np.random.default_rng(req.sampling.seed)
@@ -277,7 +280,6 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
     try:
         proposer = DraftProposer(draft, req.sampling, spec, model.stop_requested, rng) if draft is not None else None
         if draft is not None:
-            from .generate import thread_plan
             thread_plan(draft, req.n_threads, None, 0)
         chooser = Chooser(model, chain, req.sampling, rng)
         plan = Plan(spec)
@@ -311,7 +313,7 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
                 stats.error = None if stats.stop_reason == "userStopped" else f"llama_decode failed (code {rc})"
                 return
             events, token = _verify(model, vocab, req, stats, matcher, utf8, chooser, verifier, plan, proposal,
-                                    dists, n_past, guard, token_event)
+                                    dists, n_past, guard)
             yield from events[:-1]
             event = events[-1]
     finally:
@@ -340,7 +342,7 @@ def _propose(proposer: DraftProposer | None, history: list[int], k: int
 
 
 def _verify(model, vocab, req, stats, matcher, utf8, chooser: Chooser, verifier: Verifier, plan: Plan,
-            proposal: list[int], dists: list, n_past: int, guard: Any, token_event: Any
+            proposal: list[int], dists: list, n_past: int, guard: Any
             ) -> tuple[list[TokenEvent | None], int]:
     """Choose the tokens of one verified round: their events and the round's last token (the next "last":
     a correction, the bonus token after a fully accepted draft, or the token that ended the run)."""
