@@ -220,3 +220,34 @@ def test_lookup_proposals():
     assert lookup_proposal([1, 2, 3, 9, 2, 3], 2) == [9, 2]
     assert lookup_proposal([1, 2, 3], 4) == []
     assert lookup_proposal([7, 7], 4) == [7]
+
+
+# -- front ends ---------------------------------------------------------------------------------------
+
+
+def test_lm_respond_draft_flag_stats_line_and_coloured_view(ip, unload_all, monkeypatch):
+    """``%%lm_complete --draft lookup``: the stats line counts the draft tokens and the final view colours
+    the accepted ones (rich mode); ``--draft`` with an unknown model is one red line."""
+    from magic_runner import run
+    from lmsext import magics as magics_module
+    from lmsext import session as session_module
+    monkeypatch.setattr(session_module, "_session", None)
+    lm = magics_module.get_magics(ip)
+    lm.display_mode = "rich"
+    lm.stream_update_interval = 0.0
+    try:
+        run(ip, "%lm_load stories260K --context-length 512")
+        _, cap = run(ip, "%%lm_complete --max-tokens 60 --temperature 0 --draft lookup",
+                     "The dog ran. The dog ran. The dog ran. The dog ran. The dog")
+        result = ip.user_ns["_lm"]
+        s = result.stats
+        assert s.used_draft_model_key == "lookup" and s.accepted_draft_tokens_count > 0
+        html = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data][-1]
+        assert "lmsext-drafted" in html and "background:#c8f0c8" in html
+        assert f"accepted {s.accepted_draft_tokens_count}/{s.total_draft_tokens_count} draft tokens (lookup)" in html
+        _, cap = run(ip, "%%lm_complete --max-tokens 5 --draft no-such-draft", "Hi")
+        reds = [o.data["text/html"] for o in cap.outputs if "text/html" in o.data]
+        assert any("draftModel &#x27;no-such-draft&#x27;" in h for h in reds), (cap.stdout, cap.stderr, reds)
+    finally:
+        lm.display_mode = lm.traits()["display_mode"].default()
+        lm.stream_update_interval = lm.traits()["stream_update_interval"].default()

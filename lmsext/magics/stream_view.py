@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.display import clear_output, display
 
-from ..render import DIM, RESET, live_stats_bundle, stats_bundle, stats_line, stream_bundle
+from ..render import DIM, RESET, drafted_bundle, live_stats_bundle, stats_bundle, stats_line, stream_bundle
 
 if TYPE_CHECKING:
     from ..results import PredictionResult, PredictionStream
@@ -63,6 +63,8 @@ class StreamView:
         self._handle: Any = None
         self._live = False
         self._finished = False
+        #: indexes in :attr:`parts` of the fragments a draft proposed and the model accepted
+        self.drafted: set[int] = set()
 
     def start(self) -> None:
         """Open the output (rich mode: the live stats line)."""
@@ -72,10 +74,13 @@ class StreamView:
             self._live = self._handle is not None
             self.messages += 1
 
-    def feed(self, text: str) -> None:
-        """One fragment of text: an append; a message when ``interval`` has passed since the last one."""
+    def feed(self, text: str, drafted: bool = False) -> None:
+        """One fragment of text: an append; a message when ``interval`` has passed since the last one.
+        ``drafted``: a draft proposed it (speculative decoding; the final view colours those)."""
         if not text:
             return
+        if drafted:
+            self.drafted.add(len(self.parts))
         if self.mode == "text":
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -155,7 +160,14 @@ class StreamView:
             return
         content = result.content
         self._pending = []
-        if self.markdown or not content.startswith(self.text[:self._written]):
+        if self.drafted and content == self.text and getattr(result.stats, "used_draft_model_key", None):
+            # the teaching view: the reply again as one message, the accepted draft tokens coloured
+            clear_output(wait=True)
+            self._live = False
+            spans = [(part, i in self.drafted) for i, part in enumerate(self.parts)]
+            display(drafted_bundle(spans, result.stats), raw=True)
+            self.messages += 2
+        elif self.markdown or not content.startswith(self.text[:self._written]):
             # one final message with the whole text: rendered as Markdown, or (never expected) a result
             # whose text does not continue what was streamed
             clear_output(wait=True)
@@ -181,7 +193,7 @@ def run_stream(stream: "PredictionStream", view: StreamView) -> "PredictionResul
     try:
         try:
             for fragment in stream:
-                view.feed(fragment.content)
+                view.feed(fragment.content, getattr(fragment, "contains_drafted", False))
         except KeyboardInterrupt:
             stream.close()
         result = stream.result()
