@@ -193,7 +193,10 @@ def run_stream(stream: "PredictionStream", view: StreamView) -> "PredictionResul
     try:
         try:
             for fragment in stream:
-                view.feed(fragment.content, getattr(fragment, "contains_drafted", False))
+                if getattr(fragment, "contains_drafted", False):
+                    view.feed(fragment.content, True)
+                else:
+                    view.feed(fragment.content)
         except KeyboardInterrupt:
             stream.close()
         result = stream.result()
