@@ -126,6 +126,12 @@ class PredictionStats:
         return (self.accepted_draft_tokens_count or 0) + (self.rejected_draft_tokens_count or 0) + (
             self.ignored_draft_tokens_count or 0)
 
+    def draft_dict(self) -> dict[str, Any]:
+        """The speculative-decoding stats (snake_case), ``{}`` when no draft was used."""
+        if self.used_draft_model_key is None:
+            return {}
+        return {key: getattr(self, key) for key in DRAFT_STATS}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict, totals included (the draft counts only when a draft was used)."""
         out = dataclasses.asdict(self)

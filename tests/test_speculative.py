@@ -251,3 +251,34 @@ def test_lm_respond_draft_flag_stats_line_and_coloured_view(ip, unload_all, monk
     finally:
         lm.display_mode = lm.traits()["display_mode"].default()
         lm.stream_update_interval = lm.traits()["stream_update_interval"].default()
+
+
+def test_rest_and_openai_endpoints_take_draft_model(pair, module_client):
+    """``draft_model`` on /v1/completions, /v1/chat/completions and /api/v1/chat; the draft stats come back."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from lmsext import server as rest
+    handle = rest.serve(port=0, client=module_client)
+    try:
+        with httpx.Client(base_url=handle.url, timeout=60) as http:
+            prompt = "The dog ran. The dog ran. The dog ran. The dog"
+            body = {"model": "perturbed", "prompt": prompt, "max_tokens": 30, "temperature": 0}
+            plain = http.post("/v1/completions", json=body).json()
+            spec = http.post("/v1/completions", json={**body, "draft_model": "lookup"}).json()
+            assert spec["choices"][0]["text"] == plain["choices"][0]["text"]
+            stats = spec["stats"]
+            assert stats["used_draft_model_key"] == "lookup" and stats["accepted_draft_tokens_count"] > 0
+            assert stats["total_draft_tokens_count"] == sum(stats[f"{k}_draft_tokens_count"]
+                                                            for k in ("accepted", "rejected", "ignored"))
+            assert "used_draft_model_key" not in plain["stats"]
+            chat = http.post("/v1/chat/completions", json={
+                "model": "perturbed", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10,
+                "temperature": 0, "draft_model": "draft"}).json()
+            assert chat["stats"]["used_draft_model_key"] == "draft"
+            native = http.post("/api/v1/chat", json={"model": "perturbed", "input": "Hi", "max_output_tokens": 10,
+                                                     "temperature": 0, "draft_model": "draft"}).json()
+            assert native["stats"]["used_draft_model_key"] == "draft"
+            bad = http.post("/v1/completions", json={**body, "draft_model": "no-such-draft"})
+            assert bad.status_code in (400, 404) and "draftModel 'no-such-draft'" in bad.json()["error"]["message"]
+    finally:
+        handle.stop()

@@ -91,6 +91,8 @@ def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | Non
              "reasoning_output_tokens": 0, "tokens_per_second": st.tokens_per_second,
              "time_to_first_token_seconds": st.time_to_first_token_sec,
              "generation_time_seconds": st.generation_time_sec, "stop_reason": st.stop_reason}
+    if getattr(st, "draft_dict", None) is not None:
+        stats.update(st.draft_dict())
     if loaded_now:
         stats["model_load_time_seconds"] = round(llm.load_result.load_time_seconds, 3)
     body: dict[str, Any] = {"model_instance_id": llm.identifier,
