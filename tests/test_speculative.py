@@ -282,3 +282,22 @@ def test_rest_and_openai_endpoints_take_draft_model(pair, module_client):
             assert bad.status_code in (400, 404) and "draftModel 'no-such-draft'" in bad.json()["error"]["message"]
     finally:
         handle.stop()
+
+
+def test_prediction_panel_has_a_draft_model_field(ip, monkeypatch):
+    """The prediction panel's draft-model box is the session's ``draftModel`` (both ways)."""
+    from magic_runner import run
+    from lmsext import session as session_module
+    from lmsext.widgets import PredictionPanel
+    monkeypatch.setattr(session_module, "_session", None)
+    panel = PredictionPanel()
+    try:
+        assert panel.draft_model.value == ""
+        panel.draft_model.value = "lookup"
+        assert session_module.get_session().prediction_config.draft_model == "lookup"
+        run(ip, "%lm_config predict draftModel='draft'")
+        assert panel.draft_model.value == "draft"
+        panel.draft_model.value = " "
+        assert session_module.get_session().prediction_config.draft_model is None
+    finally:
+        panel.close()

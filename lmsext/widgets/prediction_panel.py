@@ -90,7 +90,7 @@ class PredictionPanel(w.VBox):
             w.HTML("<b>Prediction settings</b> <span style='color:#888'>(session defaults: %%lm_respond uses "
                    "them too)</span>"),
             self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
-            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings,
+            self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings, self.draft_model,
             w.HBox([self.mode, self.model_label]),
             w.HBox([self.chat_label, self.new_chat_button]),
             self.prompt,
@@ -129,6 +129,10 @@ class PredictionPanel(w.VBox):
                         "seed", parse_seed)
         self.stop_strings = add(w.TagsInput(allow_duplicates=False, placeholder="stop strings (\\n = newline)"),
                                 "stop_strings", lambda tags: [unescape(s) for s in tags] or None)
+        self.draft_model = add(w.Text(description="draft model", placeholder="none (key, identifier or 'lookup')",
+                                      continuous_update=False, style=_STYLE,
+                                      tooltip="speculative decoding: a draft model, or 'lookup' (prompt lookup)"),
+                               "draft_model", lambda text: text.strip() or None)
         return max_tokens_row
 
     def _make_action_controls(self, chat: str) -> None:
@@ -166,7 +170,7 @@ class PredictionPanel(w.VBox):
             if key == "max_tokens":
                 if limited:
                     values[key] = value  # else the box keeps the last limit, for when "no limit" goes off
-            elif key == "seed":
+            elif key in ("seed", "draft_model"):
                 values[key] = "" if value is None else str(value)
             elif key == "stop_strings":
                 values[key] = [escape_stop(s) for s in value or []]
