@@ -39,8 +39,10 @@ from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 DEFAULT_MAX_DRAFT = 8
 #: LM Studio's default ``speculativeDecodingMinContinueDraftingProbability``.
 DEFAULT_MIN_CONTINUE = 0.75
-#: Longest back-off (plain decode steps) after drafts that were all rejected.
+#: Longest back-off (plain decode steps) after drafts that paid too little.
 MAX_BACKOFF = 16
+#: Below this share of accepted draft tokens (moving average) the loop backs off to plain steps.
+MIN_RATE = 0.5
 
 
 @dataclass
@@ -237,11 +239,18 @@ class Chooser:
 
 
 class Plan:
-    """How many tokens the next round drafts: adapts to acceptance and backs off after failed drafts."""
+    """How many tokens the next round drafts: adapts to acceptance and backs off when drafts pay too little.
+
+    ``rate`` is a moving average of the share of drafted tokens accepted. Below :data:`MIN_RATE` a round
+    yields fewer tokens than its verification batch and the draft cost (measured on the test pairs:
+    ~0.9× at 35 % without this rule), so the loop takes plain steps for a while — 1, 2, 4 … up to
+    :data:`MAX_BACKOFF` — then drafts again to probe; a round at a good rate ends the back-off.
+    """
 
     def __init__(self, spec: SpeculativeConfig) -> None:
         self.spec = spec
         self.k = spec.max_draft
+        self.rate = 0.7
         self.backoff = 0  # plain steps still to take
         self.next_backoff = 1
 
@@ -254,9 +263,10 @@ class Plan:
 
     def record(self, proposed: int, accepted: int) -> None:
         """Learn from a verified round."""
-        if self.spec.exact:
+        if self.spec.exact or proposed == 0:
             return
-        if accepted == 0:
+        self.rate = 0.7 * self.rate + 0.3 * accepted / proposed
+        if accepted == 0 or self.rate < MIN_RATE:
             self.backoff, self.next_backoff = self.next_backoff, min(2 * self.next_backoff, MAX_BACKOFF)
         else:
             self.next_backoff = 1
