@@ -206,20 +206,33 @@ def test_bad_drafts_are_one_line(pair, module_client):
     assert target.complete("Once", {"maxTokens": 3}).stats.predicted_tokens_count == 3  # the model survives
 
 
-def test_a_draft_loaded_just_in_time(pair, tmp_path, monkeypatch):
+def test_a_draft_loaded_just_in_time(pair, tmp_path, module_client):
+    """A draft file no instance holds is loaded by the engine on first use, kept for the next prediction, and
+    freed with the engine."""
+    import shutil
     _, target, _ = pair
-    r = target.complete("Once upon a time", {"temperature": 0, "maxTokens": 30,
-                                             "draftModel": str(embedded_model_path())})
-    assert r.stats.used_draft_model_key == str(embedded_model_path())
-    assert r.stats.accepted_draft_tokens_count > 0
+    path = tmp_path / "jit-draft.gguf"
+    shutil.copy(embedded_model_path(), path)
+    drafts = module_client.engine._drafts
+    config = {"temperature": 0, "maxTokens": 30, "draftModel": str(path)}
+    r = target.complete("Once upon a time", config)
+    assert r.stats.used_draft_model_key == str(path) and r.stats.accepted_draft_tokens_count > 0
+    (jit,) = [d for p, d in drafts._jit.items() if p.name == "jit-draft.gguf"]
+    target.complete("Once upon a time", config)
+    assert [d for p, d in drafts._jit.items() if p.name == "jit-draft.gguf"] == [jit]
+    assert all(m.identifier != "jit-draft" for m in module_client.llm.list_loaded())  # not a user instance
+    drafts.close()
+    assert jit.closed
 
 
 def test_lookup_proposals():
     from lmsext.engine.lookup import lookup_proposal
-    assert lookup_proposal([1, 2, 3, 4, 5, 1, 2, 3], 3) == [4, 5, 1]
-    assert lookup_proposal([1, 2, 3, 9, 2, 3], 2) == [9, 2]
+    assert lookup_proposal([1, 2, 3, 4, 5, 1, 2, 3], 3) == [4, 5, 1]  # the longest n-gram (3) first
+    assert lookup_proposal([1, 2, 3, 9, 2, 3], 2) == [9, 2]  # then shorter ones
+    assert lookup_proposal([1, 2, 3, 1, 5, 6, 2, 3], 2) == [1, 5]  # the most recent occurrence
     assert lookup_proposal([1, 2, 3], 4) == []
-    assert lookup_proposal([7, 7], 4) == [7]
+    assert lookup_proposal([7, 8, 9, 7], 4) == []  # a single repeated token is not enough
+    assert lookup_proposal([7, 7, 7], 4) == [7]
 
 
 # -- front ends ---------------------------------------------------------------------------------------

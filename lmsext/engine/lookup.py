@@ -15,18 +15,22 @@ from typing import Sequence
 LOOKUP_KEY = "lookup"
 #: Longest n-gram matched (longer matches are tried first: they predict better).
 MAX_NGRAM = 3
+#: Shortest n-gram matched: a single repeated token predicts too little (measured on stories: most
+#: 1-token matches were rejected, and each rejected draft costs a verification batch).
+MIN_NGRAM = 2
 #: Only the most recent tokens are searched (bounded cost per step on long contexts).
 WINDOW = 4096
 
 
-def lookup_proposal(history: Sequence[int], k: int, max_ngram: int = MAX_NGRAM) -> list[int]:
+def lookup_proposal(history: Sequence[int], k: int, max_ngram: int = MAX_NGRAM, min_ngram: int = MIN_NGRAM
+                    ) -> list[int]:
     """Up to ``k`` tokens that followed the latest earlier occurrence of ``history``'s last n-gram."""
     if k <= 0 or len(history) < 2:
         return []
     start = max(0, len(history) - WINDOW)
     window = list(history[start:])
     n_hist = len(window)
-    for n in range(min(max_ngram, n_hist - 1), 0, -1):
+    for n in range(min(max_ngram, n_hist - 1), min_ngram - 1, -1):
         tail = window[n_hist - n:]
         # search backwards for the most recent earlier occurrence with at least one token after it
         for i in range(n_hist - n - 1, -1, -1):

@@ -39,6 +39,8 @@ from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 DEFAULT_MAX_DRAFT = 8
 #: LM Studio's default ``speculativeDecodingMinContinueDraftingProbability``.
 DEFAULT_MIN_CONTINUE = 0.75
+#: The first draft length of prompt lookup (it grows by 2 after each fully accepted draft).
+LOOKUP_FIRST_DRAFT = 3
 #: Longest back-off (plain decode steps) after drafts that paid too little.
 MAX_BACKOFF = 16
 #: Below this share of accepted draft tokens (moving average) the loop backs off to plain steps.
@@ -249,7 +251,8 @@ class Plan:
 
     def __init__(self, spec: SpeculativeConfig) -> None:
         self.spec = spec
-        self.k = spec.max_draft
+        # a draft model starts at its most; prompt lookup, whose drafts are often wrong, starts small and grows
+        self.k = spec.max_draft if spec.draft is not None or spec.exact else min(LOOKUP_FIRST_DRAFT, spec.max_draft)
         self.rate = 0.7
         self.backoff = 0  # plain steps still to take
         self.next_backoff = 1
