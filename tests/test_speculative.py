@@ -104,10 +104,10 @@ def test_greedy_speculation_is_the_plain_output_token_for_token(pair, which, dra
 def test_identity_pair_accepts_every_draft(pair):
     identity, _, _ = pair
     r = identity.complete("Once upon a time", {"temperature": 0, "maxTokens": 100, "draftModel": "draft",
-                                               "speculativeDecodingMinContinueDraftingProbability": 0})
+                                               "speculativeDecodingNumDraftTokensExact": 8})
     s = r.stats
     assert s.rejected_draft_tokens_count == 0
-    assert s.accepted_draft_tokens_count >= 80  # every round drafts up to 8 and all are kept
+    assert s.accepted_draft_tokens_count >= 80  # every round drafts 8 (exact: no adapting) and all are kept
     assert sum(f.contains_drafted for f in identity.complete_stream(
         "Once upon a time", {"temperature": 0, "maxTokens": 30, "draftModel": "draft"})) > 0
 

@@ -21,6 +21,7 @@ off to plain decoding for a growing number of steps, so poor acceptance costs li
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -31,7 +32,7 @@ from ..backend import GenerationStats, TokenEvent
 from ..errors import ConfigError
 from .distribution import _Branch, _samplers
 from .generate import Decoder, _advance, _sample, thread_plan, token_event
-from .lookup import LOOKUP_KEY, lookup_proposal
+from .lookup import lookup_proposal
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 
@@ -41,9 +42,11 @@ DEFAULT_MAX_DRAFT = 8
 DEFAULT_MIN_CONTINUE = 0.75
 #: The first draft length of prompt lookup (it grows by 2 after each fully accepted draft).
 LOOKUP_FIRST_DRAFT = 3
+#: Rounds between two plain steps timed for comparison (the machine's speed drifts).
+PLAIN_PROBE_ROUNDS = 16
 #: Longest back-off (plain decode steps) after drafts that paid too little.
 MAX_BACKOFF = 16
-#: Below this share of accepted draft tokens (moving average) the loop backs off to plain steps.
+#: Before a plain step was timed: below this share of accepted draft tokens (moving average) the loop backs off.
 MIN_RATE = 0.5
 
 
@@ -241,12 +244,14 @@ class Chooser:
 
 
 class Plan:
-    """How many tokens the next round drafts: adapts to acceptance and backs off when drafts pay too little.
+    """How many tokens the next round drafts: adapts to acceptance, and backs off when drafting does not pay.
 
-    ``rate`` is a moving average of the share of drafted tokens accepted. Below :data:`MIN_RATE` a round
-    yields fewer tokens than its verification batch and the draft cost (measured on the test pairs:
-    ~0.9× at 35 % without this rule), so the loop takes plain steps for a while — 1, 2, 4 … up to
-    :data:`MAX_BACKOFF` — then drafts again to probe; a round at a good rate ends the back-off.
+    It measures both ways of making tokens as the run goes: the seconds per token of speculative rounds
+    (drafting and verifying) and of plain steps (moving averages). Where rounds cost more per token than
+    plain steps (poor acceptance, or a draft too slow for its target), or a draft was entirely rejected,
+    or — before any plain step was timed — fewer than :data:`MIN_RATE` of the drafted tokens were
+    accepted, the loop takes plain steps for a while (1, 2, 4 … up to :data:`MAX_BACKOFF`) and then
+    drafts again to probe; a round that pays ends the back-off.
     """
 
     def __init__(self, spec: SpeculativeConfig) -> None:
@@ -256,6 +261,10 @@ class Plan:
         self.rate = 0.7
         self.backoff = 0  # plain steps still to take
         self.next_backoff = 1
+        self.plain_s: float | None = None  # seconds per token of a plain step (moving average)
+        self.round_s: float | None = None  # seconds per token of a speculative round (moving average)
+        self._all_rejected = False
+        self._rounds_since_plain = 0
 
     def size(self) -> int:
         """Tokens to draft now (0: take a plain step)."""
@@ -265,18 +274,37 @@ class Plan:
         return self.k
 
     def record(self, proposed: int, accepted: int) -> None:
-        """Learn from a verified round."""
-        if self.spec.exact or proposed == 0:
+        """Learn the acceptance of a verified round (its time comes with :meth:`timed_round`)."""
+        if proposed == 0:
             return
         self.rate = 0.7 * self.rate + 0.3 * accepted / proposed
-        if accepted == 0 or self.rate < MIN_RATE:
-            self.backoff, self.next_backoff = self.next_backoff, min(2 * self.next_backoff, MAX_BACKOFF)
-        else:
-            self.next_backoff = 1
+        self._all_rejected = accepted == 0
+        if self.spec.exact:
+            return
         if accepted == proposed:
             self.k = min(self.spec.max_draft, self.k + 2)
         else:
             self.k = max(1, accepted + 1)
+
+    def timed_plain(self, seconds: float) -> None:
+        """A plain step took ``seconds``."""
+        self.plain_s = seconds if self.plain_s is None else 0.8 * self.plain_s + 0.2 * seconds
+        self._rounds_since_plain = 0
+
+    def timed_round(self, seconds: float, tokens: int) -> None:
+        """A speculative round made ``tokens`` tokens in ``seconds``: back off if drafting does not pay."""
+        per_token = seconds / max(tokens, 1)
+        self.round_s = per_token if self.round_s is None else 0.7 * self.round_s + 0.3 * per_token
+        if self.spec.exact:
+            return
+        slow = self.round_s > self.plain_s if self.plain_s is not None else self.rate < MIN_RATE
+        if self._all_rejected or slow:
+            self.backoff, self.next_backoff = self.next_backoff, min(2 * self.next_backoff, MAX_BACKOFF)
+        else:
+            self.next_backoff = 1
+            self._rounds_since_plain += 1
+            if self.plain_s is None or self._rounds_since_plain >= PLAIN_PROBE_ROUNDS:
+                self.backoff = 1  # one plain step, to know (again) what drafting must beat
 
 
 def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decoder: Any, chain: SamplerChain,
@@ -305,6 +333,7 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
             if stats.stop_reason is not None:
                 return
             history = list(model.cached_tokens) + [token]
+            t0 = time.perf_counter()
             k = _draft_size(model, req, stats, plan)
             with guard:
                 proposal, dists = _propose(proposer, history, k)
@@ -316,6 +345,7 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
                         token, event = _sample(model, ctx, vocab, req, stats, chain, matcher, utf8)
                     else:
                         event = None
+                plan.timed_plain(time.perf_counter() - t0)
                 continue
             n_past = len(model.cached_tokens)
             with guard:
@@ -327,6 +357,7 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
                 return
             events, token = _verify(model, vocab, req, stats, matcher, utf8, chooser, verifier, plan, proposal,
                                     dists, n_past, guard)
+            plan.timed_round(time.perf_counter() - t0, len(events))
             yield from events[:-1]
             event = events[-1]
     finally:
