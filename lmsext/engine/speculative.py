@@ -32,6 +32,7 @@ from ..backend import GenerationStats, TokenEvent
 from ..errors import ConfigError
 from .distribution import _Branch, _samplers
 from .generate import Decoder, _advance, _sample, thread_plan, token_event
+from .draft_plan import Plan
 from .lookup import lookup_proposal
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
@@ -40,14 +41,6 @@ from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
 DEFAULT_MAX_DRAFT = 8
 #: LM Studio's default ``speculativeDecodingMinContinueDraftingProbability``.
 DEFAULT_MIN_CONTINUE = 0.75
-#: The first draft length of prompt lookup (it grows by 2 after each fully accepted draft).
-LOOKUP_FIRST_DRAFT = 3
-#: Rounds between two plain steps timed for comparison (the machine's speed drifts).
-PLAIN_PROBE_ROUNDS = 16
-#: Longest back-off (plain decode steps) after drafts that paid too little.
-MAX_BACKOFF = 16
-#: Before a plain step was timed: below this share of accepted draft tokens (moving average) the loop backs off.
-MIN_RATE = 0.5
 
 
 @dataclass
@@ -243,70 +236,6 @@ class Chooser:
         return int(self.rng.choice(self.n_vocab, p=residual / total))
 
 
-class Plan:
-    """How many tokens the next round drafts: adapts to acceptance, and backs off when drafting does not pay.
-
-    It measures both ways of making tokens as the run goes: the seconds per token of speculative rounds
-    (drafting and verifying) and of plain steps (moving averages). Where rounds cost more per token than
-    plain steps (poor acceptance, or a draft too slow for its target), or a draft was entirely rejected,
-    or — before any plain step was timed — fewer than :data:`MIN_RATE` of the drafted tokens were
-    accepted, the loop takes plain steps for a while (1, 2, 4 … up to :data:`MAX_BACKOFF`) and then
-    drafts again to probe; a round that pays ends the back-off.
-    """
-
-    def __init__(self, spec: SpeculativeConfig) -> None:
-        self.spec = spec
-        # a draft model starts at its most; prompt lookup, whose drafts are often wrong, starts small and grows
-        self.k = spec.max_draft if spec.draft is not None or spec.exact else min(LOOKUP_FIRST_DRAFT, spec.max_draft)
-        self.rate = 0.7
-        self.backoff = 0  # plain steps still to take
-        self.next_backoff = 1
-        self.plain_s: float | None = None  # seconds per token of a plain step (moving average)
-        self.round_s: float | None = None  # seconds per token of a speculative round (moving average)
-        self._all_rejected = False
-        self._rounds_since_plain = 0
-
-    def size(self) -> int:
-        """Tokens to draft now (0: take a plain step)."""
-        if self.backoff > 0:
-            self.backoff -= 1
-            return 0
-        return self.k
-
-    def record(self, proposed: int, accepted: int) -> None:
-        """Learn the acceptance of a verified round (its time comes with :meth:`timed_round`)."""
-        if proposed == 0:
-            return
-        self.rate = 0.7 * self.rate + 0.3 * accepted / proposed
-        self._all_rejected = accepted == 0
-        if self.spec.exact:
-            return
-        if accepted == proposed:
-            self.k = min(self.spec.max_draft, self.k + 2)
-        else:
-            self.k = max(1, accepted + 1)
-
-    def timed_plain(self, seconds: float) -> None:
-        """A plain step took ``seconds``."""
-        self.plain_s = seconds if self.plain_s is None else 0.8 * self.plain_s + 0.2 * seconds
-        self._rounds_since_plain = 0
-
-    def timed_round(self, seconds: float, tokens: int) -> None:
-        """A speculative round made ``tokens`` tokens in ``seconds``: back off if drafting does not pay."""
-        per_token = seconds / max(tokens, 1)
-        self.round_s = per_token if self.round_s is None else 0.7 * self.round_s + 0.3 * per_token
-        if self.spec.exact:
-            return
-        slow = self.round_s > self.plain_s if self.plain_s is not None else self.rate < MIN_RATE
-        if self._all_rejected or slow:
-            self.backoff, self.next_backoff = self.next_backoff, min(2 * self.next_backoff, MAX_BACKOFF)
-        else:
-            self.next_backoff = 1
-            self._rounds_since_plain += 1
-            if self.plain_s is None or self._rounds_since_plain >= PLAIN_PROBE_ROUNDS:
-                self.backoff = 1  # one plain step, to know (again) what drafting must beat
-
-
 def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decoder: Any, chain: SamplerChain,
                      matcher: Any, utf8: Any, guard: Any, threads: Any, keep: int) -> Iterator[TokenEvent]:
     """The token loop of :func:`~.generate.generate` with speculation (``req.speculative``)."""
@@ -323,7 +252,7 @@ def speculative_loop(model: EngineModel, req: Any, stats: GenerationStats, decod
         if draft is not None:
             thread_plan(draft, req.n_threads, None, 0)
         chooser = Chooser(model, chain, req.sampling, rng)
-        plan = Plan(spec)
+        plan = Plan.learned(model, spec)
         history = list(model.cached_tokens)
         with guard:
             token, event = _sample(model, ctx, vocab, req, stats, chain, matcher, utf8)
