@@ -15,6 +15,10 @@ FIRST_DRAFT = 3
 PLAIN_PROBE_ROUNDS = 16
 #: Longest back-off (plain decode steps) after drafts that paid too little.
 MAX_BACKOFF = 32
+#: At or above this share of accepted draft tokens the loop never backs off for time (nor times plain steps).
+SURE_RATE = 0.85
+#: Rounds must cost this much more per token than plain steps before the loop backs off for time.
+SLOWER = 1.1
 #: Before a plain step was timed: below this share of accepted draft tokens (moving average) the loop backs off.
 MIN_RATE = 0.5
 
@@ -23,10 +27,11 @@ class Plan:
     """How many tokens the next round drafts: adapts to acceptance, and backs off when drafting does not pay.
 
     It measures both ways of making tokens as the run goes: the seconds per token of speculative rounds
-    (drafting and verifying) and of plain steps (moving averages). Where rounds cost more per token than
-    plain steps (poor acceptance, or a draft too slow for its target), or a draft was entirely rejected,
-    or — before any plain step was timed — fewer than :data:`MIN_RATE` of the drafted tokens were
-    accepted, the loop takes plain steps for a while (1, 2, 4 … up to :data:`MAX_BACKOFF`) and then
+    (drafting and verifying) and of plain steps (moving averages). Unless drafts are nearly always
+    accepted (:data:`SURE_RATE`), where rounds cost clearly more per token than plain steps
+    (:data:`SLOWER`: poor acceptance, or a draft too slow for its target), or a draft was entirely
+    rejected, or — before any plain step was timed — fewer than :data:`MIN_RATE` of the drafted tokens
+    were accepted, the loop takes plain steps for a while (1, 2, 4 … up to :data:`MAX_BACKOFF`) and then
     drafts again to probe; a round that pays ends the back-off.
     """
 
@@ -85,7 +90,13 @@ class Plan:
         self.round_s = per_token if self.round_s is None else 0.7 * self.round_s + 0.3 * per_token
         if self.spec.exact:
             return
-        slow = self.round_s > self.plain_s if self.plain_s is not None else self.rate < MIN_RATE
+        if self.rate >= SURE_RATE:  # drafts this good pay wherever a batch is cheaper than its tokens one by one
+            self.next_backoff = 1
+            return
+        if self.plain_s is None:
+            slow = self.rate < MIN_RATE
+        else:  # timings on a busy machine are noisy: drafting must lose clearly to be given up
+            slow = self.round_s > SLOWER * self.plain_s
         if self._all_rejected or slow:
             self.backoff, self.next_backoff = self.next_backoff, min(2 * self.next_backoff, MAX_BACKOFF)
         else:
