@@ -323,3 +323,24 @@ def test_prediction_panel_has_a_draft_model_field(ip, monkeypatch):
         assert session_module.get_session().prediction_config.draft_model is None
     finally:
         panel.close()
+
+
+def test_stream_widget_marks_the_accepted_draft_text(pair):
+    """The widget's final ``drafted`` ranges cover exactly the fragments that came from a draft."""
+    from lmsext.widgets import StreamWidget
+    identity, _, _ = pair
+    widget = StreamWidget(interval=0.0)
+    widget.begin()
+    stream = identity.complete_stream("Once upon a time 😀", {"temperature": 0, "maxTokens": 40, "draftModel": "draft"})
+    pieces = []
+    for fragment in stream:
+        widget.feed(fragment.content, drafted=fragment.contains_drafted)
+        pieces.append((fragment.content, fragment.contains_drafted))
+    result = stream.result()
+    widget.finish(result)
+    assert result.stats.accepted_draft_tokens_count > 0 and widget.drafted
+    text16 = result.content.encode("utf-16-le")
+    marked = "".join(text16[2 * a:2 * b].decode("utf-16-le") for a, b in widget.drafted)
+    assert marked == "".join(t for t, d in pieces if d)
+    widget.begin()
+    assert widget.drafted == []

@@ -298,7 +298,7 @@ class PredictionPanel(w.VBox):
     def _drive(self, stream: Any, chat: Chat | None = None, base: Chat | None = None) -> None:
         try:
             for fragment in stream:
-                self.stream.feed(fragment.content, fragment.tokens_count)
+                self.stream.feed(fragment.content, fragment.tokens_count, getattr(fragment, "contains_drafted", False))
                 if self._stop_wanted:
                     stream.cancel()  # again: a Stop that came before the engine started
             result = stream.result()
