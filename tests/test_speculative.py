@@ -197,7 +197,7 @@ def test_sampled_speculation_has_the_model_distribution(pair, draft, prompt, ext
 # -- bad input --------------------------------------------------------------------------------------
 
 
-def test_bad_drafts_are_one_line(pair, module_client):
+def test_bad_drafts_are_one_line(pair, module_client, tmp_path):
     _, target, _ = pair
     other = module_client.llm.load(str(synth.random_model()), config={"contextLength": 256}, identifier="othervocab")
     try:
@@ -206,6 +206,18 @@ def test_bad_drafts_are_one_line(pair, module_client):
         assert "\n" not in str(e.value)
     finally:
         other.unload()
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gguf_mutations import rewrite
+    from lmsext.synth._vocab import vocab_from_gguf
+    pieces = vocab_from_gguf(embedded_model_path()).tokens
+    pieces[300], pieces[301] = pieces[301], pieces[300]  # as many tokens as stories260K, two pieces swapped
+    same_size = str(rewrite(embedded_model_path(), tmp_path / "swapped.gguf", {"tokenizer.ggml.tokens": pieces}))
+    with pytest.raises(ConfigError, match=r"draftModel '.*': token \d+ is .* in the draft but .* in the model; a draft "
+                                          r"must share the model's tokenizer") as e:
+        target.complete("Once", {"draftModel": same_size, "maxTokens": 5})
+    assert "\n" not in str(e.value)
     with pytest.raises(ModelNotFoundError, match="draftModel 'no-such-draft'"):
         target.complete("Once", {"draftModel": "no-such-draft", "maxTokens": 5})
     with pytest.raises(ConfigError, match="draft must be another model"):

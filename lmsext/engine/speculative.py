@@ -22,6 +22,7 @@ off to plain decoding for a growing number of steps, so poor acceptance costs li
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -67,10 +68,14 @@ class SpeculativeConfig:
 
 
 def check_vocabularies(target: EngineModel, draft: EngineModel, key: str) -> None:
-    """ConfigError (one line) unless ``draft`` tokenizes exactly as ``target`` (same ids, same pieces)."""
+    """ConfigError (one line) unless ``draft`` tokenizes as ``target``: the same vocabulary size and the same
+    pieces (every token of a vocabulary up to 2,048 tokens, an even sample of 2,048 of a larger one)."""
     if draft is target:
         raise ConfigError(f"draftModel {key!r}: the draft must be another model than the one predicting",
                           key="draft_model", value=key)
+    checked = target.__dict__.setdefault("compatible_drafts", weakref.WeakSet())
+    if draft in checked:  # ~2,000 pieces compared once per pair, not per prediction
+        return
     if draft.n_vocab != target.n_vocab:
         raise ConfigError(f"draftModel {key!r}: its vocabulary has {draft.n_vocab} tokens, the model's "
                           f"{target.n_vocab}; a draft must share the model's tokenizer", key="draft_model", value=key)
@@ -80,6 +85,7 @@ def check_vocabularies(target: EngineModel, draft: EngineModel, key: str) -> Non
             raise ConfigError(f"draftModel {key!r}: token {t} is {draft.token_bytes(t, True)!r} in the draft but "
                               f"{target.token_bytes(t, True)!r} in the model; a draft must share the model's "
                               "tokenizer", key="draft_model", value=key)
+    checked.add(draft)
 
 
 def repeat_penalised(logits: np.ndarray, history: list[int], penalty: float) -> np.ndarray:
