@@ -28,6 +28,7 @@ const CSS = `
 .lmsext-stop[hidden] { display: none !important; }
 .lmsext-stream-text { white-space: pre-wrap; max-height: 24em; overflow-y: auto; line-height: 1.45; }
 .lmsext-stream-text.lmsext-markdown { white-space: normal; }
+.lmsext-stream-text .lmsext-drafted { background: #c8f0c8; }
 .lmsext-stream-text.lmsext-markdown p { margin: 0 0 0.6em 0; }
 .lmsext-stream-text.lmsext-markdown pre { background: var(--jp-layout-color2, #f3f3f3); padding: 4px 6px;
   overflow-x: auto; }
@@ -125,8 +126,27 @@ export function statsLine(stats) {
   let stop = `stop: ${stats.stop_reason}`;
   if (stats.stop_string !== null && stats.stop_string !== undefined) stop += ` (${JSON.stringify(stats.stop_string)})`;
   parts.push(stop);
+  if (stats.used_draft_model_key !== null && stats.used_draft_model_key !== undefined) {
+    parts.push(`accepted ${stats.accepted_draft_tokens_count}/${stats.total_draft_tokens_count} draft tokens ` +
+      `(${stats.used_draft_model_key})`);
+  }
   if (stats.error) parts.push(`error: ${stats.error}`);
   return parts.join(" · ");
+}
+
+/**
+ * The final text as HTML with the `[start, end)` character ranges in `drafted` (text a draft proposed and
+ * the model accepted: speculative decoding) in `<span class="lmsext-drafted">`, the rest plain.
+ */
+export function draftedHtml(text, drafted) {
+  let out = "";
+  let at = 0;
+  for (const [start, end] of drafted) {
+    if (start < at || end <= start) continue;
+    out += escapeHtml(text.slice(at, start)) + `<span class="lmsext-drafted">${escapeHtml(text.slice(start, end))}</span>`;
+    at = end;
+  }
+  return out + escapeHtml(text.slice(at));
 }
 
 /**
@@ -257,7 +277,11 @@ export function render({ model, el }) {
     }
     counters();
     if (stats.tokens_per_second) rate.innerHTML = `<b>${stats.tokens_per_second.toFixed(1)}</b> tok/s`;
-    if (model.get("markdown")) {
+    const drafted = model.get("drafted") || [];
+    if (drafted.length) {  // the teaching view of speculative decoding: accepted draft tokens coloured
+      body.classList.remove("lmsext-markdown");
+      body.innerHTML = draftedHtml(text, drafted);
+    } else if (model.get("markdown")) {
       body.classList.add("lmsext-markdown");
       body.innerHTML = renderMarkdown(text);
     } else {

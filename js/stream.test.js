@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { interruptKernel, render, renderMarkdown, statsLine, StreamState } from "./stream.js";
+import { draftedHtml, interruptKernel, render, renderMarkdown, statsLine, StreamState } from "./stream.js";
 import { fakeModel } from "./test/fake_model.js";
 
 const initial = () => ({
@@ -87,6 +87,19 @@ describe("StreamView", () => {
     expect(body.textContent).toBe("**x**");
     model.set("markdown", true);
     expect(body.querySelector("strong").textContent).toBe("x");
+  });
+
+  it("colours the text a draft proposed and the model accepted, and counts it in the stats line", () => {
+    const { model, body, el } = mount();
+    const stats = { ...FINAL_STATS, used_draft_model_key: "lookup", accepted_draft_tokens_count: 2,
+                    total_draft_tokens_count: 3 };
+    model.update({ text: "a <b>cd", drafted: [[2, 5], [6, 7]], stats, stop_reason: "eosFound", done: true,
+                   running: false });
+    const spans = [...body.querySelectorAll(".lmsext-drafted")].map((s) => s.textContent);
+    expect(spans).toEqual(["<b>", "d"]);
+    expect(body.textContent).toBe("a <b>cd");
+    expect(el.textContent).toContain("accepted 2/3 draft tokens (lookup)");
+    expect(draftedHtml("xyz", [])).toBe("xyz");
   });
 
   it("a saved or re-rendered finished widget shows its final state straight away", () => {

@@ -125,6 +125,8 @@ class TokenEvent:
     text: str
     token: int
     logprob: TokenLogProb | None = None
+    #: proposed by a draft and accepted by the model (speculative decoding; LM Studio's ``containsDrafted``)
+    drafted: bool = False
 
 
 @dataclass
@@ -151,6 +153,11 @@ class GenerationStats:
     #: what a remote server reported (preferred over the times measured in this kernel)
     server_tokens_per_second: float | None = None
     server_time_to_first_token_sec: float | None = None
+    #: speculative decoding: the draft's key (``usedDraftModelKey``; None = not used) and its token counts
+    draft_model_key: str | None = None
+    draft_accepted: int = 0
+    draft_rejected: int = 0
+    draft_ignored: int = 0
 
     @property
     def time_to_first_token_sec(self) -> float | None:

@@ -16,7 +16,7 @@ from .errors import ConfigError, LmsextError, ModelNotLoadedError
 from .prompt_templates import engine_config, templated_prompt, with_template
 from .reasoning import PredictionPieces
 from .many import run_many
-from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream
+from .results import LoadResult, PredictionFragment, PredictionResult, PredictionStats, PredictionStream, draft_stats
 from .tools import ActResult, act, parse_tool_calls, template_tool_list, tool_config
 
 if TYPE_CHECKING:
@@ -256,9 +256,10 @@ class LLM:
         logprobs: list[Any] = []
         pieces = PredictionPieces(pconfig.reasoning_parsing, getattr(run, "prompt_text", None))
 
-        def typed(out: list[Any], logprob: Any) -> Iterator[PredictionFragment]:
+        def typed(out: list[Any], logprob: Any, drafted: bool = False) -> Iterator[PredictionFragment]:
             for piece in out:
-                fragment = PredictionFragment(piece.text, piece.tokens_count, logprob, piece.reasoning_type)
+                fragment = PredictionFragment(piece.text, piece.tokens_count, logprob, piece.reasoning_type,
+                                              drafted)
                 if on_fragment is not None:
                     on_fragment(fragment)
                 yield fragment
@@ -273,7 +274,8 @@ class LLM:
                     if not parts and on_first is not None:
                         on_first()
                     parts.append(event.text)
-                    yield from typed(pieces.feed(event.text, 1 if event.token >= 0 else 0), event.logprob)
+                    yield from typed(pieces.feed(event.text, 1 if event.token >= 0 else 0), event.logprob,
+                                     getattr(event, "drafted", False))
                 yield from typed(pieces.finish(), None)  # a partial tag held back at the end is text after all
             except KeyboardInterrupt:
                 run.cancel()
@@ -291,7 +293,7 @@ class LLM:
                 cached_prompt_tokens_count=st.cached_prompt_tokens,
                 truncated_prompt_tokens_count=st.truncated_prompt_tokens, stop_string=st.stop_string,
                 seed=st.seed, error=st.error, threads=st.threads, notes=list(st.notes),
-                reasoning_output_tokens=reasoning_tokens)
+                reasoning_output_tokens=reasoning_tokens, **draft_stats(st))
             parsed, error = content, None
             if structured is not None and structured.type != "none":
                 parsed, error = parse_output(answer if reasoning else content, structured)

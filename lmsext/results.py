@@ -75,6 +75,20 @@ class LoadResult:
         p.text(str(self))
 
 
+#: The speculative-decoding stats (snake_case), absent from :meth:`PredictionStats.to_dict` without a draft.
+DRAFT_STATS = ("used_draft_model_key", "accepted_draft_tokens_count", "rejected_draft_tokens_count",
+               "ignored_draft_tokens_count", "total_draft_tokens_count")
+
+
+def draft_stats(stats: Any) -> dict[str, Any]:
+    """The :class:`PredictionStats` draft fields of an engine's generation stats (empty without a draft)."""
+    key = getattr(stats, "draft_model_key", None)
+    if key is None:
+        return {}
+    return {"used_draft_model_key": key, "accepted_draft_tokens_count": stats.draft_accepted,
+            "rejected_draft_tokens_count": stats.draft_rejected, "ignored_draft_tokens_count": stats.draft_ignored}
+
+
 @dataclass
 class PredictionStats:
     """LM Studio's prediction stats."""
@@ -96,16 +110,41 @@ class PredictionStats:
     notes: list[str] = field(default_factory=list)
     #: tokens of the reasoning section, its tags included (LM Studio REST's ``reasoning_output_tokens``)
     reasoning_output_tokens: int = 0
+    #: speculative decoding (all None without a draftModel): the draft used and its tokens, LM Studio's
+    #: invariant total = accepted + rejected + ignored (see :attr:`total_draft_tokens_count`)
+    used_draft_model_key: str | None = None
+    accepted_draft_tokens_count: int | None = None
+    rejected_draft_tokens_count: int | None = None
+    ignored_draft_tokens_count: int | None = None
 
     @property
     def total_tokens_count(self) -> int:
         """Prompt plus predicted tokens."""
         return self.prompt_tokens_count + self.predicted_tokens_count
 
+    @property
+    def total_draft_tokens_count(self) -> int | None:
+        """Tokens the draft proposed: accepted + rejected + ignored (None without speculative decoding)."""
+        if self.used_draft_model_key is None:
+            return None
+        return (self.accepted_draft_tokens_count or 0) + (self.rejected_draft_tokens_count or 0) + (
+            self.ignored_draft_tokens_count or 0)
+
+    def draft_dict(self) -> dict[str, Any]:
+        """The speculative-decoding stats (snake_case), ``{}`` when no draft was used."""
+        if self.used_draft_model_key is None:
+            return {}
+        return {key: getattr(self, key) for key in DRAFT_STATS}
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict, total included."""
+        """JSON-able dict, totals included (the draft counts only when a draft was used)."""
         out = dataclasses.asdict(self)
         out["total_tokens_count"] = self.total_tokens_count
+        if self.used_draft_model_key is None:
+            for key in DRAFT_STATS:
+                out.pop(key, None)
+        else:
+            out["total_draft_tokens_count"] = self.total_draft_tokens_count
         return out
 
 
@@ -118,6 +157,8 @@ class PredictionFragment:
     logprob: Any = None
     #: LM Studio's ``reasoningType``: "none", "reasoning", "reasoningStartTag" or "reasoningEndTag"
     reasoning_type: str = "none"
+    #: the token was proposed by a draft and accepted (speculative decoding; LM Studio's ``containsDrafted``)
+    contains_drafted: bool = False
 
 
 @dataclass

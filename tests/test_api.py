@@ -201,8 +201,8 @@ def test_log_probs_give_the_token_probability_and_alternatives(model):
         assert entry.logprob <= 0 and sum(2.718281828 ** lp for _, _, lp in entry.top) <= 1.0001
 
 
-def test_draft_model_is_refused_loudly(model):
-    with pytest.raises(ConfigError, match="draftModel"):
+def test_an_unknown_draft_model_is_refused_loudly(model):
+    with pytest.raises(ModelNotFoundError, match="draftModel 'other'"):
         model.respond("x", config={"draftModel": "other"})
 
 

@@ -165,3 +165,17 @@ def test_quick_remote_benchmark_decodes_through_both_clients_and_counts_messages
     assert frontend["tokens"] == 64 and frontend["messages"] >= 1 and "stream" in frontend["kinds"]
     assert [t["met"] for t in results["targets"]] == [None, None]  # quick: not judged
     assert "× openai" in proc.stdout and "front-end messages" in proc.stdout
+
+
+def test_quick_speculative_benchmark_measures_every_case(tmp_path):
+    out = tmp_path / "speculative.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speculative", "--quick", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    cases = {c["name"]: c for c in results["cases"]}
+    assert len(cases) == 5 and all(c["plain_tok_s"] > 0 and c["speculative_tok_s"] > 0 for c in cases.values())
+    assert all(c["same_text"] for c in cases.values())  # greedy: speculation changes no token
+    assert cases["identity pair"]["acceptance"] == 1.0
+    assert [t["met"] for t in results["targets"]] == [None] * 4  # quick: not judged
+    assert "× plain" in proc.stdout and "accepted / drafted" in proc.stdout

@@ -17,6 +17,8 @@ from .tools import RAW_TOOLS_ALLOWED, RawToolsSetting
 from .value_types import (FalseOnly, Int, NonEmptyStr, NonNegativeInt, PositiveFloat32, PositiveInt,
                           ProbabilityMassFloat, SeedInt, TemperatureFloat, UnitFloat, XtcThresholdFloat, quoted)
 
+#: Most tokens one speculative draft may propose (a verification batch is one more).
+MAX_DRAFT_TOKENS = 64
 _STOP_ALLOWED = "a non-empty string or a list of non-empty strings"
 _EXTRA_SPELLINGS = {
     "top_k_sampling": ("top_k", "topK"),
@@ -68,7 +70,14 @@ class PredictionConfig(SettingsModel):
         "a number from 0 to 0.5, or False to turn it off", "Probability above which XTC removes tokens.")
     cpu_threads: PositiveInt | None = setting("an integer >= 1", "CPU threads used for generation.")
     draft_model: NonEmptyStr | None = setting(
-        "a non-empty model key or path", "Small model proposing tokens for speculative decoding.")
+        "a non-empty model key or path, or 'lookup' (prompt lookup, no second model)",
+        "Small model proposing tokens for speculative decoding ('lookup': n-grams of the text so far).")
+    speculative_decoding_num_draft_tokens_exact: Annotated[Int, Field(ge=1, le=MAX_DRAFT_TOKENS)] | None = setting(
+        f"an integer from 1 to {MAX_DRAFT_TOKENS}", "Draft exactly this many tokens per step (default: adaptive, up to 8).")
+    speculative_decoding_min_draft_length_to_consider: Annotated[Int, Field(ge=0, le=MAX_DRAFT_TOKENS)] | None = setting(
+        f"an integer from 0 to {MAX_DRAFT_TOKENS}", "Drafts shorter than this are not verified.")
+    speculative_decoding_min_continue_drafting_probability: UnitFloat | None = setting(
+        "a number from 0 to 1", "The draft model keeps drafting while its confidence is at least this (default 0.75).")
     seed: SeedInt | None = setting(f"an integer from 0 to {MAX_SEED}", "Random seed of the sampler.")
     prompt_template: PromptTemplateSpec | None = setting(
         TEMPLATE_ALLOWED, "The chat format of respond(): a manual or Jinja template (instead of the model's).")

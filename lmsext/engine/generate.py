@@ -60,6 +60,8 @@ class GenerationRequest:
     prefilter: bool = True
     #: print special tokens' text (CONTROL and USER_DEFINED markers; see special_tokens.py); False = hide them
     show_special: bool = False
+    #: speculative decoding (a :class:`~.speculative.SpeculativeConfig`); None = one token per step
+    speculative: Any = None
 
 
 def cancel(model: EngineModel, req: GenerationRequest) -> None:
@@ -292,7 +294,9 @@ def _run(model: EngineModel, req: GenerationRequest, stats: GenerationStats) -> 
         if reason:
             stats.stop_reason = reason
             return
-        while True:
+        if req.speculative is not None:  # speculative decoding (engine/speculative.py) runs the loop
+            yield from req.speculative.loop(model, req, stats, decoder, chain, matcher, utf8, guard, threads, keep)
+        while req.speculative is None:
             # The SIGINT guard is held while we work, never across a yield: consumer code between
             # tokens gets ordinary Ctrl-C behaviour.
             with guard:
@@ -325,12 +329,20 @@ def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, st
     """Sample the next token; its event (None for an end token) and, when it ends the run, the stop reason."""
     logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
     token = chain.sample(ctx)
+    return token, token_event(model, vocab, req, stats, matcher, utf8, token, logits_ptr)
+
+
+def token_event(model: EngineModel, vocab: Any, req: GenerationRequest, stats: GenerationStats,
+                matcher: StopStringMatcher, utf8: Utf8Assembler, token: int, logits_ptr: Any,
+                drafted: bool = False) -> TokenEvent | None:
+    """Count a chosen token; its event (None for an end token) and, when it ends the run, the stop reason.
+    ``drafted``: a draft proposed it and the target accepted it (speculative decoding)."""
     stats.predicted_tokens += 1
     if stats.t_first_token is None:
         stats.t_first_token = time.perf_counter()
     if llama_cpp.llama_vocab_is_eog(vocab, token) or token in req.end_tokens:
         stats.stop_reason = "eosFound"
-        return token, None
+        return None
     text, found = matcher.feed(utf8.feed(shown_piece(model, vocab, token, req.show_special)))
     logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
     if found is not None:
@@ -338,7 +350,7 @@ def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, st
         stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"
     elif req.max_tokens is not None and stats.predicted_tokens >= req.max_tokens:
         stats.stop_reason = "maxPredictedTokensReached"
-    return token, TokenEvent(text, token, logprob)
+    return TokenEvent(text, token, logprob, drafted)
 
 
 def _advance(model: EngineModel, req: GenerationRequest, stats: GenerationStats, decoder: Decoder, token: int,

@@ -16,7 +16,7 @@ from ..backend import (DownloadedModel, GenerationStats, LoadedModel, LoadPrevie
                        ProgressCallback, ResolvedModelFile, TokenEvent)
 from ..backend import TemplatedPrompt
 from ..config import LoadModelConfig, PredictionConfig
-from ..errors import ConfigError
+from .drafts import DraftModels, speculative_config
 from .estimate import check_fits, estimate_memory
 from ..models import STORY_END_TOKEN
 from .generate import GenerationRequest, cancel, generate
@@ -75,6 +75,10 @@ class LocalPrediction:
 class LocalEngine:
     """llama.cpp in this process (llama-cpp-python's C API): the default engine of :class:`lmsext.Client`."""
 
+    def __init__(self) -> None:
+        #: the instances a ``draftModel`` key may name, and the drafts loaded just in time
+        self._drafts = DraftModels(lambda key: Path(self.resolve(key).path))
+
     # -- models -----------------------------------------------------------------------------------
 
     def check_load_config(self, config: LoadModelConfig) -> None:
@@ -111,6 +115,7 @@ class LocalEngine:
         if not force:
             check_fits(estimate_memory(info, plan_load(config, info)), path.name)
         handle, report = EngineModel.load(path, config, info=info, progress=on_progress)
+        self._drafts.loaded(identifier, handle)
         plan = report.plan
         return LoadedModel(
             handle=handle, path=str(path), info=info, config=dict(plan.effective),
@@ -124,6 +129,7 @@ class LocalEngine:
 
     def unload(self, model: LoadedModel) -> None:
         """Free the llama.cpp model and context (stops a running generation first)."""
+        self._drafts.unloaded(model.handle)
         model.handle.close()
 
     def is_loaded(self, model: LoadedModel) -> bool:
@@ -135,7 +141,8 @@ class LocalEngine:
         model.handle.check_open()
 
     def close(self) -> None:
-        """Nothing to release beyond the instances (the client unloads those)."""
+        """Free the draft models loaded just in time (the client unloads the instances)."""
+        self._drafts.close()
 
     # -- text ---------------------------------------------------------------------------------------
 
@@ -168,16 +175,14 @@ class LocalEngine:
             tokens, keep_head, pre_truncated = fitted.tokens, fitted.keep_head, fitted.removed_tokens
             implicit_stops = handle.chat_template.implicit_stops
             prompt_text = handle.detokenize(fitted.tokens, True)
-        if config.draft_model is not None:
-            raise ConfigError("draftModel: speculative decoding is not supported by lmsext yet; remove draftModel",
-                              key="draft_model", value=config.draft_model)
         request = GenerationRequest(
             prompt_tokens=tokens, sampling=self._sampling(handle, config), max_tokens=_max_tokens(config),
             stop_strings=list(config.stop_strings or []) + implicit_stops,
             tool_call_stop_strings=list(config.tool_call_stop_strings or []),
             overflow_policy=config.context_overflow_policy or "truncateMiddle",
             keep_head=keep_head, log_probs=config.log_probs or 0, n_threads=config.cpu_threads,
-            pre_truncated=pre_truncated, end_tokens=_story_end(handle, config), show_special=show_special)
+            pre_truncated=pre_truncated, end_tokens=_story_end(handle, config), show_special=show_special,
+            speculative=speculative_config(handle, config, self._drafts))
         return LocalPrediction(handle, request, prompt_text)
 
     def prediction_status(self, model: LoadedModel) -> dict[str, int]:

@@ -94,6 +94,11 @@ def prediction_arguments(stop_help: str) -> list[Any]:
         argument("--out", metavar="VAR", help="store the PredictionResult in this variable (it is always in _lm)"),
         argument("--probs", dest="log_probs", nargs="?", type=int, const=5, metavar="N",
                  help="show each token coloured by its probability, the top N alternatives on hover (default 5)"),
+        argument("--draft", dest="draft_model", metavar="KEY",
+                 help="speculative decoding: a draft model (loaded instance, key or path, loaded just in time) "
+                      "or 'lookup' (prompt lookup, no second model); the stats line counts accepted draft tokens"),
+        argument("--draft-tokens", dest="speculative_decoding_num_draft_tokens_exact", type=int, metavar="N",
+                 help="draft exactly N tokens per step (speculativeDecodingNumDraftTokensExact; default adaptive, <= 8)"),
     ]
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.display import clear_output, display
 
-from ..render import DIM, RESET, live_stats_bundle, result_bundle, stats_bundle, stats_line
+from ..render import DIM, RESET, drafted_bundle, live_stats_bundle, result_bundle, stats_bundle, stats_line
 
 #: Most characters of a ``%%lm_complete`` prompt shown (dimmed) before its completion: the end of a longer one.
 PROMPT_TAIL_CHARS = 300
@@ -71,6 +71,8 @@ class StreamView:
         #: text shown dimmed before the streamed text (``%%lm_complete``'s prompt: the completion continues it);
         #: not part of :attr:`text` nor of the result
         self.prompt = ""
+        #: indexes in :attr:`parts` of the fragments a draft proposed and the model accepted
+        self.drafted: set[int] = set()
 
     def start(self) -> None:
         """Open the output (rich mode: the live stats line), then the dimmed :attr:`prompt` if there is one."""
@@ -85,10 +87,13 @@ class StreamView:
             sys.stdout.flush()
             self.messages += self.mode == "rich"
 
-    def feed(self, text: str) -> None:
-        """One fragment of text: an append; a message when ``interval`` has passed since the last one."""
+    def feed(self, text: str, drafted: bool = False) -> None:
+        """One fragment of text: an append; a message when ``interval`` has passed since the last one.
+        ``drafted``: a draft proposed it (speculative decoding; the final view colours those)."""
         if not text:
             return
+        if drafted:
+            self.drafted.add(len(self.parts))
         if self.mode == "text":
             sys.stdout.write(text)
             sys.stdout.flush()
@@ -168,9 +173,17 @@ class StreamView:
             return
         content = result.content
         self._pending = []
-        if self.markdown or result.reasoning_content or not content.startswith(self.text[:self._written]):
-            # one final message with the whole text: rendered as Markdown, the reasoning folded above the answer,
-            # or (never expected) a result whose text does not continue what was streamed
+        if self.drafted and not result.reasoning_content and content == self.text and getattr(result.stats, "used_draft_model_key", None):
+            # the teaching view: the reply again as one message, the accepted draft tokens coloured
+            clear_output(wait=True)
+            self._live = False
+            spans = [(part, i in self.drafted) for i, part in enumerate(self.parts)]
+            display(drafted_bundle(spans, result.stats), raw=True)
+            self.messages += 2
+        elif self.markdown or result.reasoning_content or not content.startswith(self.text[:self._written]):
+            # one final message with the whole text: rendered as Markdown, the reasoning folded
+            # above the answer, or (never expected) a result
+            # whose text does not continue what was streamed
             clear_output(wait=True)
             self._live = False
             display(result_bundle(result, markdown=self.markdown), raw=True)
@@ -193,7 +206,10 @@ def run_stream(stream: "PredictionStream", view: StreamView) -> "PredictionResul
     try:
         try:
             for fragment in stream:
-                view.feed(fragment.content)
+                if getattr(fragment, "contains_drafted", False):
+                    view.feed(fragment.content, True)
+                else:
+                    view.feed(fragment.content)
         except KeyboardInterrupt:
             stream.close()
         result = stream.result()

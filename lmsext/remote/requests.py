@@ -22,6 +22,9 @@ LMSTUDIO_LOAD_FIELDS = ("context_length", "eval_batch_size", "flash_attention", 
 #: Prediction settings no remote API carries (the server's own defaults would apply silently).
 NO_REMOTE_PREDICTION = {
     "cpu_threads": "cpuThreads", "draft_model": "draftModel", "tool_call_stop_strings": "toolCallStopStrings",
+    "speculative_decoding_num_draft_tokens_exact": "speculativeDecodingNumDraftTokensExact",
+    "speculative_decoding_min_draft_length_to_consider": "speculativeDecodingMinDraftLengthToConsider",
+    "speculative_decoding_min_continue_drafting_probability": "speculativeDecodingMinContinueDraftingProbability",
 }
 #: Settings only lmsext's own server takes on ``/api/v1/chat`` (LM Studio REST names).
 LMSEXT_ONLY_PREDICTION = {"context_overflow_policy": "contextOverflowPolicy", "xtc_probability": "xtcProbability",

@@ -14,7 +14,7 @@ Every ``*_bundle`` function returns a display bundle ``{"text/plain": ..., "text
 
 from .html import BOLD, DIM, RED, RESET, REST_KEYS, bundle, esc, format_requested, format_setting, format_value
 from .load_summary import load_summary_bundle, load_summary_data, load_summary_html, load_summary_text
-from .prediction import (live_stats_bundle, prediction_html, prediction_text, prob_colour, stats_bundle, stats_line,
+from .prediction import (drafted_bundle, live_stats_bundle, prediction_html, prediction_text, prob_colour, stats_bundle, stats_line,
                          stream_bundle, token_pieces, token_probs_bundle, token_probs_html, token_probs_text)
 from .prediction import result_bundle
 from .tables import (chat_bundle, config_bundle, downloaded_models_bundle, error_bundle, loaded_models_bundle,
@@ -22,7 +22,7 @@ from .tables import (chat_bundle, config_bundle, downloaded_models_bundle, error
 
 __all__ = [
     "BOLD", "DIM", "RED", "RESET", "REST_KEYS", "bundle", "chat_bundle", "config_bundle", "downloaded_models_bundle",
-    "error_bundle", "esc", "format_requested", "format_setting", "format_value", "live_stats_bundle",
+    "drafted_bundle", "error_bundle", "esc", "format_requested", "format_setting", "format_value", "live_stats_bundle",
     "load_summary_bundle", "load_summary_data", "load_summary_html", "load_summary_text", "loaded_models_bundle",
     "message_bundle", "prediction_html", "result_bundle", "prediction_text", "prob_colour", "stats_bundle", "stats_line",
     "stream_bundle", "table_bundle", "token_pieces", "token_probs_bundle", "token_probs_html", "token_probs_text",

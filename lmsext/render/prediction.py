@@ -28,6 +28,9 @@ def stats_line(stats: "PredictionStats") -> str:
     parts.append(stop_text(stats))
     if stats.truncated_prompt_tokens_count:
         parts.append(f"{stats.truncated_prompt_tokens_count} prompt tokens truncated")
+    if getattr(stats, "used_draft_model_key", None) is not None:
+        parts.append(f"accepted {stats.accepted_draft_tokens_count}/{stats.total_draft_tokens_count} draft tokens "
+                     f"({stats.used_draft_model_key})")
     if stats.error:
         parts.append(f"error: {stats.error}")
     return " · ".join(parts)
@@ -60,6 +63,23 @@ def stream_bundle(text: str, stats: "PredictionStats | None" = None, *, markdown
             "text/html": (reasoning_html(reasoning)
                           + f'<div class="lmsext-prediction" style="white-space:pre-wrap">{esc(text)}</div>'
                           + _stats_tail_html(stats, parse_error))}
+
+
+#: Background of a token a draft proposed and the model accepted (the stream view with a draftModel).
+DRAFTED_BACKGROUND = "#c8f0c8"
+
+
+def drafted_bundle(spans: list[tuple[str, bool]], stats: "PredictionStats") -> dict[str, str]:
+    """A reply made with speculative decoding, each piece ``(text, drafted)``: the tokens the draft
+    proposed and the model accepted on a green background, the others plain, then the stats line."""
+    pieces = "".join(f'<span style="background:{DRAFTED_BACKGROUND}">{esc(t)}</span>' if drafted else esc(t)
+                     for t, drafted in spans)
+    legend = (f'<div style="{MUTED};font-size:11px"><span style="background:{DRAFTED_BACKGROUND}">green</span>: '
+              "proposed by the draft, accepted by the model in one batch; plain: chosen by the model itself</div>")
+    text = "".join(t for t, _ in spans)
+    return bundle(f"{text}\n\n[{stats_line(stats)}]",
+                  f'<div class="lmsext-prediction lmsext-drafted" style="white-space:pre-wrap">{pieces}</div>'
+                  + legend + _stats_tail_html(stats, None))
 
 
 def stats_bundle(stats: "PredictionStats", *, parse_error: str | None = None) -> dict[str, str]:

@@ -102,6 +102,8 @@ def _chat_result(llm: Any, result: Any, loaded_now: bool, response_id: str | Non
              "reasoning_output_tokens": st.reasoning_output_tokens, "tokens_per_second": st.tokens_per_second,
              "time_to_first_token_seconds": st.time_to_first_token_sec,
              "generation_time_seconds": st.generation_time_sec, "stop_reason": st.stop_reason}
+    if getattr(st, "draft_dict", None) is not None:
+        stats.update(st.draft_dict())
     if loaded_now:
         stats["model_load_time_seconds"] = round(llm.load_result.load_time_seconds, 3)
     reasoning = [{"type": "reasoning", "content": result.reasoning_content}] if result.reasoning_content else []

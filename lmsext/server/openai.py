@@ -109,7 +109,13 @@ def _usage(result: Any) -> dict[str, int]:
 def _lms_stats(result: Any) -> dict[str, Any]:
     st = result.stats
     return {"tokens_per_second": st.tokens_per_second, "time_to_first_token": st.time_to_first_token_sec,
-            "generation_time": st.generation_time_sec, "stop_reason": st.stop_reason}
+            "generation_time": st.generation_time_sec, "stop_reason": st.stop_reason, **_draft_stats(st)}
+
+
+def _draft_stats(st: Any) -> dict[str, Any]:
+    """LM Studio's speculative-decoding stats (snake_case) when the prediction used a draft."""
+    draft_dict = getattr(st, "draft_dict", None)
+    return draft_dict() if draft_dict is not None else {}
 
 
 def _openai_config(state: ServerState, req: Any, max_tokens: int | None, structured: dict[str, Any] | None,

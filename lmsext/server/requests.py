@@ -73,6 +73,8 @@ class Sampling(Strict):
     repeat_penalty: Number | None = Field(None, description="> 0; 1 = none.")
     seed: int | None = Field(None, description="Sampler seed.")
     stop: StopValue | None = Field(None, description="A stop string or a list of them.")
+    draft_model: str | None = Field(None, description="Speculative decoding: a draft model (loaded instance, key or "
+                                    "path, loaded just in time) or 'lookup' (prompt lookup, no second model).")
 
 
 #: The sampling fields both chat endpoints and ``/v1/completions`` pass on to PredictionConfig, as named there.

@@ -97,6 +97,7 @@ class PredictionPanel(w.VBox):
                    "them too)</span>"),
             self.temperature, max_tokens_row, self.top_k, self.top_p, self.min_p, self.repeat_penalty,
             self.xtc_probability, self.xtc_threshold, self.seed, self.stop_strings, self.prompt_template,
+            self.draft_model,
             w.HBox([self.mode, self.model_label]),
             self.picker,
             w.HBox([self.chat_label, self.new_chat_button]),
@@ -138,6 +139,10 @@ class PredictionPanel(w.VBox):
         self.stop_strings = add(w.TagsInput(allow_duplicates=False, placeholder="stop strings (\\n = newline)"),
                                 "stop_strings", lambda tags: [unescape(s) for s in tags] or None)
         self.prompt_template = add(template_text_field(), "prompt_template", text_to_template)
+        self.draft_model = add(w.Text(description="draft model", placeholder="none (key, identifier or 'lookup')",
+                                      continuous_update=False, style=_STYLE,
+                                      tooltip="speculative decoding: a draft model, or 'lookup' (prompt lookup)"),
+                               "draft_model", lambda text: text.strip() or None)
         return max_tokens_row
 
     def _make_action_controls(self, chat: str) -> None:
@@ -182,7 +187,7 @@ class PredictionPanel(w.VBox):
             if key == "max_tokens":
                 if limited:
                     values[key] = value  # else the box keeps the last limit, for when "no limit" goes off
-            elif key == "seed":
+            elif key in ("seed", "draft_model"):
                 values[key] = "" if value is None else str(value)
             elif key == "stop_strings":
                 values[key] = [escape_stop(s) for s in value or []]
@@ -317,7 +322,7 @@ class PredictionPanel(w.VBox):
     def _drive(self, stream: Any, chat: Chat | None = None, base: Chat | None = None) -> None:
         try:
             for fragment in stream:
-                self.stream.feed(fragment.content, fragment.tokens_count)
+                self.stream.feed(fragment.content, fragment.tokens_count, getattr(fragment, "contains_drafted", False))
                 if chat is not None:
                     self.conversation.feed_live(fragment.content)
                 if self._stop_wanted:

@@ -53,6 +53,8 @@ class StreamWidget(anywidget.AnyWidget):
     markdown = t.Bool(True, help="Render the final text as Markdown.").tag(sync=True)
     stop_mode = t.Enum(("message", "interrupt", "none"), "message", help="What the Stop button does.").tag(sync=True)
     kernel_id = t.Unicode("", help="Jupyter server's id of this kernel (for stop_mode 'interrupt').").tag(sync=True)
+    drafted = t.List(help="[start, end) character ranges of the final text that a draft proposed and the model "
+                          "accepted (speculative decoding): the view colours them.").tag(sync=True)
 
     def __init__(self, *, interval: float = FLUSH_INTERVAL, on_stop: Callable[[], Any] | None = None,
                  clock: Callable[[], float] = time.monotonic, **kwargs: Any) -> None:
@@ -64,6 +66,8 @@ class StreamWidget(anywidget.AnyWidget):
         self._lock = threading.RLock()
         self._parts: list[str] = []
         self._pending: list[str] = []
+        self._drafted: list[list[int]] = []  # [start, end) of accepted draft text, in UTF-16 units (as JS slices)
+        self._chars = 0
         self._seq = 0
         self._sent = 0
         self._tokens = 0
@@ -76,20 +80,29 @@ class StreamWidget(anywidget.AnyWidget):
     def begin(self) -> None:
         """Start a new prediction: clear the view (``run`` + 1) and show it as running."""
         with self._lock:
-            self._parts, self._pending = [], []
+            self._parts, self._pending, self._drafted = [], [], []
+            self._chars = 0
             self._seq, self._sent, self._tokens, self.messages = 0, 0, 0, 0
             self._t0, self._last = self.clock(), -math.inf
         with self.hold_sync():
             self.run += 1
-            self.text, self.stats, self.stop_reason, self.error = "", {}, "", ""
+            self.text, self.stats, self.stop_reason, self.error, self.drafted = "", {}, "", "", []
             self.done, self.running = False, True
 
-    def feed(self, text: str, tokens: int = 1) -> None:
-        """One fragment (``tokens`` tokens of ``text``): O(1) append; a message at most every ``interval``."""
+    def feed(self, text: str, tokens: int = 1, drafted: bool = False) -> None:
+        """One fragment (``tokens`` tokens of ``text``): O(1) append; a message at most every ``interval``.
+        ``drafted``: a draft proposed it and the model accepted it (coloured in the final view)."""
         if not text and not tokens:
             return
         now = self.clock()
         with self._lock:
+            units = _utf16_len(text)
+            if drafted and text:
+                if self._drafted and self._drafted[-1][1] == self._chars:
+                    self._drafted[-1][1] += units
+                else:
+                    self._drafted.append([self._chars, self._chars + units])
+            self._chars += units
             self._parts.append(text)
             self._pending.append(text)
             self._tokens += tokens
@@ -129,6 +142,9 @@ class StreamWidget(anywidget.AnyWidget):
             self.stats = finite(result.stats.to_dict())
             self.stop_reason = result.stats.stop_reason
             self.error = result.parse_error or result.stats.error or ""
+            with self._lock:
+                same = self._chars == _utf16_len(result.content)
+                self.drafted = [list(r) for r in self._drafted] if same and self._drafted else []
             self.running, self.done = False, True
 
     def fail(self, message: str) -> None:
@@ -177,9 +193,12 @@ class WidgetStreamView:
         self.widget.begin()
         self._handle = display(widget_bundle(self.widget, stream_bundle("…")), raw=True, display_id=True)
 
-    def feed(self, text: str) -> None:
-        """One fragment of text (one token)."""
-        self.widget.feed(text)
+    def feed(self, text: str, drafted: bool = False) -> None:
+        """One fragment of text (one token); ``drafted``: accepted from a draft (coloured at the end)."""
+        if drafted:
+            self.widget.feed(text, drafted=True)
+        else:
+            self.widget.feed(text)
 
     def abort(self) -> None:
         """The prediction failed: keep what was shown (or take the output down if nothing was)."""
@@ -195,6 +214,11 @@ class WidgetStreamView:
         if self._handle is not None:
             fallback = stream_bundle(result.content, result.stats, markdown=False, parse_error=result.parse_error)
             self._handle.update(widget_bundle(self.widget, fallback), raw=True)
+
+
+def _utf16_len(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units (JavaScript's string length)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 __all__ = ["FLUSH_INTERVAL", "StreamWidget", "WidgetStreamView"]
