@@ -44,22 +44,18 @@ SDK_PREDICTION_FIELDS = {
     "reasoning_parsing": "reasoningParsing", "raw": "raw",
 }
 
-#: Fields other issues implement (tools and act(), speculative decoding, parallel predictions): their own tests
-#: observe them. THE INTEGRATOR EMPTIES THIS DICT AT MERGE, moving each field into OBSERVED_BY.
-OWNED_ELSEWHERE = {
-    "draft_model": "issue 20 (speculative decoding)",
-    "speculative_decoding_num_draft_tokens_exact": "issue 20 (speculative decoding)",
-    "speculative_decoding_min_draft_length_to_consider": "issue 20 (speculative decoding)",
-    "speculative_decoding_min_continue_drafting_probability": "issue 20 (speculative decoding)",
-    "max_parallel_predictions": "parallel predictions",
-    "use_unified_kv_cache": "parallel predictions",
-}
-
 #: SDK fields refused on purpose, with why (the SDK itself raises for ``raw``: it is not in its key map).
 REFUSED_LIKE_THE_SDK = {"raw": "LM Studio's raw KV config; lmstudio-python raises Unknown config settings: ['raw']"}
 
 #: Every field of lmsext's table → the test that observes its effect (file::function, in tests/).
 OBSERVED_BY = {
+    "draft_model": "test_speculative.py::test_greedy_speculation_is_the_plain_output_token_for_token",
+    "speculative_decoding_num_draft_tokens_exact": "test_speculative.py::test_identity_pair_accepts_every_draft",
+    "speculative_decoding_min_draft_length_to_consider": "test_speculative.py::test_min_draft_length_ignores_shorter_drafts",
+    "speculative_decoding_min_continue_drafting_probability":
+        "test_speculative.py::test_min_continue_probability_cuts_drafts_short",
+    "max_parallel_predictions": "test_parallel.py::test_load_settings_reach_llama_cpp_and_rest",
+    "use_unified_kv_cache": "test_parallel.py::test_load_settings_reach_llama_cpp_and_rest",
     "raw_tools": "test_act.py::test_tool_definitions_reach_the_models_template_and_history_renders_calls_and_results",
     "tool_call_stop_strings": "test_act.py::test_a_tool_call_stop_string_ends_the_prediction_with_the_call",
     # load
@@ -117,6 +113,9 @@ SAMPLE = {
         "name": "add", "description": "Add two integers.", "parameters": {
             "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}]},
     "tool_call_stop_strings": ["</tool_call>"],
+    "draft_model": "lookup", "speculative_decoding_num_draft_tokens_exact": 4,
+    "speculative_decoding_min_draft_length_to_consider": 1, "speculative_decoding_min_continue_drafting_probability": 0.5,
+    "max_parallel_predictions": 2, "use_unified_kv_cache": True,
 }
 
 SDK_FIELDS = [(LoadModelConfig, k, v) for k, v in SDK_LOAD_FIELDS.items()] + [
@@ -150,7 +149,7 @@ def _test_exists(reference: str) -> bool:
 def test_every_field_of_the_table_has_a_test_that_observes_it():
     table = {"load": LoadModelConfig.model_fields, "prediction": PredictionConfig.model_fields}
     missing = [f"{kind}.{name}" for kind, fields in table.items() for name in fields
-               if name not in OBSERVED_BY and name not in OWNED_ELSEWHERE]
+               if name not in OBSERVED_BY]
     assert not missing, f"fields without a test observing their effect: {missing}"
     references = {**OBSERVED_BY, **{f"prediction.{k}": v for k, v in OBSERVED_BY_PREDICTION.items()}}
     broken = {k: v for k, v in references.items() if not _test_exists(v)}
@@ -158,7 +157,7 @@ def test_every_field_of_the_table_has_a_test_that_observes_it():
     stale = [k for k in OBSERVED_BY if k not in LoadModelConfig.model_fields and k not in PredictionConfig.model_fields]
     assert not stale, f"OBSERVED_BY names fields that are not settings: {stale}"
     sdk = set(SDK_LOAD_FIELDS) | set(SDK_PREDICTION_FIELDS)
-    assert sdk <= set(OBSERVED_BY) | set(OWNED_ELSEWHERE) | set(REFUSED_LIKE_THE_SDK)
+    assert sdk <= set(OBSERVED_BY) | set(REFUSED_LIKE_THE_SDK)
 
 
 # ---- observing tests for the fields no other test observed

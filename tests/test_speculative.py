@@ -112,6 +112,29 @@ def test_identity_pair_accepts_every_draft(pair):
         "Once upon a time", {"temperature": 0, "maxTokens": 30, "draftModel": "draft"})) > 0
 
 
+def test_min_continue_probability_cuts_drafts_short(pair):
+    """speculativeDecodingMinContinueDraftingProbability 1.0: the draft stops after one token each round (its
+    confidence is never 1.0), so fewer draft tokens are accepted than with 0.0, where a perfect draft drafts on."""
+    identity, _, _ = pair
+    config = {"temperature": 0, "maxTokens": 60, "draftModel": "draft"}
+    cautious = identity.complete("Once upon a time", {**config, "speculativeDecodingMinContinueDraftingProbability": 1.0})
+    eager = identity.complete("Once upon a time", {**config, "speculativeDecodingMinContinueDraftingProbability": 0.0})
+    assert cautious.content == eager.content
+    assert cautious.stats.accepted_draft_tokens_count <= 31  # one drafted + one sampled token per round at most
+    assert eager.stats.accepted_draft_tokens_count > cautious.stats.accepted_draft_tokens_count
+
+
+def test_min_draft_length_ignores_shorter_drafts(pair):
+    """speculativeDecodingMinDraftLengthToConsider above the drafts' length: every draft is ignored, not verified."""
+    identity, _, _ = pair
+    r = identity.complete("Once upon a time", {"temperature": 0, "maxTokens": 40, "draftModel": "draft",
+                                               "speculativeDecodingNumDraftTokensExact": 2,
+                                               "speculativeDecodingMinDraftLengthToConsider": 3})
+    s = r.stats
+    assert s.accepted_draft_tokens_count == 0 and s.rejected_draft_tokens_count == 0
+    assert s.ignored_draft_tokens_count > 0
+
+
 def test_stop_strings_grammar_and_overflow_with_a_draft(pair):
     _, target, _ = pair
     cases = [
