@@ -121,7 +121,7 @@ SAMPLE = {
 SDK_FIELDS = [(LoadModelConfig, k, v) for k, v in SDK_LOAD_FIELDS.items()] + [
     (PredictionConfig, k, v) for k, v in SDK_PREDICTION_FIELDS.items()]
 APPLIED = [(cls, snake, camel) for cls, snake, camel in SDK_FIELDS
-           if snake not in OWNED_ELSEWHERE and snake not in REFUSED_LIKE_THE_SDK]
+           if snake not in REFUSED_LIKE_THE_SDK]
 
 
 @pytest.mark.parametrize("cls, snake, camel", APPLIED, ids=[f"{c.setting_kind}.{s}" for c, s, _ in APPLIED])
