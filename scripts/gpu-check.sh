@@ -158,7 +158,8 @@ else
   BENCH=(--layers 1 --reps 1 --tokens 16 --prompt 128)
 fi
 CMAKE_ARGS="$CMAKE_ARGS -DLLAVA_BUILD=off -DLLAMA_BUILD_TESTS=off -DLLAMA_BUILD_TOOLS=off -DLLAMA_BUILD_EXAMPLES=off -DLLAMA_BUILD_SERVER=off"
-export CMAKE_ARGS CMAKE_BUILD_PARALLEL_LEVEL=$JOBS PIP_NO_INDEX=1 PIP_FIND_LINKS=$REPO/$DIR/wheels
+# lmsext itself runs from this checkout (no install: the venv's setuptools may predate pyproject's license field)
+export CMAKE_ARGS CMAKE_BUILD_PARALLEL_LEVEL=$JOBS PIP_NO_INDEX=1 PIP_FIND_LINKS=$REPO/$DIR/wheels PYTHONPATH=$REPO
 echo "CMAKE_ARGS=$CMAKE_ARGS (-j$JOBS)" | tee -a "$LOG"
 
 VENV=$DIR/venv
@@ -175,7 +176,6 @@ make_venv() {  # (each command ends in "|| return 1": errexit does not apply ins
   if [ "$MODE" = gpu ]; then  # the dry run's Python already has them (.venv), and the wheels are for 3.12
     "$VENV/bin/python" -m pip install --quiet -r "$DIR/requirements.txt" || return 1
   fi
-  "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e . || return 1
 }
 build_llama() {
   "$VENV/bin/python" -m pip install --no-deps --no-build-isolation --force-reinstall --no-cache-dir \
