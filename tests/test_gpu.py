@@ -210,3 +210,22 @@ def test_summary_and_lm_ps_show_the_measured_gpu_row(ip):
         assert row in cap.outputs[0].data["text/plain"]  # %lm_ps: the same measured row
     finally:
         run(ip, "%lm_unload gpu-row")
+
+
+def test_gpu_benchmark_smoke_run(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--layers", "1", "--prompt", "64", "--tokens", "8",
+                           "--reps", "1", "--ratios", "0,1", "--out", str(out)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    off, full = report["results"]
+    assert off["layers_on_gpu"] == 0 and full["layers_on_gpu"] == (full["total_layers"] if GPUS else 0)
+    for r in (off, full):
+        assert r["prompt_tokens"] >= 64 and r["ttft_s"] > 0 and r["abort_s"] >= 0
+        assert all(v > 0 for v in r["decode_tok_s"].values()), r["decode_tok_s"]
+    assert "where the time went" in proc.stdout
