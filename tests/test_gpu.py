@@ -13,10 +13,10 @@ import pytest
 from lmsext.backend import MemoryEstimate
 from lmsext.config import LoadModelConfig
 from lmsext.engine import EngineModel, read_model_info
-from lmsext.engine.devices import (RAM, all_devices, buffer_device, gpu_devices, layer_devices, read_placement,
-                                   tensor_layer)
+from lmsext.engine.devices import (RAM, all_devices, buffer_device, favor_main_split, gpu_devices, layer_devices,
+                                   read_placement, tensor_layer)
 from lmsext.engine.estimate import check_fits, estimate_memory
-from lmsext.engine.params import favor_main_split, plan_load
+from lmsext.engine.params import plan_load
 from lmsext.engine.validate import validate_gguf
 from lmsext.errors import ConfigError, InsufficientMemoryError
 from lmsext.models import embedded_model_path

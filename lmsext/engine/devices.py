@@ -4,6 +4,8 @@
   memory``, exported by the libraries llama-cpp-python loads) for the devices llama.cpp offloads to, in the
   order ``mainGpu``, ``disabledGpus`` and ``tensor_split`` index them: the discrete GPUs, or the integrated
   ones when there is no discrete GPU (``llama_model_load_from_file``'s own rule). A CPU-only build has none.
+* :func:`check_indexes` and :func:`favor_main_split`: ``mainGpu``/``disabledGpus`` against those GPUs, and
+  ``splitStrategy: favorMainGpu`` as ``tensor_split`` weights.
 * :func:`read_placement` reads llama.cpp's own load log (captured by :mod:`.logs` during every load): the
   device each layer was assigned to (``load_tensors: layer N assigned to device X``), the device of each
   layer's KV cache (``llama_kv_cache: layer N: dev = X``), and the bytes of every model, KV and compute
@@ -24,6 +26,7 @@ from typing import Any, Iterable
 
 import llama_cpp
 
+from ..errors import ConfigError
 from . import _lib
 
 #: enum ggml_backend_dev_type (ggml-backend.h)
@@ -89,6 +92,40 @@ def gpu_devices() -> list[Device]:
         return [Device(0, "GPU", "GPU (ggml's device registry is not exported by this build)", "GPU", 0, 0)]
     gpus = [d for d in devices if d.kind == "GPU"] or [d for d in devices if d.kind == "IGPU"]
     return [Device(i, d.name, d.description, d.kind, d.free_bytes, d.total_bytes) for i, d in enumerate(gpus)]
+
+
+# ------------------------------------------------------------------------------ settings against the devices
+
+def check_indexes(main_gpu: int | None, disabled: list[int], gpus: list[Any]) -> None:
+    """``mainGpu`` and ``disabledGpus`` against the GPUs llama.cpp enumerated (one line each)."""
+    n = len(gpus)
+    names = ", ".join(f"{d.index}={d.name}" for d in gpus)
+    if main_gpu is not None and main_gpu >= n:
+        raise ConfigError(f"gpu.mainGpu={main_gpu}: llama.cpp sees {n} GPU(s) here ({names}); choose 0..{n - 1}",
+                          key="gpu.mainGpu", value=main_gpu, allowed=f"0..{n - 1}")
+    bad = [d for d in disabled if d >= n]
+    if bad:
+        raise ConfigError(f"gpu.disabledGpus={disabled}: llama.cpp sees {n} GPU(s) here ({names}); "
+                          f"{bad[0]} is not one of them", key="gpu.disabledGpus", value=disabled)
+    if all(i in disabled for i in range(n)):
+        raise ConfigError(f"gpu.disabledGpus={disabled}: every GPU is disabled; use gpu='off' instead",
+                          key="gpu.disabledGpus", value=disabled)
+    if main_gpu is not None and main_gpu in disabled:
+        raise ConfigError(f"gpu.mainGpu={main_gpu} is also in gpu.disabledGpus={disabled}; enable it or choose "
+                          "another main GPU", key="gpu.mainGpu", value=main_gpu)
+
+
+def favor_main_split(free: list[int], main: int, need: int) -> list[float]:
+    """``splitStrategy: favorMainGpu`` as ``tensor_split`` weights (llama.cpp has no "fill one GPU first"
+    mode: ``SPLIT_MODE_NONE`` never spills). The main GPU takes everything while ``need`` bytes fit in 90 %
+    of its free memory; beyond that it takes what fits and the other enabled GPUs (free > 0) share the rest
+    evenly. ``free`` holds 0 for a disabled GPU."""
+    room = int(free[main] * 0.9)
+    others = [i for i, f in enumerate(free) if f > 0 and i != main]
+    if need <= room or not others:
+        return [1.0 if i == main else 0.0 for i in range(len(free))]
+    share = (need - room) / len(others)
+    return [float(room) if i == main else (share if i in others else 0.0) for i in range(len(free))]
 
 
 # ------------------------------------------------------------------------------ the load log
@@ -215,5 +252,6 @@ def tensor_layer(name: str, n_layer: int) -> int | None:
     return None
 
 
-__all__ = ["Device", "DevicePlacement", "Placement", "RAM", "all_devices", "buffer_device", "gpu_devices",
+__all__ = ["Device", "DevicePlacement", "Placement", "RAM", "all_devices", "buffer_device", "check_indexes",
+           "favor_main_split", "gpu_devices",
            "layer_devices", "read_placement", "tensor_layer"]

@@ -147,38 +147,6 @@ def _gpu_ratio(gpu: Any, has_gpu: bool) -> float:
     return float(ratio)
 
 
-def _check_gpu_indexes(main_gpu: int | None, disabled: list[int], gpus: list[Any]) -> None:
-    """``mainGpu`` and ``disabledGpus`` against the GPUs llama.cpp enumerated (one line each)."""
-    n = len(gpus)
-    names = ", ".join(f"{d.index}={d.name}" for d in gpus)
-    if main_gpu is not None and main_gpu >= n:
-        raise ConfigError(f"gpu.mainGpu={main_gpu}: llama.cpp sees {n} GPU(s) here ({names}); choose 0..{n - 1}",
-                          key="gpu.mainGpu", value=main_gpu, allowed=f"0..{n - 1}")
-    bad = [d for d in disabled if d >= n]
-    if bad:
-        raise ConfigError(f"gpu.disabledGpus={disabled}: llama.cpp sees {n} GPU(s) here ({names}); "
-                          f"{bad[0]} is not one of them", key="gpu.disabledGpus", value=disabled)
-    if all(i in disabled for i in range(n)):
-        raise ConfigError(f"gpu.disabledGpus={disabled}: every GPU is disabled; use gpu='off' instead",
-                          key="gpu.disabledGpus", value=disabled)
-    if main_gpu is not None and main_gpu in disabled:
-        raise ConfigError(f"gpu.mainGpu={main_gpu} is also in gpu.disabledGpus={disabled}; enable it or choose "
-                          "another main GPU", key="gpu.mainGpu", value=main_gpu)
-
-
-def favor_main_split(free: list[int], main: int, need: int) -> list[float]:
-    """``splitStrategy: favorMainGpu`` as ``tensor_split`` weights (llama.cpp has no "fill one GPU first"
-    mode: ``SPLIT_MODE_NONE`` never spills). The main GPU takes everything while ``need`` bytes fit in 90 %
-    of its free memory; beyond that it takes what fits and the other enabled GPUs (free > 0) share the rest
-    evenly. ``free`` holds 0 for a disabled GPU."""
-    room = int(free[main] * 0.9)
-    others = [i for i, f in enumerate(free) if f > 0 and i != main]
-    if need <= room or not others:
-        return [1.0 if i == main else 0.0 for i in range(len(free))]
-    share = (need - room) / len(others)
-    return [float(room) if i == main else (share if i in others else 0.0) for i in range(len(free))]
-
-
 def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     gpu = _requested(cfg, "gpu")
     gpus = devices.gpu_devices()
@@ -195,11 +163,11 @@ def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     plan.model_params["main_gpu"] = main_gpu or 0
     plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_LAYER
     if has_gpu:
-        _check_gpu_indexes(main_gpu, disabled, gpus)
+        devices.check_indexes(main_gpu, disabled, gpus)
         free = [0 if d.index in disabled else (d.free_bytes or 1) for d in gpus]
         if split == "favorMainGpu":
             need = int(plan.info.file_size * layers / max(total, 1))
-            plan.model_params["tensor_split"] = favor_main_split(free, main_gpu or 0, need)
+            plan.model_params["tensor_split"] = devices.favor_main_split(free, main_gpu or 0, need)
         elif disabled:
             plan.model_params["tensor_split"] = [float(f) for f in free]
     plan.effective["gpu"] = {
