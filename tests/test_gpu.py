@@ -229,3 +229,22 @@ def test_gpu_benchmark_smoke_run(tmp_path):
         assert r["prompt_tokens"] >= 64 and r["ttft_s"] > 0 and r["abort_s"] >= 0
         assert all(v > 0 for v in r["decode_tok_s"].values()), r["decode_tok_s"]
     assert "where the time went" in proc.stdout
+
+
+def test_estimate_places_each_weight_on_its_layers_device():
+    """llama.cpp's split replayed over two GPUs of equal free memory (plain data: no GPU needed to check the sums)."""
+    from lmsext.engine.devices import Device
+    from lmsext.engine.estimate import split_by_device
+    info = read_model_info(STORIES)
+    plan = plan_load(LoadModelConfig.parse({"gpu": 0.5, "contextLength": 256}), info)
+    plan.gpu_layers_offloaded = 3  # what a GPU build plans: blocks 3 and 4, then the output layer
+    gpus = [Device(0, "GPU0", "test", "GPU", 2**34, 2**34), Device(1, "GPU1", "test", "GPU", 2**34, 2**34)]
+    tensors = validate_gguf(STORIES).tensors
+    size = {t.name: t.nbytes for t in tensors}
+    ram, kv_ram, vram, free = split_by_device(validate_gguf(STORIES), info, plan, compute=1000, gpus=gpus)
+    on = lambda *blocks: sum(b for n, b in size.items() if any(n.startswith(f"blk.{i}.") for i in blocks))  # noqa: E731
+    kv_layer = plan.kv_cache_bytes() // 5
+    assert ram == size["token_embd.weight"] + on(0, 1, 2)  # the input layer never leaves RAM
+    assert vram["GPU0"] == on(3, 4) + 2 * kv_layer + 1000  # layers 3, 4 (fractions 0, 1/3 < 1/2) with their KV
+    assert vram["GPU1"] == size["output.weight"] + size["output_norm.weight"] + 1000  # the output layer: no KV
+    assert kv_ram == plan.kv_cache_bytes() - 2 * kv_layer and free == {"GPU0": 2**34, "GPU1": 2**34}

@@ -98,13 +98,15 @@ def estimate_memory(info: ModelInfo, plan: LoadPlan, *, available: int | None = 
                           vram=vram, vram_free=vram_free)
 
 
-def split_by_device(summary: Any, info: ModelInfo, plan: LoadPlan, compute: int
-                    ) -> tuple[int, int, dict[str, int], dict[str, int]]:
+def split_by_device(summary: Any, info: ModelInfo, plan: LoadPlan, compute: int,
+                    gpus: list[devices.Device] | None = None) -> tuple[int, int, dict[str, int], dict[str, int]]:
     """(weights in RAM, KV cache in RAM, bytes per GPU, free bytes per GPU) as llama.cpp will place them:
     each tensor on its layer's device (:func:`.devices.layer_devices`; ``token_embd`` always in RAM, and a
     model without ``output.weight`` copies it to the output layer's device too), each block's KV cache on
-    its layer's device when ``offload_kqv`` (else in RAM), and a compute buffer on every GPU holding layers."""
-    gpus = devices.gpu_devices() if plan.gpu_layers_offloaded else []
+    its layer's device when ``offload_kqv`` (else in RAM), and a compute buffer on every GPU holding layers.
+    ``gpus``: the GPUs to place on (default: the ones llama.cpp enumerates now)."""
+    if gpus is None:
+        gpus = devices.gpu_devices() if plan.gpu_layers_offloaded else []
     split = list(plan.model_params.get("tensor_split") or [d.free_bytes or 1 for d in gpus])
     where = devices.layer_devices(info.n_layer, plan.gpu_layers_offloaded, split[:len(gpus)])
     vram = {d.name: 0 for d in gpus}
