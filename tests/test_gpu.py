@@ -248,3 +248,17 @@ def test_estimate_places_each_weight_on_its_layers_device():
     assert vram["GPU0"] == on(3, 4) + 2 * kv_layer + 1000  # layers 3, 4 (fractions 0, 1/3 < 1/2) with their KV
     assert vram["GPU1"] == size["output.weight"] + size["output_norm.weight"] + 1000  # the output layer: no KV
     assert kv_ram == plan.kv_cache_bytes() - 2 * kv_layer and free == {"GPU0": 2**34, "GPU1": 2**34}
+
+
+def test_gpu_index_rules_on_two_gpus():
+    """The rules check_indexes applies on a GPU build, on a two-GPU list (plain data): one line each."""
+    from lmsext.engine.devices import Device, check_indexes
+    two = [Device(0, "CUDA0", "a", "GPU", 1, 1), Device(1, "CUDA1", "b", "GPU", 1, 1)]
+    check_indexes(1, [0], two)  # fine: main GPU 1, GPU 0 disabled
+    for main, disabled, pattern in ((2, [], r"^gpu\.mainGpu=2: llama.cpp sees 2 GPU\(s\) here \(0=CUDA0, 1=CUDA1\)"),
+                                    (None, [2], r"^gpu\.disabledGpus=\[2\]: .*2 is not one of them"),
+                                    (None, [0, 1], r"every GPU is disabled; use gpu='off'"),
+                                    (0, [0], r"^gpu\.mainGpu=0 is also in gpu\.disabledGpus=\[0\]")):
+        with pytest.raises(ConfigError, match=pattern) as err:
+            check_indexes(main, disabled, two)
+        assert "\n" not in str(err.value)
