@@ -74,10 +74,13 @@ def _raw_decode(llm: Any, prompt: str, n: int) -> float:
         loop.close()
 
 
-def _llama_cpp_python(path: Path, context_params: dict[str, Any], n_gpu_layers: int) -> Any:
+def _llama_cpp_python(path: Path, context_params: dict[str, Any], n_gpu_layers: int, flash: bool) -> Any:
+    """``Llama`` with lmsext's context parameters, its layers on the GPU and flash attention as llama.cpp
+    resolved it for lmsext (AUTO on a GPU)."""
     from llama_cpp import Llama
     from .paths import llama_kwargs
-    return Llama(str(path), **{**llama_kwargs(context_params), "n_gpu_layers": n_gpu_layers}, verbose=False)
+    return Llama(str(path), **{**llama_kwargs(context_params), "n_gpu_layers": n_gpu_layers, "flash_attn": flash},
+                 verbose=False)
 
 
 def _create_completion_decode(llama: Any, prompt: str, n: int) -> float:
@@ -131,7 +134,8 @@ def run_ratio(client: Any, path: Path, ratio: float, args: argparse.Namespace) -
     ttft = statistics.median(t for t, _ in ttfts)
     out.update(ttft_s=ttft, prompt_tokens=ttfts[0][1], prompt_tok_s=ttfts[0][1] / ttft)
     handle = llm._loaded.handle
-    llama = _llama_cpp_python(path, handle.plan.context_params, handle.plan.model_params["n_gpu_layers"])
+    llama = _llama_cpp_python(path, handle.plan.context_params, handle.plan.model_params["n_gpu_layers"],
+                              bool(out["flash_attention"]))
     rates: dict[str, list[float]] = {"lmsext": [], "raw": [], "create_completion": []}
     try:
         for _ in range(args.reps):  # interleaved: the three paths see the same machine state
