@@ -165,13 +165,14 @@ echo "CMAKE_ARGS=$CMAKE_ARGS (-j$JOBS)" | tee -a "$LOG"
 VENV=$DIR/venv
 make_venv() {  # (each command ends in "|| return 1": errexit does not apply inside a function run by step's "if")
   rm -rf "$VENV"
-  if [ "$MODE" = gpu ]; then  # the machine's own packages (CMake, ninja, numpy, …) stay visible
-    python3 -m venv --system-site-packages "$VENV" || return 1
-  else  # dry run: this repository's .venv has lmsext's dependencies for this Python
-    .venv/bin/python -m venv --system-site-packages "$VENV" || return 1
-    .venv/bin/python -c 'import site; print(site.getsitepackages()[0])' \
-      >"$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/lmsext-dry-run.pth" || return 1
-  fi
+  # the base Python's packages (on the GPU machine: CMake, ninja, scikit-build-core, numpy, …; in the dry run:
+  # .venv's lmsext dependencies) stay visible through a .pth — that Python may itself be a venv, whose packages
+  # --system-site-packages alone would not show
+  local base=python3
+  [ "$MODE" = cpu ] && base=.venv/bin/python
+  "$base" -m venv --system-site-packages "$VENV" || return 1
+  "$base" -c 'import site; print("\n".join(site.getsitepackages()))' \
+    >"$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/lmsext-gpu-check-base.pth" || return 1
   "$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation scikit-build-core pathspec || true
   if [ "$MODE" = gpu ]; then  # the dry run's Python already has them (.venv), and the wheels are for 3.12
     "$VENV/bin/python" -m pip install --quiet -r "$DIR/requirements.txt" || return 1
