@@ -262,3 +262,13 @@ def test_gpu_index_rules_on_two_gpus():
         with pytest.raises(ConfigError, match=pattern) as err:
             check_indexes(main, disabled, two)
         assert "\n" not in str(err.value)
+
+
+def test_summary_memory_line_names_the_vram_of_each_gpu():
+    from lmsext.render.gpu_row import vram_text
+    gpu = {"layers": 3, "total_layers": 6, "ratio": 0.5, "devices": [
+        {"name": "CUDA0", "layers": 3, "kv_layers": 2, "model_bytes": 2**20, "kv_bytes": 2**20, "compute_bytes": 2**20}],
+        "ram": {"layers": 3, "kv_layers": 3}}
+    assert vram_text(gpu) == " · VRAM CUDA0 3 MiB" and vram_text({**gpu, "devices": []}) == ""
+    assert format_setting("gpu", gpu) == ("3 of 6 layers on GPU (ratio 0.5): CUDA0 3 layers, KV 2 layers, VRAM 3 MiB"
+                                          " · KV cache of 3 layers in RAM")

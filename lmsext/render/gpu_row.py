@@ -41,4 +41,14 @@ def format_gpu(value: dict[str, Any]) -> str:
     return text + (" · " + ", ".join(extra) if extra else "")
 
 
-__all__ = ["format_gpu"]
+def vram_text(value: Any) -> str:
+    """`` · VRAM CUDA0 120 MiB`` (what llama.cpp put on each GPU: model, KV and compute buffers) for the
+    summary's memory line; empty without GPUs."""
+    if not isinstance(value, dict) or not value.get("devices"):
+        return ""
+    parts = [f"{d['name']} {format_bytes(d.get('model_bytes', 0) + d.get('kv_bytes', 0) + d.get('compute_bytes', 0))}"
+             for d in value["devices"]]
+    return " · VRAM " + ", ".join(parts)
+
+
+__all__ = ["format_gpu", "vram_text"]
