@@ -77,20 +77,41 @@ class MemoryEstimate:
     compute: int
     overhead: int
     available: int | None = None
+    #: GPU memory per device name (weights, KV cache and compute buffers placed there); empty without GPUs
+    vram: dict[str, int] = field(default_factory=dict)
+    #: free memory of those devices now
+    vram_free: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
-        """Everything the instance is expected to take at its peak."""
+        """Everything the instance is expected to take at its peak (in RAM; :attr:`vram` is apart)."""
         return self.weights + self.kv_cache + self.compute + self.overhead
 
     @property
+    def vram_over(self) -> list[str]:
+        """The GPUs whose share exceeds their free memory (the per-device guardrail refuses those)."""
+        return [d for d, b in self.vram.items() if self.vram_free.get(d) and b > self.vram_free[d] * SAFETY]
+
+    @property
     def fits(self) -> bool | None:
-        """True/False when the available memory is known, else None."""
+        """True/False when the available memory is known, else None (False too when a GPU cannot hold its share)."""
+        if self.vram_over:
+            return False
         return None if self.available is None else self.total <= self.available * SAFETY
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: every part, ``total`` and ``available``."""
-        return {**asdict(self), "total": self.total}
+        """Plain JSON: every part, ``total`` and ``available`` (and ``vram``/``vram_free`` with GPUs)."""
+        out = {**asdict(self), "total": self.total}
+        if not self.vram:
+            del out["vram"], out["vram_free"]
+        return out
+
+    def describe_vram(self) -> str:
+        """``VRAM: CUDA0 1.2 GiB of 79 GiB free``, or ``VRAM: none (nothing on a GPU)``."""
+        if not self.vram:
+            return "VRAM: none (nothing on a GPU)"
+        return "VRAM: " + ", ".join(f"{d} {format_bytes(b)} of {format_bytes(self.vram_free.get(d, 0))} free"
+                                    for d, b in self.vram.items())
 
     def describe(self) -> str:
         """One line: ``weights 1.13 MiB + KV cache 320 KiB + compute 9.8 MiB + overhead 3.1 MiB = 14.4 MiB``."""
@@ -98,6 +119,8 @@ class MemoryEstimate:
                 f"{format_bytes(self.compute)} + overhead {format_bytes(self.overhead)} = {format_bytes(self.total)}")
         if self.available is not None:
             text += f" (available: {format_bytes(self.available)})"
+        if self.vram:
+            text += f"; {self.describe_vram()}"
         return text
 
     def __str__(self) -> str:

@@ -69,8 +69,9 @@ was applied differently and why, memory and load time.
     code("""
 model = client.llm.model("stories260K")  # JIT: the instance loaded above
 lr = model.load_result
-print({key: lr.config[key] for key in ("context_length", "eval_batch_size", "flash_attention", "num_experts",
-                                       "offload_kv_cache_to_gpu")})
+print({key: lr.config[key] for key in ("context_length", "eval_batch_size", "num_experts")})
+# flash_attention and offload_kv_cache_to_gpu depend on the GPU: they say what llama.cpp did (the gpu row)
+print("KV cache where the layers are:", lr.config["offload_kv_cache_to_gpu"] == bool(lr.config["gpu"]["devices"]))
 print("chat template:", lr.chat_template)""", check=True),
     md("""
 ## Respond

@@ -42,25 +42,6 @@ def system_info() -> str:
 
 
 @functools.cache
-def gpu_count() -> int:
-    """How many GPU devices (discrete or integrated) this llama.cpp build sees now (0 on a CPU-only build)."""
-    init()
-    try:
-        lib = llama_cpp.llama_cpp._lib
-        count, get, kind = lib.ggml_backend_dev_count, lib.ggml_backend_dev_get, lib.ggml_backend_dev_type
-    except AttributeError:  # a build that does not export ggml's device API: trust llama.cpp's own answer
-        return 1 if supports_gpu_offload() else 0
-    count.restype, count.argtypes = ctypes.c_size_t, []
-    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    kind.restype, kind.argtypes = ctypes.c_int, [ctypes.c_void_p]
-    return sum(1 for i in range(count()) if kind(get(i)) in (GGML_DEV_GPU, GGML_DEV_IGPU))
-
-
-#: enum ggml_backend_dev_type (ggml-backend.h): CPU = 0, GPU = 1, IGPU = 2, ACCEL = 3
-GGML_DEV_GPU, GGML_DEV_IGPU = 1, 2
-
-
-@functools.cache
 def _libc():
     try:
         return ctypes.CDLL("libc.so.6")

@@ -24,6 +24,9 @@
   With ``maxParallelPredictions`` N the logits and the output phase hold N rows; the KV cache is
   ``contextLength`` cells either way (unified: one pool every sequence draws from; not unified:
   ``contextLength / N`` cells per sequence), so N costs memory only through those rows;
+* **VRAM** — on a GPU build, :func:`split_by_device` puts each of these on the device llama.cpp will
+  (weights by layer, ``token_embd`` in RAM; a block's KV cache with its layer; a compute buffer per GPU),
+  so ``weights``/``kv_cache`` count RAM only and ``vram`` holds each GPU's share;
 * **overhead** — llama.cpp's per-model and per-context bookkeeping (tensor metadata, the vocabulary's
   maps, graph metadata, thread scratch): a few MB.
 
@@ -40,6 +43,7 @@ import psutil
 from ..backend import MemoryEstimate, ModelInfo
 from ..errors import InsufficientMemoryError
 from ..units import format_bytes
+from . import devices
 from .params import CACHE_TYPES, LoadPlan
 from .validate import validate_gguf
 
@@ -90,14 +94,49 @@ def estimate_memory(info: ModelInfo, plan: LoadPlan, *, available: int | None = 
     summary = validate_gguf(info.path)
     n_ff = _hparam(summary, info, "feed_forward_length") or _hparam(summary, info, "expert_feed_forward_length") \
         or 4 * info.n_embd
-    weights = summary.tensor_bytes
-    if plan.gpu_layers_offloaded and plan.offloadable_layers:  # on a GPU build the offloaded share leaves RAM
-        weights = int(weights * (1 - plan.gpu_layers_offloaded / plan.offloadable_layers))
-    kv = 0 if plan.effective.get("offload_kv_cache_to_gpu") else plan.kv_cache_bytes()
     n_vocab = summary.array_lengths.get("tokenizer.ggml.tokens") or info.n_vocab
-    return MemoryEstimate(weights=weights, kv_cache=kv, compute=compute_bytes(info, plan, n_ff, n_vocab),
+    compute = compute_bytes(info, plan, n_ff, n_vocab)
+    weights, kv, vram, vram_free = split_by_device(summary, info, plan, compute)
+    return MemoryEstimate(weights=weights, kv_cache=kv, compute=compute,
                           overhead=BASE_OVERHEAD + PER_TOKEN_OVERHEAD * n_vocab,
-                          available=available_memory() if available is None else available)
+                          available=available_memory() if available is None else available,
+                          vram=vram, vram_free=vram_free)
+
+
+def split_by_device(summary: Any, info: ModelInfo, plan: LoadPlan, compute: int,
+                    gpus: list[devices.Device] | None = None) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """(weights in RAM, KV cache in RAM, bytes per GPU, free bytes per GPU) as llama.cpp will place them:
+    each tensor on its layer's device (:func:`.devices.layer_devices`; ``token_embd`` always in RAM, and a
+    model without ``output.weight`` copies it to the output layer's device too), each block's KV cache on
+    its layer's device when ``offload_kqv`` (else in RAM), and a compute buffer on every GPU holding layers.
+    ``gpus``: the GPUs to place on (default: the ones llama.cpp enumerates now)."""
+    if gpus is None:
+        gpus = devices.gpu_devices() if plan.gpu_layers_offloaded else []
+    split = list(plan.model_params.get("tensor_split") or [d.free_bytes or 1 for d in gpus])
+    where = devices.layer_devices(info.n_layer, plan.gpu_layers_offloaded, split[:len(gpus)])
+    vram = {d.name: 0 for d in gpus}
+    ram = 0
+    names = {t.name for t in summary.tensors}
+    for t in summary.tensors:
+        layer = devices.tensor_layer(t.name, info.n_layer)
+        dev = where[layer] if layer is not None and layer < len(where) else None
+        if dev is None:
+            ram += t.nbytes
+        else:
+            vram[gpus[dev].name] += t.nbytes
+        if t.name == "token_embd.weight" and "output.weight" not in names and where and where[-1] is not None:
+            vram[gpus[where[-1]].name] += t.nbytes  # tied embeddings: llama.cpp duplicates them as the output
+    kv_total = plan.kv_cache_bytes()
+    kv_per_layer = kv_total / max(info.n_layer, 1)
+    kv_ram = kv_total
+    if plan.context_params.get("offload_kqv"):
+        for layer in range(info.n_layer):
+            if where[layer] is not None:
+                vram[gpus[where[layer]].name] += int(kv_per_layer)
+                kv_ram -= int(kv_per_layer)
+    for i in {d for d in where if d is not None}:
+        vram[gpus[i].name] += compute
+    return ram, max(kv_ram, 0), {k: v for k, v in vram.items() if v}, {d.name: d.free_bytes for d in gpus}
 
 
 def available_memory() -> int | None:
@@ -110,9 +149,15 @@ def available_memory() -> int | None:
 
 
 def check_fits(estimate: MemoryEstimate, name: str, *, force: bool = False) -> None:
-    """Refuse (:class:`InsufficientMemoryError`) a load the estimate says does not fit, unless ``force``."""
+    """Refuse (:class:`InsufficientMemoryError`) a load the estimate says does not fit — in RAM, or on any
+    one GPU (the per-device guardrail) — unless ``force``."""
     if force or estimate.fits is not False:
         return
+    for dev in estimate.vram_over:
+        raise InsufficientMemoryError(
+            f"not loading {name}: its share on {dev} needs about {format_bytes(estimate.vram[dev])} but {dev} has "
+            f"{format_bytes(estimate.vram_free.get(dev, 0))} free; lower gpu (the offload ratio), contextLength, "
+            "or pass force=True (--force) to load anyway", estimate=estimate)
     raise InsufficientMemoryError(
         f"not loading {name}: it needs about {format_bytes(estimate.total)} ({estimate.describe().split(' (')[0]}) "
         f"but only {format_bytes(estimate.available or 0)} is available; lower contextLength (or use flash "

@@ -35,6 +35,7 @@ from ..errors import ModelLoadError, ModelNotLoadedError
 from . import _lib, logs
 from .gguf_info import ModelInfo, read_model_info
 from .params import LoadPlan, plan_load
+from .placement import apply_measured
 from .sigint import SigintGuard
 from ..chat_templates import ChatTemplate
 
@@ -207,12 +208,14 @@ class EngineModel:
         if engine.n_ctx != plan.effective["context_length"]:
             plan.notes.append(f"context_length → {engine.n_ctx}: what llama.cpp allocated")
             plan.effective["context_length"] = engine.n_ctx
+        log_lines = tuple(r.getMessage() for r in records)
+        apply_measured(plan, log_lines)  # the GPU figures: what llama.cpp placed, not what was planned
         report = LoadReport(
             plan=plan, load_time_seconds=load_time,
             weights_bytes=int(llama_cpp.llama_model_size(model_ptr)),
             kv_cache_bytes=plan.kv_cache_bytes(), n_ctx=engine.n_ctx, n_batch=engine.n_batch,
             n_ubatch=int(llama_cpp.llama_n_ubatch(ctx_ptr)),
-            log_lines=tuple(r.getMessage() for r in records))
+            log_lines=log_lines)
         return engine, report
 
     # -- lifetime ------------------------------------------------------------------------------

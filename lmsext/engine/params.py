@@ -19,11 +19,13 @@ import llama_cpp
 
 from ..config import CONTEXT_STEP, DEFAULT_CONTEXT_LENGTH, LoadModelConfig
 from ..errors import ConfigError
-from . import _lib, threads
+from . import _lib, devices, threads
 from .gguf_info import ModelInfo
 
 # CONTEXT_STEP (llama.cpp pads the KV cache to a multiple of it) and DEFAULT_CONTEXT_LENGTH are facts in lmsext.config
 DEFAULT_EVAL_BATCH_SIZE = 512
+#: Off on a CPU-only build (measured: ~3× slower for small models on CPU, docs/settings.md); llama.cpp's
+#: AUTO where layers go to a GPU (it enables flash attention when every layer's device supports it).
 DEFAULT_FLASH_ATTENTION = False
 #: Quantized cache types store blocks of this many elements; a head size must be a multiple of it.
 QUANT_BLOCK = 32
@@ -54,6 +56,8 @@ class LoadPlan:
     default_seed: int | None = None
     gpu_layers_requested: int = 0
     gpu_layers_offloaded: int = 0
+    #: block layers whose KV cache llama.cpp puts on a GPU (planned; measured after the load)
+    kv_layers_on_gpu: int = 0
 
     @property
     def offloadable_layers(self) -> int:
@@ -120,26 +124,35 @@ def _apply_eval_batch_size(cfg: LoadModelConfig, plan: LoadPlan) -> None:
 
 
 def _apply_flash_attention(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    """Off by default on CPU; AUTO (llama.cpp decides, the load log says what) when layers go to a GPU."""
     asked = _requested(cfg, "flash_attention")
+    if asked is None and plan.gpu_layers_offloaded > 0:
+        plan.context_params["flash_attn_type"] = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        plan.effective["flash_attention"] = True  # what AUTO resolves to on a GPU; the load log corrects it
+        return
     value = DEFAULT_FLASH_ATTENTION if asked is None else bool(asked)
     plan.context_params["flash_attn_type"] = (
         llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if value else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
     plan.effective["flash_attention"] = value
 
 
-def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
-    gpu = _requested(cfg, "gpu")
-    has_gpu = _lib.supports_gpu_offload()
-    total = plan.offloadable_layers
+def _gpu_ratio(gpu: Any, has_gpu: bool) -> float:
     ratio: Any = getattr(gpu, "ratio", None) if gpu is not None else None
     if ratio is None:
         ratio = "max" if has_gpu else "off"
     if ratio == "max":
-        ratio_value = 1.0
-    elif ratio == "off" or ratio is False:
-        ratio_value = 0.0
-    else:
-        ratio_value = float(ratio)
+        return 1.0
+    if ratio == "off" or ratio is False:
+        return 0.0
+    return float(ratio)
+
+
+def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    gpu = _requested(cfg, "gpu")
+    gpus = devices.gpu_devices()
+    has_gpu = bool(gpus)
+    total = plan.offloadable_layers
+    ratio_value = _gpu_ratio(gpu, has_gpu)
     layers = round(ratio_value * total)
     plan.gpu_layers_requested = layers
     plan.gpu_layers_offloaded = layers if has_gpu else 0
@@ -147,22 +160,16 @@ def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     main_gpu = getattr(gpu, "main_gpu", None) if gpu is not None else None
     split = getattr(gpu, "split_strategy", None) if gpu is not None else None
     disabled = list(getattr(gpu, "disabled_gpus", None) or []) if gpu is not None else []
-    n_dev = max(int(llama_cpp.llama_max_devices()), 1)
     plan.model_params["main_gpu"] = main_gpu or 0
-    if split == "favorMainGpu":
-        plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_NONE
-    else:
-        plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_LAYER
-    if disabled:
-        bad = [d for d in disabled if d >= n_dev]
-        if has_gpu and bad:
-            raise ConfigError(f"gpu.disabledGpus={disabled}: this build sees {n_dev} device(s) (0..{n_dev - 1})",
-                              key="gpu.disabledGpus", value=disabled)
-        enabled = [0.0 if i in disabled else 1.0 for i in range(n_dev)]
-        if has_gpu and not any(enabled):
-            raise ConfigError(f"gpu.disabledGpus={disabled}: every GPU is disabled; use gpu='off' instead",
-                              key="gpu.disabledGpus", value=disabled)
-        plan.model_params["tensor_split"] = enabled
+    plan.model_params["split_mode"] = llama_cpp.LLAMA_SPLIT_MODE_LAYER
+    if has_gpu:
+        devices.check_indexes(main_gpu, disabled, gpus)
+        free = [0 if d.index in disabled else (d.free_bytes or 1) for d in gpus]
+        if split == "favorMainGpu":
+            need = int(plan.info.file_size * layers / max(total, 1))
+            plan.model_params["tensor_split"] = devices.favor_main_split(free, main_gpu or 0, need)
+        elif disabled:
+            plan.model_params["tensor_split"] = [float(f) for f in free]
     plan.effective["gpu"] = {
         "ratio": ratio_value,
         "layers": plan.gpu_layers_offloaded,
@@ -173,8 +180,21 @@ def _apply_gpu(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     }
     if not has_gpu and (layers or main_gpu or split or disabled):
         plan.notes.append(
-            f"gpu {ratio} requested → 0 of {total} layers offloaded: this build of llama.cpp has no "
-            "GPU backend (reinstall with CMAKE_ARGS=\"-DGGML_CUDA=on\")")
+            f"gpu {_asked_ratio(gpu)} requested → 0 of {total} layers offloaded: {no_gpu_reason()}")
+
+
+def _asked_ratio(gpu: Any) -> Any:
+    ratio = getattr(gpu, "ratio", None) if gpu is not None else None
+    return "off" if ratio is None else ratio
+
+
+def no_gpu_reason(hint: bool = True) -> str:
+    """Why nothing goes to a GPU here: a CPU-only build (with how to get a GPU build), or a GPU build that
+    found no GPU."""
+    if not _lib.supports_gpu_offload():
+        return "this build of llama.cpp has no GPU backend" + (
+            " (reinstall with CMAKE_ARGS=\"-DGGML_CUDA=on\")" if hint else "")
+    return "this GPU build of llama.cpp found no GPU on this machine"
 
 
 def _apply_gpu_strict_vram_cap(cfg: LoadModelConfig, plan: LoadPlan) -> None:
@@ -182,18 +202,32 @@ def _apply_gpu_strict_vram_cap(cfg: LoadModelConfig, plan: LoadPlan) -> None:
     plan.effective["gpu_strict_vram_cap"] = bool(asked)
     if asked and not _lib.supports_gpu_offload():
         plan.notes.append("gpu_strict_vram_cap has no effect: this build of llama.cpp has no GPU backend")
+    elif asked:
+        plan.notes.append("gpu_strict_vram_cap: llama.cpp enforces no VRAM cap; lmsext's per-device memory guardrail "
+                          "refuses a load whose estimate exceeds a GPU's free memory (unless forced)")
 
 
 def _apply_offload_kv(cfg: LoadModelConfig, plan: LoadPlan) -> None:
+    """``offload_kqv`` puts a layer's KV cache on that layer's device: with partial offload the CPU layers'
+    KV stays in RAM (the output layer, offloaded first, has no KV). Reported true when all of it is on GPUs."""
     asked = _requested(cfg, "offload_kv_cache_to_gpu")
     want = True if asked is None else bool(asked)
     plan.context_params["offload_kqv"] = want
-    really = want and _lib.supports_gpu_offload() and plan.gpu_layers_offloaded > 0
+    n_layer = plan.info.n_layer
+    plan.kv_layers_on_gpu = max(min(plan.gpu_layers_offloaded, plan.offloadable_layers) - 1, 0) if want else 0
+    really = want and n_layer > 0 and plan.kv_layers_on_gpu >= n_layer
     plan.effective["offload_kv_cache_to_gpu"] = really
     if asked and not really:
-        why = ("this build of llama.cpp has no GPU backend" if not _lib.supports_gpu_offload()
-               else "no layers are offloaded to the GPU")
-        plan.notes.append(f"offload_kv_cache_to_gpu true requested → KV cache stays in RAM: {why}")
+        plan.notes.append(f"offload_kv_cache_to_gpu true requested → {kv_placement_words(plan.kv_layers_on_gpu, n_layer)}")
+
+
+def kv_placement_words(on_gpu: int, n_layer: int) -> str:
+    """Where the KV cache is, in words, for the notes."""
+    if on_gpu <= 0:
+        why = no_gpu_reason(hint=False) if not devices.gpu_devices() else "no layers are offloaded to the GPU"
+        return f"KV cache stays in RAM: {why}"
+    return (f"the KV cache of {on_gpu} of {n_layer} layers is on the GPU, of {n_layer - on_gpu} in RAM (llama.cpp "
+            "keeps a CPU layer's KV cache in RAM)")
 
 
 def _apply_rope(name: str, param: str, metadata_key: str) -> Callable[[LoadModelConfig, LoadPlan], None]:
@@ -327,13 +361,13 @@ def _apply_threads(cfg: LoadModelConfig, plan: LoadPlan) -> None:
                                         "barrier_wait": threads.WAIT_POLICY}
 
 
-#: THE table. Order matters where a row reads another's result (flash attention before cache types,
-#: gpu before the KV offload, context length before the batch size).
+#: THE table. Order matters where a row reads another's result (gpu before flash attention and the KV offload,
+#: flash attention before cache types, context length before the batch size).
 LOAD_SETTINGS: tuple[Setting, ...] = (
     Setting("context_length", "n_ctx (rounded up to a multiple of 256)", _apply_context_length),
     Setting("eval_batch_size", "n_batch, n_ubatch (≤ 512)", _apply_eval_batch_size),
-    Setting("flash_attention", "flash_attn_type", _apply_flash_attention),
     Setting("gpu", "n_gpu_layers (ratio × (layers + 1)), main_gpu, split_mode, tensor_split", _apply_gpu),
+    Setting("flash_attention", "flash_attn_type", _apply_flash_attention),
     Setting("gpu_strict_vram_cap", "— (GPU builds only)", _apply_gpu_strict_vram_cap),
     Setting("offload_kv_cache_to_gpu", "offload_kqv", _apply_offload_kv),
     Setting("rope_frequency_base", "rope_freq_base (0 = from model)",

@@ -178,9 +178,9 @@ def check_gpu_indexes(gpu: Any) -> None:
         return
     import llama_cpp
 
-    from . import _lib
+    from .devices import gpu_devices
     limit = max(int(llama_cpp.llama_max_devices()), 1)
-    present = _lib.gpu_count()
+    present = len(gpu_devices())  # the GPUs llama.cpp offloads to (the indexes mainGpu/disabledGpus count)
     main = getattr(gpu, "main_gpu", None)
     indexes = ([("gpu.mainGpu", main)] if main is not None else []) + [
         (f"gpu.disabledGpus[{i}]", d) for i, d in enumerate(getattr(gpu, "disabled_gpus", None) or [])]

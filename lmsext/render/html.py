@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from .gpu_row import format_gpu
+
 #: ANSI colours of the terminal forms.
 RED, DIM, BOLD, RESET = "\x1b[31m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 #: Inline styles shared by every HTML form (notebook outputs carry no stylesheet).
@@ -48,15 +50,7 @@ def format_value(value: Any) -> str:
 def format_setting(key: str, value: Any) -> str:
     """An effective load setting, with the meaning of its special values spelled out."""
     if key == "gpu" and isinstance(value, dict) and "layers" in value:
-        text = f"{value['layers']}/{value.get('total_layers', '?')} layers on GPU (ratio {format_value(value.get('ratio'))})"
-        extra = []
-        if value.get("main_gpu"):
-            extra.append(f"main GPU {value['main_gpu']}")
-        if value.get("split_strategy") not in (None, "evenly"):
-            extra.append(f"split {value['split_strategy']}")
-        if value.get("disabled_gpus"):
-            extra.append(f"disabled {format_value(value['disabled_gpus'])}")
-        return text + (" · " + ", ".join(extra) if extra else "")
+        return format_gpu(value)
     if key == "decode_threads" and isinstance(value, dict) and "max" in value:
         text = (f"1–{value['max']}, adaptive (measured per step)" if value.get("adaptive") and value["max"] > 1
                 else f"{value['max']}")

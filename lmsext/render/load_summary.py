@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..units import format_bytes, format_params
+from .gpu_row import vram_text
 from .html import CSS, MUTED, REST_KEYS, TABLE, TD, TH, WARN, bundle, esc, format_requested, format_setting
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ def _load_sections(lr: "LoadResult") -> dict[str, Any]:
     memory_text = " · ".join([f"weights {format_bytes(memory.get('weights', 0))}",
                               f"KV cache {format_bytes(memory.get('kv_cache', 0))}",
                               f"total {format_bytes(total)}"])
+    memory_text += vram_text(lr.config.get("gpu"))
     if lr.reused:
         header = f"'{lr.model_instance_id}' was already loaded: this is that instance"
     else:

@@ -325,7 +325,8 @@ def _estimate_html(memory: Any) -> str:
         verdict = (f"<span style='color:#c62828'><b>does NOT fit</b> (available: {format_bytes(memory.available)}): "
                    "Load refuses it — lower the context length, use flash attention or a quantized KV cache, "
                    "or %lm_load --force</span>")
-    return f"<b>Memory estimate</b> {parts} — {verdict}"
+    vram = memory.describe_vram() if hasattr(memory, "describe_vram") else ""  # GPU memory per device
+    return f"<b>Memory estimate</b> {parts} — {verdict}" + (f"<br>{vram}" if vram else "")
 
 
 def _instance_settings(llm: Any) -> Session:
