@@ -320,6 +320,8 @@ def test_send_streams_on_a_background_thread():
     result = panel.result
     assert result.stats.stop_reason in ("maxPredictedTokensReached", "eosFound")
     assert "".join(m["delta"] for m in sent) == result.content == panel.stream.text
+    assert panel.stream.prompt == "Once upon a time"  # complete mode: shown greyed before the continuation
+    assert panel.stream.stats_line == stats_line(result.stats) and panel.status.value == ""  # how it stopped: once
     assert panel.stream.done and not panel.stream.running and panel.stream.stop_reason == result.stats.stop_reason
     assert panel.stream.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count
     assert not panel.send_button.disabled and panel.stop_button.disabled
@@ -522,6 +524,25 @@ def test_lm_respond_streams_into_a_widget_and_keeps_a_fallback(ip, widget_magics
     w = view.widget
     assert w.done and w.text == result.content and w.stop_mode == "interrupt"
     assert w.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count and w.markdown
+    assert w.stats_line == stats_line(result.stats) and w.prompt == ""  # the plain view's line, said once
+
+
+def test_lm_complete_in_the_widget_shows_the_prompt_greyed_and_the_plain_words_of_the_limit(ip, widget_magics,
+                                                                                             monkeypatch):
+    views = []
+    original = WidgetStreamView.start
+    monkeypatch.setattr(WidgetStreamView, "start", lambda self: (views.append(self), original(self))[1])
+    run(ip, "%lm_load stories260K --context-length 512")
+    run(ip, "%%lm_complete --temperature 0", "Once upon a time")  # no --max-tokens: the notebook's 256
+    result = ip.user_ns["_lm"]
+    w = views[-1].widget
+    assert w.prompt == "Once upon a time" and w.text == result.content  # the prompt is not part of the reply
+    assert result.stats.predicted_tokens_count == 256 and w.stats_line == stats_line(result.stats)
+    assert w.stats_line.endswith("stop: maxPredictedTokensReached (hit the 256-token limit — --max-tokens to change)")
+    long_prompt = "word " * 100
+    run(ip, "%%lm_complete --temperature 0 --max-tokens 2", long_prompt)
+    w = views[-1].widget
+    assert w.prompt == "…" + long_prompt.rstrip("\n")[-300:] and "(hit the token limit)" in w.stats_line
 
 
 def test_interrupting_a_widget_streamed_cell_ends_as_user_stopped(ip, widget_magics, monkeypatch):

@@ -33,6 +33,16 @@ def stats_line(stats: "PredictionStats") -> str:
     return " · ".join(parts)
 
 
+#: Most characters of a ``%%lm_complete`` prompt shown (dimmed) before its completion: the end of a longer one.
+PROMPT_TAIL_CHARS = 300
+
+
+def prompt_tail(prompt: str) -> str:
+    """The end of ``prompt`` shown before the completion that continues it (``…`` + the last
+    :data:`PROMPT_TAIL_CHARS` characters of a longer one)."""
+    return prompt if len(prompt) <= PROMPT_TAIL_CHARS else "…" + prompt[-PROMPT_TAIL_CHARS:]
+
+
 def _stats_tail_html(stats: "PredictionStats | None", parse_error: str | None) -> str:
     tail = []
     if parse_error:

@@ -315,7 +315,7 @@ class PredictionPanel(w.VBox):
             raise
         self.status.value = f"generating with {esc(llm.identifier)}…"
         self.error, self._stream, self._stop_wanted = None, stream, False
-        self.stream.begin()
+        self.stream.begin(prompt=text if chat is None else "")  # complete mode: the prompt the reply continues
         self.send_button.disabled, self.stop_button.disabled = True, False
         self.new_chat_button.disabled = True
         self._thread = threading.Thread(target=self._drive, args=(stream, chat, base), name="lmsext-predict",
@@ -351,7 +351,7 @@ class PredictionPanel(w.VBox):
             self.result = result
             note = self._record(chat, base, result) if chat is not None else ""
             self.stream.finish(result)
-            self.status.value = f"stop: {esc(result.stats.stop_reason)}{note}"
+            self.status.value = note.lstrip(" ·")  # the stats line under the reply says how it stopped
             if chat is not None:
                 self.conversation.status = stats_line(result.stats) + note
         finally:
