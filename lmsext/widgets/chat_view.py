@@ -6,8 +6,8 @@ consecutive ``%%lm_respond`` cells and the prediction panel continue: a cell run
 or ``%lm_chat reset`` show in every view of it. Send records a reply as ``%%lm_respond`` does (the user
 message and the reply — also one stopped with Stop — once the prediction ends; nothing when it fails or the
 chat was reset meanwhile), under the notebook's default token limit when the session's settings give none (as
-``%%lm_respond``'s: "hit the 256-token limit" in the stats line). The reply streams on a background thread (the kernel stays free to take Stop) into
-the ``live`` trait, at most :data:`FLUSH_INTERVAL` apart. A reply's reasoning (``reasoning_content`` of the
+``%%lm_respond``'s: "hit the 256-token limit" in the stats line). The reply streams on a background thread (the
+kernel stays free to take Stop) into the ``live`` trait, at most :data:`FLUSH_INTERVAL` apart. A reply's reasoning (``reasoning_content`` of the
 result, where the model gives one) is shown folded above it. The front end is ``chat_view.js``.
 
 >>> from lmsext.widgets import ChatView
