@@ -3,9 +3,11 @@
 // While a prediction runs the kernel sends custom messages {seq, delta, tokens, elapsed}, coalesced
 // to at most ~20 per second: `delta` is only the new text, `seq` counts messages from 0 in each run,
 // `tokens`/`elapsed` feed the live counters. Each message appends one text node (O(delta) work).
-// At the end the kernel sets the synced traits `text`, `stats`, `stop_reason` and `done`: the view
-// then shows the full text (as Markdown unless turned off), the stats line and a stop-reason badge.
-// A new run (the `run` trait changes) starts from an empty view.
+// At the end the kernel sets the synced traits `text`, `stats`, `stats_line`, `stop_reason` and `done`: the
+// view then shows the full text (as Markdown unless turned off) and the kernel's stats line — the plain view's,
+// LM Studio's stop reason with plain words beside it — and says each fact once: the running badge and the live
+// counters go (the line has them). `prompt` (a completion's prompt) is shown greyed before the text, which then
+// stays plain text (it continues the prompt). A new run (the `run` trait changes) starts from an empty view.
 //
 // Stop: `stop_mode` "message" sends {type: "stop", run} to the kernel (generations on a background
 // thread, e.g. the prediction panel's); "interrupt" asks the Jupyter server to interrupt the kernel
@@ -33,6 +35,8 @@ const CSS = `
 .lmsext-stream-text.lmsext-markdown pre { background: var(--jp-layout-color2, #f3f3f3); padding: 4px 6px;
   overflow-x: auto; }
 .lmsext-stream-stats { color: var(--jp-ui-font-color2, #888); font-size: 11px; margin-top: 4px; }
+.lmsext-stream-prompt { color: var(--jp-ui-font-color3, #999); }
+.lmsext-stream-bar[hidden] { display: none !important; }
 .lmsext-stream-error { color: #c62828; }
 `;
 
@@ -117,7 +121,8 @@ function seconds(value) {
   return value < 1 ? `${(value * 1000).toFixed(1)} ms` : `${value.toFixed(2)} s`;
 }
 
-/** The final stats line: "50 tokens · 5117.0 tok/s · first token 2.0 ms · stop: eosFound". */
+/** A stats line from the stats alone, for a widget state saved before the kernel sent its own `stats_line`:
+ * "50 tokens · 5117.0 tok/s · first token 2.0 ms · stop: eosFound". */
 export function statsLine(stats) {
   if (!stats || stats.predicted_tokens_count === undefined) return "";
   const parts = [`${stats.predicted_tokens_count} tokens`];
@@ -255,6 +260,13 @@ export function render({ model, el }) {
     ttft.innerHTML = `first token <b>${seconds(state.firstTokenAt)}</b>`;
   };
 
+  const resetBody = (text) => {
+    body.textContent = "";
+    const prompt = model.get("prompt") || "";
+    if (prompt) body.appendChild(element(doc, "span", "lmsext-stream-prompt", prompt)); // greyed, not the reply
+    if (text) body.appendChild(doc.createTextNode(text));
+  };
+
   const appendText = (text) => {
     if (!text) return;
     const atBottom = body.scrollHeight - body.scrollTop - body.clientHeight < 24;
@@ -267,10 +279,13 @@ export function render({ model, el }) {
     const reason = model.get("stop_reason") || stats.stop_reason || "";
     const text = model.get("text") || "";
     const error = model.get("error") || "";
+    const line = model.get("stats_line") || statsLine(stats);
     root.dataset.done = "true";
+    root.dataset.reason = reason || (error ? "failed" : "");
     badge.classList.remove("lmsext-running");
     badge.textContent = reason || (error ? "failed" : "done");
     badge.dataset.reason = reason || (error ? "failed" : "");
+    bar.hidden = Boolean(line); // the stats line says the tokens, the rate, the first token and the stop reason
     if (stats.predicted_tokens_count !== undefined) {
       state.tokens = stats.predicted_tokens_count;
       if (stats.time_to_first_token_sec !== undefined) state.firstTokenAt = stats.time_to_first_token_sec;
@@ -281,21 +296,22 @@ export function render({ model, el }) {
     if (drafted.length) {  // the teaching view of speculative decoding: accepted draft tokens coloured
       body.classList.remove("lmsext-markdown");
       body.innerHTML = draftedHtml(text, drafted);
-    } else if (model.get("markdown")) {
+    } else if (model.get("markdown") && !model.get("prompt")) {
       body.classList.add("lmsext-markdown");
       body.innerHTML = renderMarkdown(text);
     } else {
       body.classList.remove("lmsext-markdown");
-      body.textContent = text;
+      resetBody(text);
     }
-    footer.textContent = statsLine(stats);
+    footer.textContent = line;
     footer.classList.toggle("lmsext-stream-error", Boolean(error));
-    if (error) footer.textContent = footer.textContent ? `${footer.textContent} · ${error}` : error;
+    if (error && !line.includes(error)) footer.textContent = line ? `${line} · ${error}` : error;
     stop.hidden = true;
   };
 
   const showRunning = () => {
     root.dataset.done = "false";
+    bar.hidden = false;
     badge.textContent = model.get("running") ? "generating…" : "waiting";
     badge.dataset.reason = "";
     badge.classList.add("lmsext-running");
@@ -310,7 +326,7 @@ export function render({ model, el }) {
     state.reset();
     root.style.display = model.get("run") ? "" : "none"; // nothing to show before the first prediction
     body.classList.remove("lmsext-markdown");
-    body.textContent = "";
+    resetBody("");
     const partial = model.get("text") || "";
     if (model.get("done")) {
       showFinal();
@@ -324,7 +340,7 @@ export function render({ model, el }) {
     if (!msg || model.get("done")) return;
     if (msg.type === "snapshot") {
       if (typeof msg.seq === "number" && msg.seq >= state.nextSeq) {
-        body.textContent = msg.text || "";
+        resetBody(msg.text || "");
         state.nextSeq = msg.seq + 1;
         if (typeof msg.tokens === "number") state.tokens = msg.tokens;
         counters();

@@ -4,7 +4,7 @@ import { fakeModel } from "./test/fake_model.js";
 
 const initial = () => ({
   run: 1, text: "", stats: {}, stop_reason: "", done: false, running: true, error: "", markdown: true,
-  stop_mode: "message", kernel_id: "",
+  stop_mode: "message", kernel_id: "", stats_line: "", prompt: "",
 });
 
 function mount(state = initial()) {
@@ -19,6 +19,8 @@ const FINAL_STATS = {
   predicted_tokens_count: 7, tokens_per_second: 1234.5, time_to_first_token_sec: 0.002, stop_reason: "userStopped",
   stop_string: null, error: null,
 };
+
+const KERNEL_LINE = "7 tokens · 1234.5 tok/s · first token 2.0 ms · stop: userStopped (stopped by the user)";
 
 beforeEach(() => {
   document.body.innerHTML = "";
@@ -62,20 +64,22 @@ describe("StreamView", () => {
     expect(el.querySelector(".lmsext-badge").textContent).toBe("generating…");
   });
 
-  it("sets the final text (as Markdown), stats and the stop-reason badge from the synced traits", () => {
+  it("sets the final text (as Markdown) and the kernel's stats line, each fact said once", () => {
     const { model, el, body } = mount();
     model.emit("msg:custom", { seq: 0, delta: "# Ti", tokens: 1, elapsed: 0.01 });
+    expect(el.querySelector(".lmsext-stream-bar").hidden).toBe(false); // live counters while it runs
     model.update({ text: "# Title\n\nSome **bold** <b>raw</b>", stats: FINAL_STATS, stop_reason: "userStopped",
-      running: false, done: true });
+      stats_line: KERNEL_LINE, running: false, done: true });
     expect(body.querySelector("h1").textContent).toBe("Title");
     expect(body.querySelector("strong").textContent).toBe("bold");
     expect(body.querySelector("b")).toBeNull(); // raw HTML from the model is escaped
-    const badge = el.querySelector(".lmsext-badge");
-    expect(badge.textContent).toBe("userStopped");
-    expect(badge.dataset.reason).toBe("userStopped");
-    expect(el.querySelector(".lmsext-stream-stats").textContent).toBe(
-      "7 tokens · 1234.5 tok/s · first token 2.0 ms · stop: userStopped");
-    expect(el.querySelector(".lmsext-tokens").textContent).toBe("7 tokens");
+    // the kernel's line, plain words beside LM Studio's name; the badge and counters it repeats are gone
+    expect(el.querySelector(".lmsext-stream-stats").textContent).toBe(KERNEL_LINE);
+    expect(el.querySelector(".lmsext-stream-bar").hidden).toBe(true);
+    expect(el.querySelector(".lmsext-stream").dataset.reason).toBe("userStopped");
+    const shown = el.cloneNode(true);
+    shown.querySelectorAll("[hidden]").forEach((hidden) => hidden.remove());
+    expect(shown.textContent.split("userStopped").length - 1).toBe(1); // the stop reason shown once
     expect(el.querySelector(".lmsext-stop").hidden).toBe(true);
     model.emit("msg:custom", { seq: 1, delta: "late", tokens: 2, elapsed: 0.02 }); // after done: ignored
     expect(body.textContent).not.toContain("late");
@@ -106,7 +110,36 @@ describe("StreamView", () => {
     const { el, body } = mount({ ...initial(), text: "The end.", stats: FINAL_STATS, stop_reason: "eosFound",
       done: true, running: false });
     expect(body.textContent).toBe("The end.");
-    expect(el.querySelector(".lmsext-badge").textContent).toBe("eosFound");
+    // saved before the kernel sent its line: one built from the stats
+    expect(el.querySelector(".lmsext-stream-stats").textContent).toBe(
+      "7 tokens · 1234.5 tok/s · first token 2.0 ms · stop: userStopped");
+    expect(el.querySelector(".lmsext-stream").dataset.reason).toBe("eosFound");
+  });
+
+  it("shows a completion's prompt greyed before the text that continues it, kept through the end", () => {
+    const { model, el, body } = mount({ ...initial(), prompt: "Once upon a time" });
+    model.emit("msg:custom", { seq: 0, delta: ", there", tokens: 1, elapsed: 0.01 });
+    expect(body.querySelector(".lmsext-stream-prompt").textContent).toBe("Once upon a time");
+    expect(body.textContent).toBe("Once upon a time, there");
+    model.update({ text: ", there was a **cat**.", stats: FINAL_STATS, stop_reason: "eosFound",
+      stats_line: "7 tokens · stop: eosFound (the model ended its reply)", done: true, running: false });
+    expect(body.querySelector(".lmsext-stream-prompt").textContent).toBe("Once upon a time");
+    expect(body.textContent).toBe("Once upon a time, there was a **cat**."); // plain text: it continues the prompt
+    model.emit("msg:custom", { type: "snapshot", seq: 9, text: "x", tokens: 1 }); // after done: ignored
+    model.update({ run: 2, prompt: "", text: "", stats: {}, stats_line: "", stop_reason: "", done: false, running: true });
+    expect(body.querySelector(".lmsext-stream-prompt")).toBeNull();
+    expect(el.querySelector(".lmsext-stream-bar").hidden).toBe(false);
+  });
+
+  it("an error is said once: not again when the stats line has it", () => {
+    const { model, el } = mount();
+    model.update({ stats: { ...FINAL_STATS, error: "boom" }, error: "boom", done: true, running: false,
+      stats_line: "7 tokens · stop: failed (failed) · error: boom" });
+    expect(el.querySelector(".lmsext-stream-stats").textContent).toBe("7 tokens · stop: failed (failed) · error: boom");
+    model.update({ run: 2, stats: {}, stats_line: "", error: "", done: false, running: true });
+    model.update({ error: "the model was unloaded", done: true, running: false });
+    expect(el.querySelector(".lmsext-stream-stats").textContent).toBe("the model was unloaded");
+    expect(el.querySelector(".lmsext-badge").textContent).toBe("failed");
   });
 
   it("a new run starts from an empty view", () => {

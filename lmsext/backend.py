@@ -137,8 +137,11 @@ class TokenLogProb:
 
     token: int
     text: str
-    logprob: float
+    logprob: float  #: the model's own log-probability (LM Studio's and OpenAI's ``logprobs``)
     top: list[tuple[int, str, float]]
+    #: the probability the sampler chain drew it with (after penalties, top-k/p, min-p, XTC, temperature; 1.0 at
+    #: temperature 0); None where the engine does not say (a remote server)
+    sampled_probability: float | None = None
 
 
 @dataclass

@@ -18,6 +18,8 @@ from traitlets import Dict, HasTraits, Instance, Int, Unicode, default
 
 from .chat import Chat
 from .config import LoadModelConfig, PredictionConfig
+from .render.stop_reasons import bound_note
+from .results import PredictionResult, PredictionStream
 
 SECTIONS = {"load": LoadModelConfig, "predict": PredictionConfig}
 """Section names accepted by :meth:`Session.update` (and ``%lm_config``) and their config classes."""
@@ -124,6 +126,28 @@ def _without(config: Any, keys: list[str]) -> Any:
     return cls.parse({k: v for k, v in config.explicit().items() if k not in names})
 
 
+def bounded_config(session: Session, config: PredictionConfig) -> tuple[PredictionConfig, int | None]:
+    """``config`` under the session's token bound, and the bound when it applied (None when a setting gave its own).
+    The magics and the panels (front ends) both bound their predictions with it."""
+    bounded = session.bounded(config)
+    return bounded, (bounded.max_tokens if bounded is not config else None)
+
+
+def noting_limit(stream: PredictionStream, limit: int | None) -> PredictionStream:
+    """``stream`` whose result notes the notebook's default limit ``limit`` it ran under (its stats line then says
+    "hit the 256-token limit"); ``stream`` itself when no default limit applied."""
+    if limit is None:
+        return stream
+
+    def finish() -> PredictionResult:
+        result = stream.result()
+        if bound_note(limit) not in result.stats.notes:
+            result.stats.notes.append(bound_note(limit))
+        return result
+
+    return PredictionStream(iter(stream), finish, stream.cancel)
+
+
 _session: Session | None = None
 
 
@@ -135,4 +159,5 @@ def get_session() -> Session:
     return _session
 
 
-__all__ = ["NOTEBOOK_MAX_TOKENS", "SECTIONS", "Session", "get_session", "section_name"]
+__all__ = ["NOTEBOOK_MAX_TOKENS", "SECTIONS", "Session", "bounded_config", "get_session", "noting_limit",
+           "section_name"]

@@ -594,13 +594,16 @@ print(f"{len(theory.support)} tokens can be sampled · chi-square {stat:.1f} on 
 ## 6. Token probabilities of generated text
 
 `--probs N` (or `logProbs: N` in a config) returns, for every generated token, its probability and the
-top-N alternatives. The reply is shown with each token coloured by its probability — red unlikely,
-green likely — and the alternatives on hover.
+top-N alternatives — the model's own (`logprob`, LM Studio's and OpenAI's `logprobs`) — and the probability it
+was *drawn* with (`sampled_probability`: after the repeat penalty, top-k, top-p, min-p and temperature; 1 at
+temperature 0). The reply is shown with each token coloured by the drawn probability — red unlikely, green
+likely — and the model's own probability and alternatives on hover.
 """),
     md("""
 > **Teacher's guide** — *Goal:* a generated text is a path of choices, some sure, some lucky. *Ask:* "where did the story
 take an unlikely turn?" (the red tokens; hover for what else could have come). *Note:* the colour is the
-model's own probability of the token, before the samplers reshaped it. *Time:* 5 min.
+probability the token was drawn with, after the samplers reshaped the model's distribution (temperature 0.9 here);
+the hover shows the model's own — compare them to see what the samplers did. *Time:* 5 min.
 """),
 
     code("""
@@ -616,7 +619,8 @@ Tell me a story about a frog."""),
 r = model.complete("Once upon a time", config={"temperature": 0.9, "seed": 7, "maxTokens": 12, "logProbs": 3})
 for lp in r.logprobs:
     alternatives = "  ".join(f"{text!r} {math.exp(logprob):.0%}" for _, text, logprob in lp.top)
-    print(f"{lp.text!r:>10} {math.exp(lp.logprob):6.1%}   | {alternatives}")""", check=True),
+    print(f"{lp.text!r:>10} drawn {lp.sampled_probability:6.1%} · model {math.exp(lp.logprob):6.1%}   | {alternatives}")""",
+         check=True),
     md("The coloured view of any result made with `logProbs` (what `--probs` shows):"),
     code("""
 from IPython.display import display

@@ -206,9 +206,10 @@ def test_widgets_in_jupyterlab(page):
     assert len(seen) >= 3 and all(a < b for a, b in zip(seen, seen[1:])), seen
     stream = cell(page, 4).locator(".lmsext-stream")
     stats = stream.locator(".lmsext-stream-stats").inner_text()
-    assert re.search(r"4000 tokens · [\d.]+ tok/s · first token .+ · stop: maxPredictedTokensReached", stats), stats
-    assert stream.locator(".lmsext-badge").inner_text() == "maxPredictedTokensReached"
-    assert "tok/s" in stream.locator(".lmsext-rate").inner_text()
+    assert re.search(r"4000 tokens · [\d.]+ tok/s · first token .+ · "
+                     r"stop: maxPredictedTokensReached \(hit the token limit\)", stats), stats
+    # each fact once: the stats line (the kernel's, plain words beside LM Studio's name) replaces the badge and counters
+    assert not stream.locator(".lmsext-badge").is_visible() and not stream.locator(".lmsext-rate").is_visible()
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
                            " || window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
     shot(page, "3-respond-stream")
@@ -243,8 +244,9 @@ def test_widgets_in_jupyterlab(page):
     stop.click()
     page.wait_for_function(
         "(i) => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];"
-        " const b = c && c.querySelector('.lmsext-stream[data-done=\"true\"] .lmsext-badge');"
-        " return b && b.textContent === 'userStopped'; }", arg=7, timeout=15_000)
+        " const b = c && c.querySelector('.lmsext-stream[data-done=\"true\"] .lmsext-stream-stats');"
+        " return b && b.textContent.includes('stop: userStopped (stopped by the user)'); }", arg=7, timeout=15_000)
+    assert cell(page, 7).locator(".lmsext-stream-prompt").inner_text().endswith("Once upon a time")
     assert not stop.is_visible()
     run_cell(page, 8)
     assert re.search(r"cell: userStopped \d+", cell_text(page, 8)), cell_text(page, 8)

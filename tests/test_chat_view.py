@@ -100,6 +100,28 @@ def test_stop_ends_the_reply_with_user_stopped_and_keeps_its_text():
     view.close()
 
 
+def test_a_reply_stops_at_the_notebooks_default_limit_as_lm_respond_does():
+    client().llm.load("stories260K", config={"contextLength": 512})
+    session().update("predict", {"temperature": 0})
+    session().max_tokens_bound = 9  # as %config LMMagics.default_max_tokens = 9 (256 by default)
+    view = ChatView()
+    view.send("Tell me a story")
+    view.join(30)
+    stats = view.result.stats
+    assert stats.stop_reason == "maxPredictedTokensReached" and stats.predicted_tokens_count == 9
+    assert "hit the 9-token limit" in view.status and view.result.prediction_config["maxTokens"] == 9
+    session().update("predict", {"maxTokens": False})  # the user's "no limit" wins over the bound: until Stop
+    view.send("And then?")
+    deadline = time.monotonic() + 20
+    while view._live["content"].count(" ") < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    view.stop()
+    view.join(10)
+    assert view.result.prediction_config["maxTokens"] is False and view.result.stats.predicted_tokens_count > 30
+    assert "userStopped" in view.status and "-token limit" not in view.status
+    view.close()
+
+
 def test_bad_input_is_one_line_and_nothing_is_lost():
     view = ChatView()
     msg(view, action="send", text="   ")

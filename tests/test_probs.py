@@ -53,7 +53,8 @@ def test_pieces_add_up_to_the_content_and_carry_their_probabilities(model):
     spans = TITLE.findall(html)
     assert len(spans) == 30
     for (p, title, text), lp in zip(spans, r.logprobs):
-        assert float(p) == pytest.approx(math.exp(lp.logprob), abs=1e-4)
+        assert float(p) == pytest.approx(lp.sampled_probability, abs=1e-4)  # coloured by the drawn probability
+        assert f'data-model-p="{math.exp(lp.logprob):.4f}"' in html  # the model's own beside it
         title = htmllib.unescape(title)
         assert title.startswith(repr(lp.text)) and title.count("\n") == 4  # the chosen token + 4 alternatives
         assert htmllib.unescape(text) == lp.text
@@ -64,6 +65,30 @@ def test_greedy_tokens_are_the_most_likely_alternative(model):
     for lp in r.logprobs:
         assert lp.top[0][0] == lp.token and lp.top[0][2] == pytest.approx(lp.logprob)
     assert "→ " + repr(r.logprobs[0].text) in htmllib.unescape(views.token_probs_html(r))
+
+
+def test_the_sampled_probability_is_the_one_the_token_was_drawn_with(model):
+    prompt = "Once upon a time"
+    warm = model.complete(prompt, {"temperature": 0.3, "seed": 5, "maxTokens": 20, "logProbs": 3})
+    top = [lp for lp in warm.logprobs if lp.top[0][0] == lp.token]  # the model's most likely token was drawn
+    assert top and all(lp.sampled_probability >= math.exp(lp.logprob) - 1e-6 for lp in top)
+    assert any(lp.sampled_probability > math.exp(lp.logprob) + 0.01 for lp in top)  # temperature 0.3 sharpens
+    assert all(0.0 < lp.sampled_probability <= 1.0 for lp in warm.logprobs)
+    greedy = model.complete(prompt, {"temperature": 0, "maxTokens": 20, "logProbs": 3})
+    assert all(lp.sampled_probability == 1.0 for lp in greedy.logprobs)
+    assert any(math.exp(lp.logprob) < 0.9 for lp in greedy.logprobs)  # while the model's own is lower
+    # the explorer's distribution for the first token is the one the first token was drawn from
+    for config in ({"temperature": 0.3, "seed": 5}, {"temperature": 1.5, "seed": 4, "xtcProbability": 0.5,
+                                                      "xtcThreshold": 0.05, "topKSampling": 0, "minPSampling": False}):
+        first = model.complete(prompt, {**config, "maxTokens": 1, "logProbs": 1}).logprobs[0]
+        explained = model.next_token_distribution(prompt, config)
+        assert first.sampled_probability == pytest.approx(explained.prob(first.token), abs=1e-5)
+    # computing it changes no draw: the same seed gives the same text with and without logProbs
+    for settings in ({"temperature": 0.8, "seed": 11}, {"temperature": 1.0, "seed": 2, "xtcProbability": 0.5,
+                                                        "xtcThreshold": 0.1, "repeatPenalty": 1.3}):
+        plain = model.complete(prompt, {**settings, "maxTokens": 40})
+        probed = model.complete(prompt, {**settings, "maxTokens": 40, "logProbs": 2})
+        assert probed.content == plain.content
 
 
 def test_a_stop_string_is_not_shown(model):
@@ -85,6 +110,12 @@ def test_rendering_escapes_and_colours():
     text = views.token_probs_text(r)
     assert "\x1b[32m<b>" in text and "\x1b[31m&x" in text  # green for likely, red for unlikely
     assert "'&y' 0.50" in text and "stop: eosFound" in text
+    assert "token probability (the model's)" in html  # no sampled probability (a remote server): the model's
+    r.logprobs[1].sampled_probability, r.logprobs[0].sampled_probability = 0.9, 1.0  # the engine's drawn ones
+    html, text = views.token_probs_html(r), views.token_probs_text(r)
+    assert [float(p) for p, _, _ in TITLE.findall(html)] == [1.0, 0.9] and views.prob_colour(0.02) not in html
+    assert "drawn with (after temperature" in html and "drawn with p=0.900 · model p=0.020" in htmllib.unescape(html)
+    assert "\x1b[32m&x" in text and " drawn  model" in text  # green now: it was drawn with 90 %
 
 
 def test_a_character_split_over_two_tokens():
@@ -125,7 +156,8 @@ def test_lm_complete_probs_colours_every_token(ip, lm):
     assert len(probs) == 1
     spans = TITLE.findall(probs[0])
     assert len(spans) == 12 and "".join(htmllib.unescape(t) for _, _, t in spans) == result.content
-    assert "hover a token" in probs[0]
+    assert "hover a token" in probs[0] and "probability each token was drawn with" in probs[0]  # says what colours
+    assert all(float(p) == 1.0 for p, _, _ in spans)  # temperature 0: every token was certain to be drawn
     shown = cap.stdout + "".join(o.data.get("text/html", "") for o in cap.outputs)
     assert shown.count("maxPredictedTokensReached") == 1  # each fact once: the stats line under the stream only
 

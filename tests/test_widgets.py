@@ -24,6 +24,7 @@ from lmsext import magics as magics_module
 from lmsext import session as session_module
 from lmsext.widgets import LoadPanel, LoadSummaryWidget, PredictionPanel, StreamWidget
 from lmsext.widgets import frontend
+from lmsext.render import stats_line
 from lmsext.widgets.stream import FLUSH_INTERVAL, WidgetStreamView
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -225,7 +226,9 @@ def test_prediction_slider_ranges_and_defaults():
     assert (panel.top_p.min, panel.top_p.max) == (0.01, 1.0) and panel.top_p.value == 0.95
     assert (panel.min_p.value, panel.top_k.value, panel.repeat_penalty.value) == (0.05, 40, 1.1)
     assert (panel.xtc_probability.max, panel.xtc_threshold.max) == (1.0, 0.5)
-    assert panel.no_limit.value is True and panel.max_tokens.layout.display == "none"  # reads "no limit"
+    # bounded as the magics: the box shows the notebook's default limit, "no limit" is off
+    assert panel.no_limit.value is False and panel.max_tokens.value == 256 and panel.max_tokens.layout.display is None
+    assert panel.config.max_tokens == 256 and "max_tokens" not in session().prediction_config.explicit()
     assert panel.stop_strings.value == [] and panel.seed.value == ""
     assert "no model loaded" in panel.model_label.value
     assert text_of(panel.chat_label.value) == "conversation: new" and panel.turns == 0
@@ -247,29 +250,61 @@ def test_temperature_slider_drives_the_next_lm_respond_and_lm_config_moves_it(ip
     panel.stop_strings.value = ["\\n", "x"]
     assert session().prediction_config.stop_strings == ["\n", "x"]
     run(ip, "%lm_config predict --reset")
-    assert panel.temperature.value == 0.8 and panel.no_limit.value is True and panel.stop_strings.value == []
+    assert panel.temperature.value == 0.8 and panel.no_limit.value is False and panel.stop_strings.value == []
+    assert panel.max_tokens.value == 256  # back to the notebook's default limit
     panel.close()
 
 
-def test_no_limit_switch_round_trips_to_max_tokens_unset(ip):
+def test_no_limit_switch_is_maxtokens_false_and_wins_over_the_default_limit(ip):
     panel = PredictionPanel()
-    assert "max_tokens" not in session().prediction_config.explicit()
-    panel.no_limit.value = False  # limit the reply to the number shown
-    assert session().prediction_config.max_tokens == panel.max_tokens.value == 200
-    assert panel.max_tokens.layout.display is None
-    panel.max_tokens.value = 25
-    assert session().prediction_config.max_tokens == 25
-    panel.no_limit.value = True  # LM Studio's default: maxTokens unset = no limit
-    assert "max_tokens" not in session().prediction_config.explicit()
+    assert "max_tokens" not in session().prediction_config.explicit() and panel.max_tokens.value == 256
+    panel.no_limit.value = True  # the user's explicit choice: LM Studio's maxTokens false
+    assert session().prediction_config.max_tokens is False and panel.config.max_tokens is False
     assert panel.max_tokens.layout.display == "none"
+    panel.no_limit.value = False  # the number shown is the default limit: unset again
+    assert "max_tokens" not in session().prediction_config.explicit() and panel.config.max_tokens == 256
+    panel.max_tokens.value = 25
+    assert session().prediction_config.max_tokens == 25 == panel.config.max_tokens
+    panel.no_limit.value = True
+    assert session().prediction_config.max_tokens is False
     panel.no_limit.value = False
     assert session().prediction_config.max_tokens == 25  # the box kept the last limit
-    run(ip, "%lm_config predict maxTokens=False")  # false = no limit too
+    run(ip, "%lm_config predict maxTokens=False")  # false = no limit
     assert panel.no_limit.value is True and panel.max_tokens.layout.display == "none"
     run(ip, "%lm_config predict maxTokens=7")
     assert panel.no_limit.value is False and panel.max_tokens.value == 7
-    run(ip, "%lm_config predict maxTokens=None")  # unset
-    assert panel.no_limit.value is True and session().prediction_config.explicit() == {}
+    run(ip, "%lm_config predict maxTokens=None")  # unset: the notebook's default limit
+    assert panel.no_limit.value is False and panel.max_tokens.value == 256 and session().prediction_config.explicit() == {}
+    session().max_tokens_bound = 0  # %config LMMagics.default_max_tokens = 0: no default limit, the switch reads so
+    assert panel.no_limit.value is True and panel.max_tokens.layout.display == "none" and panel.config.max_tokens is None
+    panel.no_limit.value = False
+    assert session().prediction_config.max_tokens == 256  # the number shown, now an explicit limit
+    panel.close()
+
+
+def test_complete_mode_stops_at_the_default_limit_and_no_limit_lifts_it():
+    client().llm.load("stories260K", config={"contextLength": 512})
+    session().update("predict", {"temperature": 0.0})
+    session().max_tokens_bound = 12  # as %config LMMagics.default_max_tokens = 12 (256 by default)
+    panel = PredictionPanel()
+    panel.mode.value = "complete"
+    panel.send("Once upon a time")
+    panel.join(30)
+    stats = panel.result.stats
+    assert stats.stop_reason == "maxPredictedTokensReached" and stats.predicted_tokens_count == 12
+    assert panel.result.prediction_config["maxTokens"] == 12
+    assert "hit the 12-token limit" in stats_line(stats)
+    panel.no_limit.value = True  # the user's "no limit" wins over the default bound: it runs until Stop
+    panel.send("Once upon a time")
+    deadline = time.monotonic() + 20
+    while panel.stream.partial_text.count(" ") < 30 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    panel.stop()
+    panel.join(10)
+    stats = panel.result.stats
+    assert panel.result.prediction_config["maxTokens"] is False and stats.predicted_tokens_count > 30
+    assert stats.stop_reason == "userStopped"
+    assert "-token limit" not in stats_line(stats)
     panel.close()
 
 
@@ -285,6 +320,8 @@ def test_send_streams_on_a_background_thread():
     result = panel.result
     assert result.stats.stop_reason in ("maxPredictedTokensReached", "eosFound")
     assert "".join(m["delta"] for m in sent) == result.content == panel.stream.text
+    assert panel.stream.prompt == "Once upon a time"  # complete mode: shown greyed before the continuation
+    assert panel.stream.stats_line == stats_line(result.stats) and panel.status.value == ""  # how it stopped: once
     assert panel.stream.done and not panel.stream.running and panel.stream.stop_reason == result.stats.stop_reason
     assert panel.stream.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count
     assert not panel.send_button.disabled and panel.stop_button.disabled
@@ -487,6 +524,25 @@ def test_lm_respond_streams_into_a_widget_and_keeps_a_fallback(ip, widget_magics
     w = view.widget
     assert w.done and w.text == result.content and w.stop_mode == "interrupt"
     assert w.stats["predicted_tokens_count"] == result.stats.predicted_tokens_count and w.markdown
+    assert w.stats_line == stats_line(result.stats) and w.prompt == ""  # the plain view's line, said once
+
+
+def test_lm_complete_in_the_widget_shows_the_prompt_greyed_and_the_plain_words_of_the_limit(ip, widget_magics,
+                                                                                             monkeypatch):
+    views = []
+    original = WidgetStreamView.start
+    monkeypatch.setattr(WidgetStreamView, "start", lambda self: (views.append(self), original(self))[1])
+    run(ip, "%lm_load stories260K --context-length 512")
+    run(ip, "%%lm_complete --temperature 0", "Once upon a time")  # no --max-tokens: the notebook's 256
+    result = ip.user_ns["_lm"]
+    w = views[-1].widget
+    assert w.prompt == "Once upon a time" and w.text == result.content  # the prompt is not part of the reply
+    assert result.stats.predicted_tokens_count == 256 and w.stats_line == stats_line(result.stats)
+    assert w.stats_line.endswith("stop: maxPredictedTokensReached (hit the 256-token limit — --max-tokens to change)")
+    long_prompt = "word " * 100
+    run(ip, "%%lm_complete --temperature 0 --max-tokens 2", long_prompt)
+    w = views[-1].widget
+    assert w.prompt == "…" + long_prompt.rstrip("\n")[-300:] and "(hit the token limit)" in w.stats_line
 
 
 def test_interrupting_a_widget_streamed_cell_ends_as_user_stopped(ip, widget_magics, monkeypatch):

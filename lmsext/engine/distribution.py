@@ -17,7 +17,6 @@ the final distribution is the mixture.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -29,12 +28,7 @@ from ..errors import PredictionError
 from .generate import Decoder, SigintGuard, fit_prompt, thread_plan
 from .model import EngineModel
 from .sampling import REPEAT_LAST_N, SamplerChain, SamplingSettings
-
-#: Memory layout of ``llama_token_data`` (id, logit, p).
-TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
-#: Samplers that pick the token (the end of the chain), not shape the distribution.
-SELECTORS = ("dist",)
-
+from .token_data import SELECTORS, TOKEN_DATA, _Branch, _samplers  # noqa: F401  (TOKEN_DATA: public here too)
 
 @dataclass(frozen=True)
 class SamplerStage:
@@ -160,67 +154,6 @@ def _setting(name: str, s: SamplingSettings) -> str:
     }.get(name, name)
 
 
-class _Branch:
-    """One way the chain may run (two after a random XTC stage): a weight and a token-data array."""
-
-    def __init__(self, weight: float, n: int) -> None:
-        self.weight = weight
-        self.data = (llama_cpp.llama_token_data * n)()
-        self.view = np.frombuffer(self.data, dtype=TOKEN_DATA)
-        self.arr = llama_cpp.llama_token_data_array(data=self.data, size=n, selected=-1, sorted=False)
-
-    @classmethod
-    def from_logits(cls, logits: np.ndarray) -> "_Branch":
-        b = cls(1.0, logits.shape[0])
-        b.view["id"] = np.arange(logits.shape[0], dtype=np.int32)
-        b.view["logit"] = logits
-        b.view["p"] = 0.0
-        return b
-
-    def _offset(self) -> int:
-        """Samplers may advance ``data`` (XTC drops the head that way): its index in our buffer."""
-        start = ctypes.cast(self.arr.data, ctypes.c_void_p).value or 0
-        return (start - ctypes.addressof(self.data)) // TOKEN_DATA.itemsize
-
-    def live(self) -> np.ndarray:
-        """The entries the next sampler sees (``data[:size]``)."""
-        off = self._offset()
-        return self.view[off: off + self.arr.size]
-
-    def selected(self) -> int:
-        """The token the last sampler picked."""
-        if self.arr.selected < 0:
-            raise PredictionError("the sampler chain selected no token")
-        return int(self.live()["id"][self.arr.selected])
-
-    def copy(self, weight: float) -> "_Branch":
-        b = _Branch(weight, self.view.shape[0])
-        ctypes.memmove(b.data, self.data, ctypes.sizeof(self.data))
-        b.arr.data = ctypes.cast(ctypes.addressof(b.data) + self._offset() * TOKEN_DATA.itemsize,
-                                 type(self.arr.data))
-        b.arr.size, b.arr.selected, b.arr.sorted = self.arr.size, self.arr.selected, self.arr.sorted
-        return b
-
-    def apply(self, sampler) -> None:
-        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(self.arr))
-
-    def probs(self, n_vocab: int, only_selected: bool = False) -> np.ndarray:
-        """The distribution this branch samples from (softmax over what is left), over the vocabulary."""
-        out = np.zeros(n_vocab, dtype=np.float64)
-        if only_selected and self.arr.selected >= 0:
-            out[self.selected()] = 1.0
-            return out
-        live = self.live()
-        logits = live["logit"].astype(np.float64)
-        finite = np.isfinite(logits)
-        if not finite.any():
-            return out
-        ids, logits = live["id"][finite], logits[finite]
-        w = np.exp(logits - logits.max())
-        out[ids] = w / w.sum()
-        return out
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     w = np.exp(x - x.max())
@@ -280,16 +213,6 @@ def next_token_distribution(model: EngineModel, tokens: Sequence[int], settings:
 
 def _piece(model: EngineModel, token: int) -> str:
     return model.piece_unchecked(int(token), True).decode("utf-8", errors="replace")
-
-
-def _samplers(chain: SamplerChain) -> list[tuple[str, Any]]:
-    n = llama_cpp.llama_sampler_chain_n(chain.ptr)
-    out = []
-    for i in range(n):
-        s = llama_cpp.llama_sampler_chain_get(chain.ptr, i)
-        name = (llama_cpp.llama_sampler_name(s) or b"").decode("utf-8", "replace")
-        out.append((name.lstrip("?"), s))  # some builds mark samplers with a leading '?'(e.g. "?temp")
-    return out
 
 
 def _shape(model: EngineModel, chain: SamplerChain, settings: SamplingSettings, logits: np.ndarray,

@@ -27,6 +27,7 @@ from ..backend import GenerationStats, TokenEvent, TokenLogProb
 from ..errors import PredictionError
 from .model import EngineModel
 from .sampling import SamplerChain, SamplingSettings
+from .sampled_probs import sampled_distribution, sampled_probability
 from .sigint import SigintGuard  # noqa: F401  (public here too: distribution.py uses it)
 from .special_tokens import shown_piece
 from .textstream import StopStringMatcher, Utf8Assembler
@@ -328,8 +329,13 @@ def _sample(model: EngineModel, ctx: Any, vocab: Any, req: GenerationRequest, st
             chain: SamplerChain, matcher: StopStringMatcher, utf8: Utf8Assembler) -> tuple[int, TokenEvent | None]:
     """Sample the next token; its event (None for an end token) and, when it ends the run, the stop reason."""
     logits_ptr = llama_cpp.llama_get_logits_ith(ctx, -1) if req.log_probs else None
+    # the drawn-from distribution, before sample() accepts the token into the penalty and grammar state
+    sampled = sampled_distribution(model, chain, req.sampling, logits_ptr) if req.log_probs else None
     token = chain.sample(ctx)
-    return token, token_event(model, vocab, req, stats, matcher, utf8, token, logits_ptr)
+    event = token_event(model, vocab, req, stats, matcher, utf8, token, logits_ptr)
+    if sampled is not None and event is not None and event.logprob is not None:
+        event.logprob.sampled_probability = sampled_probability(sampled, token)
+    return token, event
 
 
 def token_event(model: EngineModel, vocab: Any, req: GenerationRequest, stats: GenerationStats,
@@ -345,6 +351,8 @@ def token_event(model: EngineModel, vocab: Any, req: GenerationRequest, stats: G
         return None
     text, found = matcher.feed(utf8.feed(shown_piece(model, vocab, token, req.show_special)))
     logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
+    if logprob is not None:
+        logprob.sampled_probability = sampled_probability(sampled, token)
     if found is not None:
         stats.stop_string = found
         stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"

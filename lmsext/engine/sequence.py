@@ -20,6 +20,7 @@ from ..backend import TokenEvent
 from .generate import GenerationRequest, _top_logprobs, fit_prompt
 from .model import EngineModel
 from .sampling import SamplerChain
+from .sampled_probs import sampled_distribution, sampled_probability
 from .special_tokens import shown_piece
 from .textstream import StopStringMatcher, Utf8Assembler
 
@@ -69,6 +70,9 @@ class Sequence:
     def sample(self, model: EngineModel, ctx: Any, idx: int) -> bool:
         """Sample the next token from row ``idx`` of the step's logits; False once the sequence ends."""
         req, stats = self.req, self.stats
+        logits_ptr = llama_cpp.llama_get_logits_ith(ctx, idx) if req.log_probs else None
+        # the drawn-from distribution, before the chain accepts the token into its penalty and grammar state
+        sampled = sampled_distribution(model, self.chain, req.sampling, logits_ptr) if req.log_probs else None
         token = llama_cpp.llama_sampler_sample(self.chain.ptr, ctx, idx)
         stats.predicted_tokens += 1
         if stats.t_first_token is None:
@@ -77,8 +81,9 @@ class Sequence:
             self.finish("eosFound")
             return False
         text, found = self.matcher.feed(self.utf8.feed(shown_piece(model, model._vocab, token, req.show_special)))
-        logprob = (_top_logprobs(model, req.log_probs, token, llama_cpp.llama_get_logits_ith(ctx, idx))
-                   if req.log_probs else None)
+        logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
+        if logprob is not None:
+            logprob.sampled_probability = sampled_probability(sampled, token)
         self.events.append(TokenEvent(text, token, logprob))
         if found is not None:
             stats.stop_string = found

@@ -93,7 +93,7 @@ class PredictMagics(FamilyMagics):
         _check_out(args.out)
         llm = self._model(args.model)
         view = self.lm._view()
-        if isinstance(view, StreamView) and not view.markdown:
+        if not isinstance(view, StreamView) or not view.markdown:  # the widget view, or plain text
             view.prompt = prompt  # dimmed before the completion, which continues it
         result = run_stream(noting_limit(llm.complete_stream(prompt, config, **_special(args)), self._limit), view)
         self._store(result, args.out)

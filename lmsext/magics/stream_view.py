@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from IPython.display import clear_output, display
 
-from ..render import DIM, RESET, drafted_bundle, live_stats_bundle, result_bundle, stats_bundle, stats_line
+from ..render import (DIM, PROMPT_TAIL_CHARS, RESET, drafted_bundle, live_stats_bundle, prompt_tail, result_bundle, stats_bundle,
+                      stats_line)
 
-#: Most characters of a ``%%lm_complete`` prompt shown (dimmed) before its completion: the end of a longer one.
-PROMPT_TAIL_CHARS = 300
 #: Grey (ANSI bright black: JupyterLab, Notebook and VS Code render it in a stream; terminals too).
 GREY = "\x1b[90m"
 
@@ -82,7 +81,7 @@ class StreamView:
             self._live = self._handle is not None
             self.messages += 1
         if self.prompt:
-            tail = self.prompt if len(self.prompt) <= PROMPT_TAIL_CHARS else "…" + self.prompt[-PROMPT_TAIL_CHARS:]
+            tail = prompt_tail(self.prompt)
             sys.stdout.write(f"{DIM if self.mode == 'text' else GREY}{tail}{RESET}")  # not counted in the text
             sys.stdout.flush()
             self.messages += self.mode == "rich"

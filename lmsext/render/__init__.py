@@ -17,6 +17,7 @@ from .load_summary import load_summary_bundle, load_summary_data, load_summary_h
 from .prediction import (drafted_bundle, live_stats_bundle, prediction_html, prediction_text, prob_colour, stats_bundle, stats_line,
                          stream_bundle, token_pieces, token_probs_bundle, token_probs_html, token_probs_text)
 from .prediction import result_bundle
+from .prediction import PROMPT_TAIL_CHARS, prompt_tail
 from .tables import (chat_bundle, config_bundle, downloaded_models_bundle, error_bundle, loaded_models_bundle,
                      message_bundle, table_bundle)
 
@@ -26,4 +27,5 @@ __all__ = [
     "load_summary_bundle", "load_summary_data", "load_summary_html", "load_summary_text", "loaded_models_bundle",
     "message_bundle", "prediction_html", "result_bundle", "prediction_text", "prob_colour", "stats_bundle", "stats_line",
     "stream_bundle", "table_bundle", "token_pieces", "token_probs_bundle", "token_probs_html", "token_probs_text",
+    "PROMPT_TAIL_CHARS", "prompt_tail",
 ]

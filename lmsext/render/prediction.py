@@ -36,6 +36,16 @@ def stats_line(stats: "PredictionStats") -> str:
     return " · ".join(parts)
 
 
+#: Most characters of a ``%%lm_complete`` prompt shown (dimmed) before its completion: the end of a longer one.
+PROMPT_TAIL_CHARS = 300
+
+
+def prompt_tail(prompt: str) -> str:
+    """The end of ``prompt`` shown before the completion that continues it (``…`` + the last
+    :data:`PROMPT_TAIL_CHARS` characters of a longer one)."""
+    return prompt if len(prompt) <= PROMPT_TAIL_CHARS else "…" + prompt[-PROMPT_TAIL_CHARS:]
+
+
 def _stats_tail_html(stats: "PredictionStats | None", parse_error: str | None) -> str:
     tail = []
     if parse_error:
@@ -163,7 +173,21 @@ def token_pieces(result: "PredictionResult") -> list[tuple[str, Any]]:
 
 
 def _prob(lp: Any) -> float:
+    """The model's own probability of the token (LM Studio's ``logprobs``)."""
     return math.exp(lp.logprob) if lp is not None else 1.0
+
+
+def _drawn(lp: Any) -> float:
+    """The probability the token was sampled with (after temperature, penalties, top-k/p, min-p), where the engine
+    gives it; else the model's own: what ``--probs`` colours by."""
+    sampled = getattr(lp, "sampled_probability", None) if lp is not None else None
+    return sampled if sampled is not None else _prob(lp)
+
+
+def _by_sampled(pieces: list[tuple[str, Any]]) -> bool:
+    """True when the colours are the sampled probabilities (every token has one)."""
+    tokens = [lp for _, lp in pieces if lp is not None]
+    return bool(tokens) and all(getattr(lp, "sampled_probability", None) is not None for lp in tokens)
 
 
 def _alternatives(lp: Any) -> list[tuple[str, float]]:
@@ -171,42 +195,56 @@ def _alternatives(lp: Any) -> list[tuple[str, float]]:
 
 
 def token_probs_text(result: "PredictionResult", *, with_stats: bool = True) -> str:
-    """Terminal form: the reply coloured by probability (ANSI: green ≥ 80 %, yellow ≥ 30 %, red), then one
-    line per token with its probability and the alternatives (then the stats line, unless ``with_stats`` is
-    False: under a streamed reply that already showed it)."""
+    """Terminal form: the reply coloured by the probability each token was sampled with (ANSI: green ≥ 80 %,
+    yellow ≥ 30 %, red), then one line per token with that probability, the model's own and the model's
+    alternatives (then the stats line, unless ``with_stats`` is False: under a streamed reply that already
+    showed it)."""
     pieces = token_pieces(result)
-    coloured = "".join(f"{_ansi_prob(_prob(lp))}{text}{RESET}" if lp is not None else text for text, lp in pieces)
-    lines = [coloured, "", f"{'token':<18} {'p':>6}  alternatives"]
+    coloured = "".join(f"{_ansi_prob(_drawn(lp))}{text}{RESET}" if lp is not None else text for text, lp in pieces)
+    sampled = _by_sampled(pieces)
+    header = f"{'token':<18} {'drawn':>6} {'model':>6}  alternatives (model)" if sampled else \
+        f"{'token':<18} {'p':>6}  alternatives"
+    lines = [coloured, "", header]
     for text, lp in pieces:
         if lp is None:
             continue
         alts = " · ".join(f"{t!r} {p:.2f}" for t, p in _alternatives(lp) if t != lp.text)
-        lines.append(f"{text!r:<18} {_prob(lp):>6.3f}  {alts}".rstrip())
+        probs = f"{_drawn(lp):>6.3f} {_prob(lp):>6.3f}" if sampled else f"{_prob(lp):>6.3f}"
+        lines.append(f"{text!r:<18} {probs}  {alts}".rstrip())
     if with_stats:
         lines += ["", f"[{stats_line(result.stats)}]"]
     return "\n".join(lines)
 
 
 def token_probs_html(result: "PredictionResult", *, with_stats: bool = True) -> str:
-    """Notebook form: each token on a background coloured by its probability; hovering shows the
-    probability and the top alternatives (the ``title`` tooltip); the stats line unless ``with_stats`` is False."""
+    """Notebook form: each token on a background coloured by the probability it was sampled with (after
+    temperature, penalties, top-k/p, min-p: ``sampled_probability``; the model's own where the engine does not
+    give it); hovering shows it, the model's own probability and the model's top alternatives (the ``title``
+    tooltip); the stats line unless ``with_stats`` is False."""
     spans = []
-    for text, lp in token_pieces(result):
+    pieces = token_pieces(result)
+    sampled = _by_sampled(pieces)
+    for text, lp in pieces:
         if lp is None or not text:
             spans.append(esc(text))
             continue
-        p = _prob(lp)
-        tip = [f"{lp.text!r}  p={p:.3f}"] + [f"{'→' if t == lp.text else ' '} {t!r}  {q:.3f}"
-                                               for t, q in _alternatives(lp)]
+        p = _drawn(lp)
+        first = f"{lp.text!r}  drawn with p={p:.3f} · model p={_prob(lp):.3f}" if sampled else \
+            f"{lp.text!r}  p={p:.3f}"
+        tip = [first] + [f"{'→' if t == lp.text else ' '} {t!r}  {q:.3f}" for t, q in _alternatives(lp)]
         spans.append(f'<span class="lmsext-token" data-p="{p:.4f}" title="{esc(chr(10).join(tip))}" '
+                     f'data-model-p="{_prob(lp):.4f}" '
                      f'style="background:{prob_colour(p)};border-radius:3px;padding:0 1px;cursor:help">'
                      f"{esc(text)}</span>")
+    what = ("probability each token was drawn with (after temperature, penalties, top-k/top-p/min-p)" if sampled
+            else "token probability (the model's)")
     legend = "".join(f'<span style="background:{prob_colour(q)};padding:0 4px;border-radius:3px">{label}</span> '
                      for q, label in ((0.05, "unlikely"), (0.5, "50 %"), (0.95, "likely")))
     return (f'<div class="lmsext-probs" style="{CSS}">'
             f'<div class="lmsext-prediction" style="white-space:pre-wrap;line-height:1.7">{"".join(spans)}</div>'
-            f'<div style="{MUTED};font-size:11px;margin-top:4px">token probability: {legend}· hover a token for '
-            f"its alternatives{' · ' + esc(stats_line(result.stats)) if with_stats else ''}</div></div>")
+            f'<div style="{MUTED};font-size:11px;margin-top:4px">{what}: {legend}· hover a token for '
+            f"the model's own probability and alternatives"
+            f"{' · ' + esc(stats_line(result.stats)) if with_stats else ''}</div></div>")
 
 
 def token_probs_bundle(result: "PredictionResult", *, with_stats: bool = True) -> dict[str, str]:

@@ -5,8 +5,9 @@ The view shows the session's chat ``name`` (:meth:`lmsext.session.Session.chat`)
 consecutive ``%%lm_respond`` cells and the prediction panel continue: a cell run, a panel Send, a view Send
 or ``%lm_chat reset`` show in every view of it. Send records a reply as ``%%lm_respond`` does (the user
 message and the reply — also one stopped with Stop — once the prediction ends; nothing when it fails or the
-chat was reset meanwhile). The reply streams on a background thread (the kernel stays free to take Stop) into
-the ``live`` trait, at most :data:`FLUSH_INTERVAL` apart. A reply's reasoning (``reasoning_content`` of the
+chat was reset meanwhile), under the notebook's default token limit when the session's settings give none (as
+``%%lm_respond``'s: "hit the 256-token limit" in the stats line). The reply streams on a background thread (the
+kernel stays free to take Stop) into the ``live`` trait, at most :data:`FLUSH_INTERVAL` apart. A reply's reasoning (``reasoning_content`` of the
 result, where the model gives one) is shown folded above it. The front end is ``chat_view.js``.
 
 >>> from lmsext.widgets import ChatView
@@ -27,7 +28,7 @@ import traitlets as t
 from ..chat import Chat
 from ..errors import LmsextError, ModelNotLoadedError
 from ..render import chat_bundle, stats_line
-from ..session import Session, get_session
+from ..session import Session, bounded_config, get_session, noting_limit
 from .frontend import asset, widget_bundle
 
 #: Least time between two updates of the streaming bubble (≤ 20 messages/s, as the stream view).
@@ -154,7 +155,8 @@ class ChatView(anywidget.AnyWidget):
             base = self.session.chats.get(self.chat_name)  # to notice a reset while generating
             chat = self.session.chat(self.chat_name)
             chat.add_user_message(text.strip())
-            stream = llm.respond_stream(chat, self.session.prediction_config)
+            config, limit = bounded_config(self.session, self.session.prediction_config)  # as %%lm_respond's
+            stream = noting_limit(llm.respond_stream(chat, config), limit)
         except LmsextError as exc:
             self.status = str(exc)
             raise

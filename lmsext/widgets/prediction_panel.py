@@ -3,10 +3,12 @@
 The controls edit the session's prediction defaults — what the next ``%%lm_respond`` uses — and follow
 ``%lm_config predict`` changes. Slider ranges are the config's own constraints
 (:func:`~lmsext.widgets.controls.field_bounds`); unset settings show LM Studio's defaults
-(:data:`lmsext.config.SAMPLING_DEFAULTS`). Max tokens has a "no limit" switch: on (the default) leaves
-``maxTokens`` unset — LM Studio's default, no limit, as ``maxTokens: false`` — and the number box is
-hidden; off sets ``maxTokens`` to the number shown (``%lm_config predict maxTokens=False`` or an unset
-``maxTokens`` turn the switch on again).
+(:data:`lmsext.config.SAMPLING_DEFAULTS`). Max tokens is bounded as the magics bound it: with ``maxTokens``
+unset the box shows the notebook's default limit (``LMMagics.default_max_tokens``, 256) and Send stops there,
+its stats line saying "hit the 256-token limit". The "no limit" switch is the user's explicit choice and wins
+over that bound: on sets ``maxTokens: false`` (the reply ends at the end of text, a stop string or the context
+policy) and hides the box; off sets ``maxTokens`` to the number shown (unset again when that is the default
+limit). ``%lm_config predict maxTokens=False`` turns the switch on, ``maxTokens=None`` back to the default.
 
 Conversation: in "respond" mode Send continues a chat, the session's chat ``'default'`` (``chat=NAME``
 for another) — the very chat consecutive ``%%lm_respond`` cells continue. The panel, like its
@@ -41,7 +43,7 @@ from ..config import PredictionConfig, unescape
 from ..errors import LmsextError, ModelNotLoadedError
 from ..models import EMBEDDED_MODEL_KEY
 from ..render import esc, stats_line
-from ..session import Session, get_session
+from ..session import Session, bounded_config, get_session, noting_limit
 from .chat_view import ChatView
 from .controls import Binding, escape_stop, field_bounds, parse_seed
 from .model_picker import ModelPicker
@@ -50,7 +52,8 @@ from .template_field import template_text_field, template_to_text, text_to_templ
 
 _STYLE = {"description_width": "120px"}
 _WIDE = w.Layout(width="400px")
-#: What the max-tokens box holds when the session sets no limit (what switching "no limit" off sets).
+#: What the max-tokens box holds when neither a setting nor the notebook's default gives a limit (what switching
+#: "no limit" off then sets).
 DEFAULT_TOKEN_LIMIT = 200
 
 
@@ -120,10 +123,10 @@ class PredictionPanel(w.VBox):
                                                value=DEFAULT_TOKEN_LIMIT, tooltip="most tokens a reply may have",
                                                layout=w.Layout(width="120px")), "max_tokens")
         self.no_limit = self.binding.watch(
-            w.Checkbox(value=True, description="no limit", indent=False, layout=w.Layout(width="90px"),
-                       tooltip="maxTokens unset (LM Studio's default): the reply ends at the end of text, "
-                               "a stop string or the context policy"),
-            lambda on: {"max_tokens": None if on else self.max_tokens.value})
+            w.Checkbox(value=False, description="no limit", indent=False, layout=w.Layout(width="90px"),
+                       tooltip="maxTokens false: the reply ends at the end of text, a stop string or the context "
+                               "policy (off: the number shown, by default the notebook's limit)"),
+            self._no_limit_values)
         max_tokens_row = w.HBox([w.Label("max tokens", layout=w.Layout(width="124px")), self.no_limit,
                                  self.max_tokens])
         top_k_max = int(field_bounds(PredictionConfig, "top_k_sampling")[1])
@@ -174,19 +177,31 @@ class PredictionPanel(w.VBox):
         self.mode.observe(self._show_chat, names="value")
         self.session.observe(self._model_changed, names="model")
         self.session.observe(self._show_chat, names="chats")
+        self.session.observe(self._bound_changed, names="max_tokens_bound")
 
     # -- session ↔ controls --------------------------------------------------------------------
+
+    def _no_limit_values(self, on: bool) -> dict[str, Any]:
+        """The "no limit" switch → the setting: on is ``maxTokens: false`` (wins over the notebook's default
+        limit); off is the number shown, or unset when that is the default limit."""
+        if on:
+            return {"max_tokens": False}
+        value = self.max_tokens.value
+        return {"max_tokens": None if value == self.session.max_tokens_bound else value}
+
+    def _bound_changed(self, change: Any = None) -> None:
+        self._refresh(self.session.prediction_config)
 
     def _refresh(self, config: PredictionConfig) -> None:
         explicit = config.explicit()
         values: dict[str, Any] = {}
-        limit = explicit.get("max_tokens")
-        limited = isinstance(limit, int) and not isinstance(limit, bool)  # unset or False: no limit
+        limit = self.session.bounded(config).max_tokens  # a setting's, else the notebook's default limit
+        limited = isinstance(limit, int) and not isinstance(limit, bool)  # None or False: no limit
         for key in self.binding.controls:
             value = explicit.get(key)
             if key == "max_tokens":
                 if limited:
-                    values[key] = value  # else the box keeps the last limit, for when "no limit" goes off
+                    values[key] = limit  # else the box keeps the last limit, for when "no limit" goes off
             elif key in ("seed", "draft_model"):
                 values[key] = "" if value is None else str(value)
             elif key == "stop_strings":
@@ -219,8 +234,9 @@ class PredictionPanel(w.VBox):
 
     @property
     def config(self) -> PredictionConfig:
-        """The prediction config Send uses: the session's prediction defaults."""
-        return self.session.prediction_config
+        """The prediction config Send uses: the session's prediction defaults, under the notebook's default token
+        limit when they set no ``maxTokens`` (as the magics bound a cell)."""
+        return self.session.bounded(self.session.prediction_config)
 
     # -- the conversation ----------------------------------------------------------------------
 
@@ -289,21 +305,22 @@ class PredictionPanel(w.VBox):
                 raise LmsextError("the prompt is empty")
             llm = self.llm()
             chat = base = None
+            config, limit = bounded_config(self.session, self.session.prediction_config)
             if self.mode.value == "respond":
                 base = self.session.chats.get(self.chat_name)  # to notice a reset while generating
                 chat = self.session.chat(self.chat_name)
                 chat.add_user_message(text.strip())  # as %%lm_respond adds the cell
-                stream = llm.respond_stream(chat, self.config)
+                stream = noting_limit(llm.respond_stream(chat, config), limit)
                 self.conversation.begin_live(text.strip())
                 self.conversation.busy = True
             else:
-                stream = llm.complete_stream(text, self.config)
+                stream = noting_limit(llm.complete_stream(text, config), limit)
         except LmsextError as exc:
             self._show_error(str(exc))
             raise
         self.status.value = f"generating with {esc(llm.identifier)}…"
         self.error, self._stream, self._stop_wanted = None, stream, False
-        self.stream.begin()
+        self.stream.begin(prompt=text if chat is None else "")  # complete mode: the prompt the reply continues
         self.send_button.disabled, self.stop_button.disabled = True, False
         self.new_chat_button.disabled = True
         self._thread = threading.Thread(target=self._drive, args=(stream, chat, base), name="lmsext-predict",
@@ -339,7 +356,7 @@ class PredictionPanel(w.VBox):
             self.result = result
             note = self._record(chat, base, result) if chat is not None else ""
             self.stream.finish(result)
-            self.status.value = f"stop: {esc(result.stats.stop_reason)}{note}"
+            self.status.value = note.lstrip(" ·")  # the stats line under the reply says how it stopped
             if chat is not None:
                 self.conversation.status = stats_line(result.stats) + note
         finally:
@@ -374,6 +391,7 @@ class PredictionPanel(w.VBox):
             binding.close()
             self.session.unobserve(self._model_changed, names="model")
             self.session.unobserve(self._show_chat, names="chats")
+            self.session.unobserve(self._bound_changed, names="max_tokens_bound")
             self.conversation.close()
             self.picker.close()
         super().close()

@@ -3,8 +3,11 @@
 While tokens arrive, :meth:`StreamWidget.feed` only appends; at most once per ``interval`` (50 ms,
 so ≤ 20 per second) the new text goes out as ONE custom message ``{seq, delta, tokens, elapsed}`` —
 only the new text, a sequence number, and the live counters. The first token goes out at once. At
-the end :meth:`~StreamWidget.finish` sets the synced traits ``text``, ``stats``, ``stop_reason`` and
-``done``, so a saved notebook (widget state) and headless execution keep the result.
+the end :meth:`~StreamWidget.finish` sets the synced traits ``text``, ``stats``, ``stats_line``, ``stop_reason``
+and ``done``, so a saved notebook (widget state) and headless execution keep the result. ``stats_line`` is
+the plain view's line (:func:`lmsext.render.stats_line`: LM Studio's stop reason with plain words beside it,
+"hit the 256-token limit" at the notebook's default limit): the finished view says each fact once, in that
+line. A completion's ``prompt`` (its end) is shown greyed before the text that continues it.
 
 Feeding is thread-safe: the prediction panel feeds from a background thread while the kernel's main
 thread stays free to process the Stop click. :class:`WidgetStreamView` is the drop-in for
@@ -22,7 +25,8 @@ import anywidget
 import traitlets as t
 from IPython.display import display
 
-from ..render import stream_bundle
+from ..render import prompt_tail, stream_bundle
+from ..render import stats_line as line_of_stats
 from ..results import finite
 from .frontend import asset, kernel_id, widget_bundle
 
@@ -47,6 +51,8 @@ class StreamWidget(anywidget.AnyWidget):
     text = t.Unicode("", help="The final text (set at the end).").tag(sync=True)
     stats = t.Dict(help="The final PredictionStats as a dict.").tag(sync=True)
     stop_reason = t.Unicode("", help="LM Studio's stop reason of the finished prediction.").tag(sync=True)
+    stats_line = t.Unicode("", help="The finished prediction's stats line, as the plain view says it.").tag(sync=True)
+    prompt = t.Unicode("", help="Text shown greyed before the stream (a completion's prompt, its end).").tag(sync=True)
     done = t.Bool(False, help="True once the prediction finished.").tag(sync=True)
     running = t.Bool(False, help="True while the prediction runs.").tag(sync=True)
     error = t.Unicode("", help="What went wrong, if something did.").tag(sync=True)
@@ -77,8 +83,9 @@ class StreamWidget(anywidget.AnyWidget):
 
     # -- the kernel side of a run ----------------------------------------------------------------
 
-    def begin(self) -> None:
-        """Start a new prediction: clear the view (``run`` + 1) and show it as running."""
+    def begin(self, prompt: str = "") -> None:
+        """Start a new prediction: clear the view (``run`` + 1) and show it as running, after ``prompt``
+        greyed (a completion's prompt: its last :data:`~lmsext.render.PROMPT_TAIL_CHARS` characters)."""
         with self._lock:
             self._parts, self._pending, self._drafted = [], [], []
             self._chars = 0
@@ -87,6 +94,7 @@ class StreamWidget(anywidget.AnyWidget):
         with self.hold_sync():
             self.run += 1
             self.text, self.stats, self.stop_reason, self.error, self.drafted = "", {}, "", "", []
+            self.stats_line, self.prompt = "", prompt_tail(prompt)
             self.done, self.running = False, True
 
     def feed(self, text: str, tokens: int = 1, drafted: bool = False) -> None:
@@ -140,6 +148,7 @@ class StreamWidget(anywidget.AnyWidget):
         with self.hold_sync():
             self.text = result.content
             self.stats = finite(result.stats.to_dict())
+            self.stats_line = line_of_stats(result.stats)
             self.stop_reason = result.stats.stop_reason
             self.error = result.parse_error or result.stats.error or ""
             with self._lock:
@@ -181,6 +190,8 @@ class WidgetStreamView:
     def __init__(self, interval: float = FLUSH_INTERVAL, *, markdown: bool = True) -> None:
         self.widget = StreamWidget(interval=interval, markdown=markdown, stop_mode="interrupt", kernel_id=kernel_id())
         self.markdown = markdown
+        #: text shown greyed before the stream (``%%lm_complete``'s prompt), as the plain view's ``prompt``
+        self.prompt = ""
         self._handle: Any = None
 
     @property
@@ -190,7 +201,7 @@ class WidgetStreamView:
 
     def start(self) -> None:
         """Show the widget (running)."""
-        self.widget.begin()
+        self.widget.begin(prompt=self.prompt)
         self._handle = display(widget_bundle(self.widget, stream_bundle("…")), raw=True, display_id=True)
 
     def feed(self, text: str, drafted: bool = False) -> None:
