@@ -351,8 +351,6 @@ def token_event(model: EngineModel, vocab: Any, req: GenerationRequest, stats: G
         return None
     text, found = matcher.feed(utf8.feed(shown_piece(model, vocab, token, req.show_special)))
     logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
-    if logprob is not None:
-        logprob.sampled_probability = sampled_probability(sampled, token)
     if found is not None:
         stats.stop_string = found
         stats.stop_reason = "toolCalls" if found in req.tool_call_stop_strings else "stopStringFound"
