@@ -25,6 +25,8 @@ def lm(ip, unload_all, monkeypatch):
     m.display_mode = "auto"
     m.default_max_tokens = NOTEBOOK_MAX_TOKENS
     m.default_prediction_config = {}
+    # %config LMMagics.… also stays in the shell's config, which the next %load_ext reads: take it back too
+    ip.config.LMMagics.pop("default_max_tokens", None)
 
 
 def cell(ip, magic: str, line: str, body: str = PROMPT):
