@@ -207,7 +207,9 @@ def test_summary_and_lm_ps_show_the_measured_gpu_row(ip):
         assert row.startswith(f"{lr.config['gpu']['layers']} of 6 layers")
         assert row in str(lr)  # the load summary's gpu row
         _, cap = run(ip, "%lm_ps")
-        assert row in cap.outputs[0].data["text/plain"]  # %lm_ps: the same measured row
+        layers = lr.config["gpu"]["layers"]
+        card = "CPU (no GPU backend)" if not GPUS else (f"GPU {layers}/6 layers" if layers else "CPU")
+        assert f" · {card} · " in cap.outputs[0].data["text/plain"]  # %lm_ps's compact card: the measured placement
     finally:
         run(ip, "%lm_unload gpu-row")
 

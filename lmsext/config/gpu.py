@@ -13,8 +13,10 @@ GPU_ALLOWED = ("a GPU offload ratio from 0 to 1, 'max', 'off', or a dict with ra
                "disabledGpus")
 """What the ``gpu`` load setting accepts, as quoted in error messages."""
 
-#: What a load response's ``gpu`` reports beside the ratio it derives them from (not settable on their own).
-REPORTED_LAYER_KEYS = ("layers", "total_layers", "totalLayers")
+#: What a load response's ``gpu`` reports beside the ratio it derives them from (not settable on their own):
+#: the layer counts, and what llama.cpp measurably placed (the layers asked for, each device, the RAM share).
+REPORTED_LAYER_KEYS = ("layers", "total_layers", "totalLayers", "layers_requested", "layersRequested", "devices",
+                       "ram")
 
 
 class GpuSetting(SettingsModel):

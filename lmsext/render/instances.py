@@ -21,10 +21,11 @@ _CARD = "border:1px solid #8884;border-radius:6px;padding:3px 8px;margin:3px 0;m
 
 
 def _gpu(cfg: dict[str, Any]) -> str:
+    """The card's GPU fact, from what llama.cpp placed: ``CPU (no GPU backend)``, ``CPU`` or ``GPU 3/6 layers``."""
     gpu = cfg.get("gpu") or {}
     layers, total = gpu.get("layers"), gpu.get("total_layers")
     if not layers:
-        return "CPU"
+        return "CPU (no GPU backend)" if gpu.get("devices") == [] else "CPU"
     return f"GPU {layers}/{total} layers" if total else format_setting("gpu", gpu)
 
 
