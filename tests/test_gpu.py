@@ -207,9 +207,10 @@ def test_summary_and_lm_ps_show_the_measured_gpu_row(ip):
         assert row.startswith(f"{lr.config['gpu']['layers']} of 6 layers")
         assert row in str(lr)  # the load summary's gpu row
         _, cap = run(ip, "%lm_ps")
+        text = " ".join(cap.outputs[0].data["text/plain"].split())  # the details wrap at 100 columns
         layers = lr.config["gpu"]["layers"]
-        card = "CPU (no GPU backend)" if not GPUS else (f"GPU {layers}/6 layers" if layers else "CPU")
-        assert f" · {card} · " in cap.outputs[0].data["text/plain"]  # %lm_ps's compact card: the measured placement
+        assert f" · {f'GPU {layers}/6 layers' if layers else 'CPU'} · " in text  # the card's line
+        assert f"gpu={row}" in text  # %lm_ps's details: the same measured row
     finally:
         run(ip, "%lm_unload gpu-row")
 

@@ -14,18 +14,19 @@ if TYPE_CHECKING:
     from ..llm import LLM
 
 #: Settings the card's line says already (the rest go under "details").
-ON_THE_LINE = {"context_length", "gpu", "cpu_thread_pool_size", "decode_threads"}
+ON_THE_LINE = {"context_length", "cpu_thread_pool_size", "decode_threads"}
 #: Width of the text form's details lines.
 TEXT_WIDTH = 100
 _CARD = "border:1px solid #8884;border-radius:6px;padding:3px 8px;margin:3px 0;max-width:100%;overflow-wrap:anywhere"
 
 
 def _gpu(cfg: dict[str, Any]) -> str:
-    """The card's GPU fact, from what llama.cpp placed: ``CPU (no GPU backend)``, ``CPU`` or ``GPU 3/6 layers``."""
+    """The card's GPU fact, from the layers llama.cpp placed: ``CPU`` or ``GPU 3/6 layers`` (the devices, their
+    layers and memory in the details' ``gpu``)."""
     gpu = cfg.get("gpu") or {}
     layers, total = gpu.get("layers"), gpu.get("total_layers")
     if not layers:
-        return "CPU (no GPU backend)" if gpu.get("devices") == [] else "CPU"
+        return "CPU"
     return f"GPU {layers}/{total} layers" if total else format_setting("gpu", gpu)
 
 
