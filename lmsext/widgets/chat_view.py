@@ -26,9 +26,10 @@ import anywidget
 import traitlets as t
 
 from ..chat import Chat
-from ..errors import LmsextError, ModelNotLoadedError
+from ..errors import LmsextError
 from ..render import chat_bundle, stats_line
 from ..session import Session, bounded_config, get_session, noting_limit
+from .controls import model_to_use
 from .frontend import asset, widget_bundle
 
 #: Least time between two updates of the streaming bubble (≤ 20 messages/s, as the stream view).
@@ -133,15 +134,7 @@ class ChatView(anywidget.AnyWidget):
 
     def llm(self):
         """The model Send uses (see the class docstring)."""
-        llms = self.client.llm
-        if self.model is not None:
-            return self.model if hasattr(self.model, "respond_stream") else llms.get(str(self.model))
-        if self.session.model:
-            try:
-                return llms.get(self.session.model)
-            except ModelNotLoadedError:
-                pass
-        return llms.model()
+        return model_to_use(self.client, self.session, self.model)
 
     def send(self, text: str) -> threading.Thread:
         """Continue the chat with ``text``, streaming the reply on a background thread (returned). Errors

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import annotated_types
 import ipywidgets as w
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelNotLoadedError
 
 #: Upper ends for settings the config leaves unbounded (UI choices, not limits of the engine).
 UI_MAX = {"top_k_sampling": 200, "repeat_penalty": 2.0, "max_tokens": 1_000_000}
@@ -128,4 +128,19 @@ class Binding:
         self.session.unobserve(self._session_changed, names=self.trait)
 
 
-__all__ = ["Binding", "UI_MAX", "UI_MIN", "escape_stop", "field_bounds", "parse_seed"]
+
+
+def model_to_use(client: Any, session: Any, model: Any) -> Any:
+    """The model a panel's Send uses: ``model`` (an LLM, or an identifier loaded on ``client``), else the
+    session's model when it is loaded, else ``client.llm.model()`` (JIT: the embedded default when none is)."""
+    llms = client.llm
+    if model is not None:
+        return model if hasattr(model, "respond_stream") else llms.get(str(model))
+    if session.model:
+        try:
+            return llms.get(session.model)
+        except ModelNotLoadedError:
+            pass
+    return llms.model()
+
+__all__ = ["Binding", "UI_MAX", "UI_MIN", "escape_stop", "field_bounds", "model_to_use", "parse_seed"]

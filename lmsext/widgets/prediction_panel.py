@@ -40,12 +40,12 @@ import ipywidgets as w
 from ..chat import Chat
 from ..config import SAMPLING_DEFAULTS as DEFAULTS
 from ..config import PredictionConfig, unescape
-from ..errors import LmsextError, ModelNotLoadedError
+from ..errors import LmsextError
 from ..models import EMBEDDED_MODEL_KEY
 from ..render import esc, stats_line
 from ..session import Session, bounded_config, get_session, noting_limit
 from .chat_view import ChatView
-from .controls import Binding, escape_stop, field_bounds, parse_seed
+from .controls import Binding, escape_stop, field_bounds, model_to_use, parse_seed
 from .model_picker import ModelPicker
 from .stream import StreamWidget
 from .template_field import template_text_field, template_to_text, text_to_template
@@ -269,15 +269,7 @@ class PredictionPanel(w.VBox):
 
     def llm(self):
         """The model Send uses; when none is loaded, the embedded default model (loaded then, saying so)."""
-        llms = self.client.llm
-        if self.model is not None:
-            return self.model if hasattr(self.model, "respond_stream") else llms.get(str(self.model))
-        if self.session.model:
-            try:
-                return llms.get(self.session.model)
-            except ModelNotLoadedError:
-                pass
-        return llms.model()
+        return model_to_use(self.client, self.session, self.model)
 
     # -- generation ----------------------------------------------------------------------------
 
