@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import llama_cpp
 
 from ..backend import TokenEvent
-from ..errors import ModelBusyError
+from ..errors import ConfigError, ModelBusyError
 from .batch import TokenBatch
 from .generate import GenerationRequest, _common_prefix, thread_plan
 from .model import EngineModel
@@ -84,6 +84,10 @@ class Scheduler:
     def open(self, req: GenerationRequest) -> Sequence:
         """The sequence of ``req`` (its prompt fitted to a sequence's context; PredictionError if it cannot be)."""
         self.model.check_open()
+        if req.speculative is not None:  # never run without the draft it asked for
+            raise ConfigError(f"draftModel {req.speculative.key!r}: not supported on an instance loaded with "
+                              f"maxParallelPredictions {self.n_slots}; load it with maxParallelPredictions 1 "
+                              "to speculate", key="draft_model", value=req.speculative.key)
         return Sequence(req, self.n_ctx_seq)
 
     def stream(self, seq: Sequence) -> Iterator[TokenEvent]:
