@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from lmsext import synth
-from lmsext.errors import ConfigError
 from lmsext.models import embedded_model_path
 
 pytestmark = pytest.mark.usefixtures("shared_models_only")
@@ -24,14 +23,68 @@ def models(module_client):
     return par, solo, "pspec-draft"
 
 
-def test_a_draft_is_never_silently_dropped_on_a_parallel_instance(models):
-    """A draft on a scheduler instance is refused in one line naming draftModel and maxParallelPredictions;
-    the instance then predicts as before."""
+PROMPTS = ["Once upon a time", "Lily and Tom went to the park. Lily and Tom went to the", "One day, a bird"]
+
+
+def tokens(result) -> list[int]:
+    return [lp.token for lp in result.logprobs or []]
+
+
+def round_robin(streams):
+    """Advance every stream one fragment at a time until all end; return their results in order."""
+    iters = [iter(s) for s in streams]
+    live = list(range(len(streams)))
+    while live:
+        for i in list(live):
+            try:
+                next(iters[i])
+            except StopIteration:
+                live.remove(i)
+    return [s.result() for s in streams]
+
+
+def steps(llm) -> int:
+    from lmsext.engine.scheduler import scheduler_for
+    return scheduler_for(llm._loaded.handle).steps
+
+
+def test_a_drafting_sequence_batches_with_the_others_and_equals_its_solo_run(models):
+    """Greedy, a batch of 3 (identity draft, prompt lookup, plain): each equals its solo non-speculative run,
+    token for token; the drafted rows went into the same steps as the others' tokens; stats per sequence."""
     par, solo, draft = models
-    for key in (draft, "lookup"):
-        with pytest.raises(ConfigError) as info:
-            par.complete("Once upon a time", {**GREEDY, "draftModel": key})
-        msg = str(info.value)
-        assert "\n" not in msg and "draftModel" in msg and "maxParallelPredictions 3" in msg, msg
-    plain = par.complete("Once upon a time", GREEDY)
-    assert plain.content == solo.complete("Once upon a time", GREEDY).content
+    configs = [{**GREEDY, "draftModel": draft}, {**GREEDY, "draftModel": "lookup"}, GREEDY]
+    expected = [solo.complete(p, GREEDY) for p in PROMPTS]
+    before = steps(par)
+    results = round_robin([par.complete_stream(p, config=c) for p, c in zip(PROMPTS, configs)])
+    n_steps = steps(par) - before
+    for got, want in zip(results, expected):
+        assert tokens(got) == tokens(want) and len(tokens(got)) == 60
+        assert got.content == want.content
+    drafted, lookup, plain = (r.stats for r in results)
+    print(f"steps {n_steps}; draft {drafted.accepted_draft_tokens_count}/{drafted.total_draft_tokens_count}, "
+          f"lookup {lookup.accepted_draft_tokens_count}/{lookup.total_draft_tokens_count}")
+    assert drafted.used_draft_model_key == draft and lookup.used_draft_model_key == "lookup"
+    assert drafted.accepted_draft_tokens_count >= 30 and drafted.rejected_draft_tokens_count == 0
+    assert lookup.total_draft_tokens_count == (lookup.accepted_draft_tokens_count + lookup.rejected_draft_tokens_count
+                                               + lookup.ignored_draft_tokens_count)
+    assert plain.used_draft_model_key is None and plain.total_draft_tokens_count in (None, 0)
+    # the plain sequence needs 60 decode steps; a drafting one run apart would add its own rounds
+    assert n_steps <= 66, n_steps
+
+
+def test_cancel_of_the_drafting_sequence_leaves_the_others_unchanged(models):
+    par, solo, draft = models
+    configs = [{**GREEDY, "draftModel": draft}, {**GREEDY, "draftModel": "lookup"}, GREEDY]
+    expected = [solo.complete(p, GREEDY).content for p in PROMPTS]
+    streams = [par.complete_stream(p, config=c) for p, c in zip(PROMPTS, configs)]
+    iters = [iter(s) for s in streams]
+    for _ in range(3):
+        for it in iters:
+            next(it)
+    streams[0].cancel()
+    results = round_robin(streams)
+    assert results[0].stats.stop_reason == "userStopped" and expected[0].startswith(results[0].content)
+    assert len(results[0].content) < len(expected[0])
+    assert [r.content for r in results[1:]] == expected[1:]
+    again = par.complete(PROMPTS[0], {**GREEDY, "draftModel": draft})  # the draft was released and is usable
+    assert again.content == expected[0] and again.stats.accepted_draft_tokens_count > 0

@@ -27,8 +27,9 @@ from typing import Any, Iterator
 import llama_cpp
 
 from ..backend import TokenEvent
-from ..errors import ConfigError, ModelBusyError
+from ..errors import ModelBusyError
 from .batch import TokenBatch
+from .batch_speculative import attach, detach
 from .generate import GenerationRequest, _common_prefix, thread_plan
 from .model import EngineModel
 from .sequence import Sequence
@@ -63,6 +64,7 @@ class Scheduler:
         self._threads_set: tuple[int, int] | None = None
         self._solo_seq: int | None = None  # the sequence id the batch's one row holds after a lone step
         self.steps = 0
+        self.drafts: dict[EngineModel, int] = {}  # draft models held, and how many sequences use each
         stop = model.stop_requested
 
         @llama_cpp.ggml_abort_callback
@@ -84,10 +86,6 @@ class Scheduler:
     def open(self, req: GenerationRequest) -> Sequence:
         """The sequence of ``req`` (its prompt fitted to a sequence's context; PredictionError if it cannot be)."""
         self.model.check_open()
-        if req.speculative is not None:  # never run without the draft it asked for
-            raise ConfigError(f"draftModel {req.speculative.key!r}: not supported on an instance loaded with "
-                              f"maxParallelPredictions {self.n_slots}; load it with maxParallelPredictions 1 "
-                              "to speculate", key="draft_model", value=req.speculative.key)
         return Sequence(req, self.n_ctx_seq)
 
     def stream(self, seq: Sequence) -> Iterator[TokenEvent]:
@@ -218,7 +216,7 @@ class Scheduler:
         running = self.running
         if len(running) == 1 and running[0].pending is not None and not self.queue:
             seq = running[0]  # one prediction generating: the single-sequence step, nothing to arrange
-            if not seq.cancelled and len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
+            if seq.draft is None and not seq.cancelled and len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
                 return self._solo(seq)
         batch = self.batch
         batch.clear()
@@ -253,7 +251,11 @@ class Scheduler:
                 if seq.fed == len(seq.prompt):
                     seq.stats.t_prompt_done = time.perf_counter()
         for seq, idx in outputs:
-            if not seq.sample(model, ctx, idx):
+            if seq.draft is not None and seq.draft.proposing:  # its rows: the last token and the draft
+                alive = seq.draft.verify(seq, model, ctx, idx, self._mem())
+            else:
+                alive = seq.sample(model, ctx, idx)
+            if not alive:
                 self._end(seq)
         return True
 
@@ -303,8 +305,14 @@ class Scheduler:
                 prefilling.append(seq)
             elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
                 slot = seq.slot
+                rows = [seq.pending]
+                if seq.draft is not None:  # a sequence with a draft: its last token and the proposal
+                    room = min(self.n_ctx_seq - len(slot.cached) - 1, batch.capacity - batch.n - len(self.running))
+                    rows += seq.draft.propose(seq, room)
                 outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
-                runs.append((seq, [seq.pending]))
+                for j, token in enumerate(rows[1:], 1):
+                    batch.add(token, len(slot.cached) + j, slot.seq_id, True)
+                runs.append((seq, rows))
         for seq in prefilling:
             budget = batch.capacity - batch.n
             if budget <= 0:
@@ -353,7 +361,9 @@ class Scheduler:
             self.running.append(seq)
             try:
                 seq.start(self.model, reused)
-            except Exception as exc:  # llama.cpp refused the grammar
+                if seq.req.speculative is not None:
+                    attach(self.model, seq, self.drafts)
+            except Exception as exc:  # llama.cpp refused the grammar, or the draft is busy
                 self._end(seq, "failed", str(exc))
         if changed:
             self._renumber()
@@ -365,6 +375,7 @@ class Scheduler:
         if slot is not None and slot.seq is seq:
             slot.seq = None
             self.running.remove(seq)
+            detach(seq, self.drafts)
             if seq.stats.context_shifts:  # shifted cells no longer match a fresh run of their tokens
                 forget(self._mem(), slot, seq.keep)
 

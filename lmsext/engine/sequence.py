@@ -51,6 +51,8 @@ class Sequence:
         self.submitted = False
         #: 1-based place in the FIFO queue while waiting for a free slot; None once running
         self.queue_position: int | None = None
+        #: the speculative state when the prediction has a draft (engine/batch_speculative.py)
+        self.draft: Any = None
 
     @property
     def cancelled(self) -> bool:
@@ -68,8 +70,13 @@ class Sequence:
 
     def sample(self, model: EngineModel, ctx: Any, idx: int) -> bool:
         """Sample the next token from row ``idx`` of the step's logits; False once the sequence ends."""
-        req, stats = self.req, self.stats
         token = llama_cpp.llama_sampler_sample(self.chain.ptr, ctx, idx)
+        return self.take(model, ctx, token, idx)
+
+    def take(self, model: EngineModel, ctx: Any, token: int, idx: int, drafted: bool = False) -> bool:
+        """Take ``token``, chosen from row ``idx`` of the step's logits (``drafted``: an accepted draft token):
+        its event, or the end of the sequence; False once it ends."""
+        req, stats = self.req, self.stats
         stats.predicted_tokens += 1
         if stats.t_first_token is None:
             stats.t_first_token = time.perf_counter()
@@ -79,7 +86,7 @@ class Sequence:
         text, found = self.matcher.feed(self.utf8.feed(shown_piece(model, model._vocab, token, req.show_special)))
         logprob = (_top_logprobs(model, req.log_probs, token, llama_cpp.llama_get_logits_ith(ctx, idx))
                    if req.log_probs else None)
-        self.events.append(TokenEvent(text, token, logprob))
+        self.events.append(TokenEvent(text, token, logprob, drafted))
         if found is not None:
             stats.stop_string = found
             self.finish("toolCalls" if found in req.tool_call_stop_strings else "stopStringFound")
