@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lmsext import synth
+from lmsext.engine.distribution import chi_square, total_variation
 from lmsext.models import embedded_model_path
 
 pytestmark = pytest.mark.usefixtures("shared_models_only")
@@ -88,3 +90,48 @@ def test_cancel_of_the_drafting_sequence_leaves_the_others_unchanged(models):
     assert [r.content for r in results[1:]] == expected[1:]
     again = par.complete(PROMPTS[0], {**GREEDY, "draftModel": draft})  # the draft was released and is usable
     assert again.content == expected[0] and again.stats.accepted_draft_tokens_count > 0
+
+
+SAMPLED = {"temperature": 1.0, "topKSampling": 0, "topPSampling": False, "minPSampling": False, "repeatPenalty": 1.3,
+           "maxTokens": 3, "logProbs": 1, "speculativeDecodingNumDraftTokensExact": 1}
+N = 1200
+
+
+def test_sampled_speculation_in_a_batch_has_the_model_distribution(module_client, models):
+    """Seeds run 3 at a time on a parallel perturbed target, each drafting exactly one token (verified in the
+    batch with the others' rows): the second token has the model's distribution (chi-square, as
+    tests/test_speculative.py does for the one-slot loop), and both branches of the rule ran."""
+    _, _, draft = models
+    target = module_client.llm.load(str(synth.perturbed_target(extra_layers=4, n_ff=0)),
+                                    config={"contextLength": 1024, "maxParallelPredictions": 3})
+    prompt = "Once upon a"
+    firsts: dict[int, dict[int, int]] = {}
+    acc = rej = 0
+    try:
+        for seed0 in range(0, N, 3):
+            streams = [target.complete_stream(prompt, config={**SAMPLED, "seed": s, "draftModel": draft})
+                       for s in range(seed0, seed0 + 3)]
+            for r in round_robin(streams):
+                acc += r.stats.accepted_draft_tokens_count
+                rej += r.stats.rejected_draft_tokens_count
+                got = tokens(r)
+                if len(got) >= 2:
+                    counts = firsts.setdefault(got[0], {})
+                    counts[got[1]] = counts.get(got[1], 0) + 1
+        first = max(firsts, key=lambda t: sum(firsts[t].values()))
+        counts = firsts[first]
+        n = sum(counts.values())
+        assert n > N // 6 and acc > 100 and rej > 20, (n, acc, rej)
+        config = {k: v for k, v in SAMPLED.items() if k not in ("maxTokens", "logProbs",
+                                                                "speculativeDecodingNumDraftTokensExact")}
+        p = target.next_token_distribution(target.tokenize(prompt) + [first], config).probs
+        stat, df, pvalue = chi_square(counts, p)
+        tv = total_variation(counts, p)
+        bound = 1.5 * float(np.sqrt(p * (1 - p) / n).sum()) + 0.005
+        print(f"{n} second tokens, accepted {acc} rejected {rej}, chi2 {stat:.1f} on {df} df, p={pvalue:.3f}, "
+              f"TV {tv:.4f} (< {bound:.4f})")
+        assert pvalue > 1e-3 and tv < bound
+        q = module_client.llm.model(draft).next_token_distribution(target.tokenize(prompt) + [first], config).probs
+        assert chi_square(counts, q)[2] < 1e-6  # the test has power: the draft's own distribution is rejected
+    finally:
+        target.unload()
