@@ -135,3 +135,18 @@ def test_sampled_speculation_in_a_batch_has_the_model_distribution(module_client
         assert chi_square(counts, q)[2] < 1e-6  # the test has power: the draft's own distribution is rejected
     finally:
         target.unload()
+
+
+def test_three_sequences_share_one_draft_model_with_their_own_stop_strings(models):
+    """One draft model proposes for three batched sequences in turn (its one context follows each text): each
+    equals its solo run, stop strings included, and each has its own stats."""
+    par, solo, draft = models
+    configs = [GREEDY, {**GREEDY, "stopStrings": ["."]}, {**GREEDY, "maxTokens": 25}]
+    expected = [solo.complete(p, c) for p, c in zip(PROMPTS, configs)]
+    results = round_robin([par.complete_stream(p, config={**c, "draftModel": draft})
+                           for p, c in zip(PROMPTS, configs)])
+    for got, want in zip(results, expected):
+        assert got.content == want.content and tokens(got) == tokens(want)
+        assert got.stats.stop_reason == want.stats.stop_reason
+        assert got.stats.accepted_draft_tokens_count > 0 and got.stats.rejected_draft_tokens_count == 0
+    assert results[1].stats.stop_reason == "stopStringFound"
