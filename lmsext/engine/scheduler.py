@@ -29,7 +29,7 @@ import llama_cpp
 from ..backend import TokenEvent
 from ..errors import ModelBusyError
 from .batch import TokenBatch
-from .batch_speculative import attach, detach
+from .batch_speculative import attach, detach, propose_all
 from .generate import GenerationRequest, _common_prefix, thread_plan
 from .model import EngineModel
 from .sequence import Sequence
@@ -64,7 +64,7 @@ class Scheduler:
         self._threads_set: tuple[int, int] | None = None
         self._solo_seq: int | None = None  # the sequence id the batch's one row holds after a lone step
         self.steps = 0
-        self.drafts: dict[EngineModel, int] = {}  # draft models held, and how many sequences use each
+        self.drafts: dict[EngineModel, list] = {}  # draft models held: [sequences using it, its DraftContext]
         stop = model.stop_requested
 
         @llama_cpp.ggml_abort_callback
@@ -297,22 +297,23 @@ class Scheduler:
         cancelled sequences end here. Returns the rows to sample, the tokens per sequence, whether a prompt is in."""
         outputs: list[tuple[Sequence, int]] = []
         runs: list[tuple[Sequence, list[int]]] = []
-        prefilling = []
+        prefilling, ready = [], []
         for seq in self.running[:]:  # a copy: _end removes
             if seq.cancelled:
                 self._end(seq, "userStopped")
             elif seq.pending is None:
                 prefilling.append(seq)
             elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
-                slot = seq.slot
-                rows = [seq.pending]
-                if seq.draft is not None:  # a sequence with a draft: its last token and the proposal
-                    room = min(self.n_ctx_seq - len(slot.cached) - 1, batch.capacity - batch.n - len(self.running))
-                    rows += seq.draft.propose(seq, room)
-                outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
-                for j, token in enumerate(rows[1:], 1):
-                    batch.add(token, len(slot.cached) + j, slot.seq_id, True)
-                runs.append((seq, rows))
+                ready.append(seq)
+        drafting = [s for s in ready if s.draft is not None]
+        share = (batch.capacity - len(ready)) // max(1, len(drafting))
+        drafts = propose_all([(s, min(self.n_ctx_seq - len(s.slot.cached) - 1, share)) for s in drafting])
+        for seq in ready:  # one row each; a sequence with a draft: its last token and its draft tokens
+            slot, rows = seq.slot, [seq.pending] + drafts.get(seq, [])
+            outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
+            for j, token in enumerate(rows[1:], 1):
+                batch.add(token, len(slot.cached) + j, slot.seq_id, True)
+            runs.append((seq, rows))
         for seq in prefilling:
             budget = batch.capacity - batch.n
             if budget <= 0:
@@ -362,7 +363,7 @@ class Scheduler:
             try:
                 seq.start(self.model, reused)
                 if seq.req.speculative is not None:
-                    attach(self.model, seq, self.drafts)
+                    attach(self.model, seq, self.drafts, self.n_slots)
             except Exception as exc:  # llama.cpp refused the grammar, or the draft is busy
                 self._end(seq, "failed", str(exc))
         if changed:

@@ -120,6 +120,19 @@ def draft_distribution(logits: np.ndarray, s: SamplingSettings) -> np.ndarray:
     return p / p.sum()
 
 
+def draft_pick(logits: np.ndarray, history: list[int], settings: SamplingSettings, rng: np.random.Generator
+               ) -> tuple[int, np.ndarray | None, float]:
+    """A draft's next token from its ``logits`` after ``history``: (token, the distribution it was drawn from —
+    None when greedy —, the draft's confidence in it)."""
+    logits = repeat_penalised(logits, history, settings.repeat_penalty)
+    if settings.greedy:
+        token = int(np.argmax(logits))
+        return token, None, float(1.0 / np.exp(logits.astype(np.float64) - logits[token]).sum())
+    q = draft_distribution(logits, settings)
+    token = int(rng.choice(q.shape[0], p=q))
+    return token, q, float(q.max())
+
+
 class DraftProposer:
     """Proposals from a draft model: its own KV cache follows the accepted text (prefix reuse)."""
 
@@ -141,15 +154,7 @@ class DraftProposer:
         n_vocab = self.model.n_vocab
         while len(tokens) < k:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, -1), shape=(n_vocab,))
-            logits = repeat_penalised(logits, history + tokens, self.settings.repeat_penalty)
-            if self.settings.greedy:
-                token = int(np.argmax(logits))
-                confidence = float(1.0 / np.exp(logits.astype(np.float64) - logits[token]).sum())
-                q = None
-            else:
-                q = draft_distribution(logits, self.settings)
-                token = int(self.rng.choice(n_vocab, p=q))
-                confidence = float(q.max())
+            token, q, confidence = draft_pick(logits, history + tokens, self.settings, self.rng)
             if not self.spec.exact and tokens and confidence < self.spec.min_continue:
                 break
             tokens.append(token)
