@@ -150,3 +150,20 @@ def test_three_sequences_share_one_draft_model_with_their_own_stop_strings(model
         assert got.stats.stop_reason == want.stats.stop_reason
         assert got.stats.accepted_draft_tokens_count > 0 and got.stats.rejected_draft_tokens_count == 0
     assert results[1].stats.stop_reason == "stopStringFound"
+
+
+def test_a_busy_draft_model_is_one_line_and_nothing_is_lost(module_client, models):
+    """A draft model busy with its own prediction: the parallel prediction that names it raises ModelBusyError in
+    one line (as on a one-slot instance); the draft's prediction, the instance and the draft all go on."""
+    from lmsext.errors import ModelBusyError
+    par, solo, draft = models
+    own = module_client.llm.model(draft).complete_stream("Once upon a time", {"maxTokens": 30})
+    it = iter(own)
+    next(it)
+    with pytest.raises(ModelBusyError) as info:
+        par.complete(PROMPTS[0], {**GREEDY, "draftModel": draft})
+    assert "\n" not in str(info.value) and "busy" in str(info.value)
+    list(it)
+    assert own.result().stats.stop_reason == "maxPredictedTokensReached"
+    again = par.complete(PROMPTS[0], {**GREEDY, "draftModel": draft})
+    assert again.content == solo.complete(PROMPTS[0], GREEDY).content and again.stats.accepted_draft_tokens_count > 0

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 import llama_cpp
 
 from ..backend import TokenEvent
-from ..errors import ModelBusyError
+from ..errors import LmsextError, ModelBusyError
 from .batch import TokenBatch
 from .batch_speculative import attach, detach, propose_all
 from .generate import GenerationRequest, _common_prefix, thread_plan
@@ -98,6 +98,8 @@ class Scheduler:
             while True:
                 event = self._next_event(seq, guard)
                 if event is None:
+                    if seq.refused is not None:  # its draft model was busy or gone: raised as the one-slot loop does
+                        raise seq.refused
                     return
                 yield event
         except KeyboardInterrupt:  # Ctrl-C while waiting for another consumer's step
@@ -365,6 +367,8 @@ class Scheduler:
                 if seq.req.speculative is not None:
                     attach(self.model, seq, self.drafts, self.n_slots)
             except Exception as exc:  # llama.cpp refused the grammar, or the draft is busy
+                if isinstance(exc, LmsextError):
+                    seq.refused = exc
                 self._end(seq, "failed", str(exc))
         if changed:
             self._renumber()

@@ -53,6 +53,8 @@ class Sequence:
         self.queue_position: int | None = None
         #: the speculative state when the prediction has a draft (engine/batch_speculative.py)
         self.draft: Any = None
+        #: the one-line error that refused it at admission (its draft model busy or unloaded), raised to its consumer
+        self.refused: Exception | None = None
 
     @property
     def cancelled(self) -> bool:
