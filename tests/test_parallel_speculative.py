@@ -167,3 +167,60 @@ def test_a_busy_draft_model_is_one_line_and_nothing_is_lost(module_client, model
     assert own.result().stats.stop_reason == "maxPredictedTokensReached"
     again = par.complete(PROMPTS[0], {**GREEDY, "draftModel": draft})
     assert again.content == solo.complete(PROMPTS[0], GREEDY).content and again.stats.accepted_draft_tokens_count > 0
+
+
+def test_grammar_stop_strings_and_overflow_with_drafts_in_a_batch(module_client, models):
+    """Two sequences of 256 tokens each (not unified), both drafting (the model, prompt lookup) on one prompt (on
+    another a near tie flips under the batch's rounding, with the one-slot loop's drafts too): stop strings,
+    a JSON grammar, rollingWindow context shifts and stopAtLimit give the plain one-slot run's text and stop
+    reason on a 256-token context."""
+    _, _, draft = models
+    target = str(synth.identity_target(extra_layers=4, n_ff=0))
+    split = module_client.llm.load(target, config={"contextLength": 512, "maxParallelPredictions": 2,
+                                                   "useUnifiedKvCache": False})
+    alone = module_client.llm.load(target, config={"contextLength": 256})
+    cases = [
+        {"stopStrings": ["park"], "maxTokens": 200},
+        {"structured": {"type": "json", "jsonSchema": {"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 12}}, "required": ["name"]}}, "maxTokens": 60},
+        {"contextOverflowPolicy": "rollingWindow", "maxTokens": 400},
+        {"contextOverflowPolicy": "stopAtLimit", "maxTokens": 400},
+    ]
+    try:
+        for extra in cases:
+            config = {"temperature": 0, "logProbs": 1, **extra}
+            plain = [alone.complete(PROMPTS[0], config)] * 2
+            got = round_robin([split.complete_stream(PROMPTS[0], config={**config, "draftModel": d})
+                               for d in (draft, "lookup")])
+            for g, want in zip(got, plain):
+                assert g.stats.stop_reason == want.stats.stop_reason, extra
+                if extra.get("contextOverflowPolicy") == "rollingWindow":
+                    # up to the first context shift; after it a verification batch over the shifted cells may round
+                    # a near tie differently from a single step (the one-slot loop with a draft does too)
+                    m = 256 - want.stats.prompt_tokens_count - 1
+                    assert tokens(g)[:m] == tokens(want)[:m] and len(tokens(g)) == len(tokens(want)) == 400
+                else:
+                    assert g.content == want.content and tokens(g) == tokens(want), extra
+        assert plain[0].stats.stop_reason == "contextLengthReached"
+        assert got[0].stats.accepted_draft_tokens_count > 0
+    finally:
+        split.unload()
+        alone.unload()
+
+
+def test_unloading_the_instance_while_sequences_draft_releases_the_draft(module_client, models):
+    """An unload during drafting streams ends them all and frees the draft's context: the draft model then runs
+    a prediction of its own (its lock was released)."""
+    _, _, draft = models
+    par = module_client.llm.load(str(synth.identity_target(extra_layers=4, n_ff=0)),
+                                 config={"contextLength": 1024, "maxParallelPredictions": 3})
+    streams = [par.complete_stream(p, config={**GREEDY, "maxTokens": 400, "draftModel": draft}) for p in PROMPTS]
+    iters = [iter(s) for s in streams]
+    for it in iters:
+        next(it)
+    par.unload()
+    for it in iters:
+        list(it)
+    assert all(s.result().stats.stop_reason == "userStopped" for s in streams)
+    own = module_client.llm.model(draft).complete("Once upon a time", {"maxTokens": 10})
+    assert own.stats.stop_reason == "maxPredictedTokensReached"
