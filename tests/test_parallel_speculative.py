@@ -224,3 +224,27 @@ def test_unloading_the_instance_while_sequences_draft_releases_the_draft(module_
     assert all(s.result().stats.stop_reason == "userStopped" for s in streams)
     own = module_client.llm.model(draft).complete("Once upon a time", {"maxTokens": 10})
     assert own.stats.stop_reason == "maxPredictedTokensReached"
+
+
+def test_the_draft_context_keeps_each_sequences_text_under_its_own_seq_id(models):
+    """Three sequences share the draft: its context (the scheduler's, one seq_id per slot) holds all three texts at
+    once — each slot's draft cache is that sequence's own accepted text — and is freed when they end."""
+    from lmsext.engine.scheduler import scheduler_for
+    par, _, draft = models
+    sched = scheduler_for(par._loaded.handle)
+    streams = [par.complete_stream(p, config={**GREEDY, "draftModel": draft}) for p in PROMPTS]
+    iters = [iter(s) for s in streams]
+    for _ in range(4):
+        for it in iters:
+            next(it)
+    (users, context), = sched.drafts.values()
+    assert users == 3
+    for slot in sched.slots:
+        seq = slot.seq
+        assert seq is not None and len(context.cached[slot.seq_id]) > len(seq.prompt)
+        n = len(context.cached[slot.seq_id])
+        # its draft cache is this sequence's text (up to the draft tokens not yet verified)
+        assert context.cached[slot.seq_id][:len(seq.prompt)] == seq.prompt
+        assert context.cached[slot.seq_id][:n - 8] == (slot.cached + [seq.pending])[:n - 8]
+    round_robin(streams)
+    assert sched.drafts == {} and context.ctx is None
