@@ -248,3 +248,31 @@ def test_the_draft_context_keeps_each_sequences_text_under_its_own_seq_id(models
         assert context.cached[slot.seq_id][:n - 8] == (slot.cached + [seq.pending])[:n - 8]
     round_robin(streams)
     assert sched.drafts == {} and context.ctx is None
+
+
+def test_rest_requests_with_draft_model_run_together_on_a_parallel_instance(module_client, models):
+    """Three concurrent /v1/completions on the parallel instance (draft_model: the draft, lookup, none): each text is
+    the solo run's, the draft stats come back, no request waits for another (no 409)."""
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from concurrent.futures import ThreadPoolExecutor
+    from lmsext import server as rest
+    par, solo, draft = models
+    handle = rest.serve(port=0, client=module_client)
+    try:
+        with httpx.Client(base_url=handle.url, timeout=60) as http:
+            def post(i: int) -> dict:
+                body = {"model": "pspec-par", "prompt": PROMPTS[i], "max_tokens": 40, "temperature": 0}
+                if i < 2:
+                    body["draft_model"] = (draft, "lookup")[i]
+                r = http.post("/v1/completions", json=body)
+                assert r.status_code == 200, r.text
+                return r.json()
+            with ThreadPoolExecutor(3) as pool:
+                got = list(pool.map(post, range(3)))
+        for i, body in enumerate(got):
+            assert body["choices"][0]["text"] == solo.complete(PROMPTS[i], {**GREEDY, "maxTokens": 40}).content
+        assert got[0]["stats"]["used_draft_model_key"] == draft and got[0]["stats"]["accepted_draft_tokens_count"] > 0
+        assert got[1]["stats"]["used_draft_model_key"] == "lookup" and "used_draft_model_key" not in got[2]["stats"]
+    finally:
+        handle.stop()
