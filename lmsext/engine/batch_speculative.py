@@ -35,7 +35,8 @@ class SequenceDraft:
         self.spec, self.settings, self.context = spec, req.sampling, context
         self.rng = np.random.default_rng(req.sampling.seed)
         self.chooser = Chooser(model, seq.chain, req.sampling, self.rng)
-        self.plan = copy.copy(Plan.learned(model, spec))  # what earlier predictions learned; backs off per sequence
+        self.learned = Plan.learned(model, spec)  # what earlier predictions learned about this draft on this model
+        self.plan = copy.copy(self.learned)  # each sequence adapts and backs off on its own copy
         self.proposal: list[int] = []
         self.dists: list[np.ndarray | None] = []
         self.proposing = False  # a proposal (maybe empty) was asked for the coming step
@@ -125,6 +126,8 @@ def attach(model: EngineModel, seq: Any, held: dict[EngineModel, list], n_seq: i
 def detach(seq: Any, held: dict[EngineModel, list]) -> None:
     """``seq`` ended: free its draft model's context and release the model when no other sequence uses it."""
     state, seq.draft = seq.draft, None
+    if state is not None:  # what it learned (draft length, acceptance, timings) carries over; no back-off owed
+        state.learned.__dict__.update(state.plan.__dict__, backoff=0)
     draft = state.spec.draft if state is not None else None
     if draft is not None and draft in held:
         held[draft][0] -= 1
