@@ -9,7 +9,10 @@ runs, interleaved rounds with the order rotated; tok/s = predicted tokens over t
 * **lookup, repetitive task** — the identity target on a prompt after which it repeats its own sentences
   (``draftModel: "lookup"``: n-grams of the text so far, no second model; repeat penalty off in both runs);
 * **poor acceptance** — the identity target with a draft that mostly disagrees (a small target whose extra blocks
-  are strongly perturbed: ~30 %), and lookup on plain story text: the adaptive back-off must keep ≥ 0.9×.
+  are strongly perturbed: ~30 %), and lookup on plain story text: the adaptive back-off must keep ≥ 0.9×;
+* **batch of 3, identity pair** — the identity target loaded with ``maxParallelPredictions`` 3, three prompts
+  decoded together (``complete_many``) with and without the draft: aggregate tok/s (tokens / wall time), the
+  drafting sequences batched by the scheduler (docs/parallel.md); no target.
 
 Per case the median of the per-round ratios speculative / plain and the acceptance rate (accepted / total draft
 tokens). llama.cpp's own speculative decoding (``xllamacpp``'s server, ``COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE``)
@@ -46,6 +49,8 @@ def _cases(c: Any, synth: Any, stories: str) -> list[dict[str, Any]]:
     """(name, target instance, prompt, extra config) of every case."""
     ctx = {"contextLength": 1024}
     identity = c.llm.load(str(synth.identity_target()), config=ctx, identifier="identity")
+    parallel = c.llm.load(str(synth.identity_target()), config={**ctx, "maxParallelPredictions": 3},
+                          identifier="identity-parallel")
     perturbed = c.llm.load(str(synth.perturbed_target()), config=ctx, identifier="perturbed")
     c.llm.load(stories, config=ctx, identifier="draft")
     c.llm.load(str(synth.perturbed_target(extra_layers=4, n_ff=0, perturb=2.0)), config=ctx, identifier="bad-draft")
@@ -57,6 +62,8 @@ def _cases(c: Any, synth: Any, stories: str) -> list[dict[str, Any]]:
         {"name": "poor acceptance: bad draft", "model": identity, "prompt": STORY, "config": {"draftModel": "bad-draft"}},
         {"name": "poor acceptance: lookup on a story", "model": identity, "prompt": STORY,
          "config": {"draftModel": "lookup"}},
+        {"name": "batch of 3, identity pair", "model": parallel, "prompt": STORY, "config": {"draftModel": "draft"},
+         "prompts": [STORY, "Lily and Tom went to the park", "One day, a bird"]},
     ]
 
 
@@ -68,6 +75,11 @@ def run_case(case: dict[str, Any], tokens: int, rounds: int) -> dict[str, Any]:
 
     def path(extra: dict[str, Any], name: str):
         def run() -> float:
+            if "prompts" in case:  # a batch: aggregate tok/s over the wall time
+                t0 = time.perf_counter()
+                rs = model.complete_many(case["prompts"], {**base, **extra}, progress=False)
+                last[name] = _Joined(rs)
+                return sum(r.stats.predicted_tokens_count for r in rs) / (time.perf_counter() - t0)
             r = model.complete(prompt, {**base, **extra})
             last[name] = r
             return r.stats.predicted_tokens_count / max(r.stats.generation_time_sec, 1e-9)
@@ -83,6 +95,16 @@ def run_case(case: dict[str, Any], tokens: int, rounds: int) -> dict[str, Any]:
             "total_draft": st.total_draft_tokens_count,
             "acceptance": st.accepted_draft_tokens_count / st.total_draft_tokens_count if st.total_draft_tokens_count
             else None, "same_text": same}
+
+
+class _Joined:
+    """The results of a batch as one: their texts joined, their draft counts summed."""
+
+    def __init__(self, results: list[Any]) -> None:
+        self.content = "\x00".join(r.content for r in results)
+        self.stats = type("Stats", (), {
+            "accepted_draft_tokens_count": sum(r.stats.accepted_draft_tokens_count or 0 for r in results),
+            "total_draft_tokens_count": sum(r.stats.total_draft_tokens_count or 0 for r in results)})()
 
 
 def llama_cpp_reference(target: str, draft: str, tokens: int, rounds: int) -> dict[str, Any] | None:

@@ -174,8 +174,9 @@ def test_quick_speculative_benchmark_measures_every_case(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     cases = {c["name"]: c for c in results["cases"]}
-    assert len(cases) == 5 and all(c["plain_tok_s"] > 0 and c["speculative_tok_s"] > 0 for c in cases.values())
+    assert len(cases) == 6 and all(c["plain_tok_s"] > 0 and c["speculative_tok_s"] > 0 for c in cases.values())
     assert all(c["same_text"] for c in cases.values())  # greedy: speculation changes no token
     assert cases["identity pair"]["acceptance"] == 1.0
+    assert cases["batch of 3, identity pair"]["acceptance"] == 1.0  # the drafting sequences batched (parallel)
     assert [t["met"] for t in results["targets"]] == [None] * 4  # quick: not judged
     assert "× plain" in proc.stdout and "accepted / drafted" in proc.stdout

@@ -27,8 +27,9 @@ from typing import Any, Iterator
 import llama_cpp
 
 from ..backend import TokenEvent
-from ..errors import ModelBusyError
+from ..errors import LmsextError, ModelBusyError
 from .batch import TokenBatch
+from .batch_speculative import attach, detach, propose_all
 from .generate import GenerationRequest, _common_prefix, thread_plan
 from .model import EngineModel
 from .sequence import Sequence
@@ -63,6 +64,7 @@ class Scheduler:
         self._threads_set: tuple[int, int] | None = None
         self._solo_seq: int | None = None  # the sequence id the batch's one row holds after a lone step
         self.steps = 0
+        self.drafts: dict[EngineModel, list] = {}  # draft models held: [sequences using it, its DraftContext]
         stop = model.stop_requested
 
         @llama_cpp.ggml_abort_callback
@@ -96,6 +98,8 @@ class Scheduler:
             while True:
                 event = self._next_event(seq, guard)
                 if event is None:
+                    if seq.refused is not None:  # its draft model was busy or gone: raised as the one-slot loop does
+                        raise seq.refused
                     return
                 yield event
         except KeyboardInterrupt:  # Ctrl-C while waiting for another consumer's step
@@ -214,7 +218,7 @@ class Scheduler:
         running = self.running
         if len(running) == 1 and running[0].pending is not None and not self.queue:
             seq = running[0]  # one prediction generating: the single-sequence step, nothing to arrange
-            if not seq.cancelled and len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
+            if seq.draft is None and not seq.cancelled and len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
                 return self._solo(seq)
         batch = self.batch
         batch.clear()
@@ -249,7 +253,11 @@ class Scheduler:
                 if seq.fed == len(seq.prompt):
                     seq.stats.t_prompt_done = time.perf_counter()
         for seq, idx in outputs:
-            if not seq.sample(model, ctx, idx):
+            if seq.draft is not None and seq.draft.proposing:  # its rows: the last token and the draft
+                alive = seq.draft.verify(seq, model, ctx, idx, self._mem())
+            else:
+                alive = seq.sample(model, ctx, idx)
+            if not alive:
                 self._end(seq)
         return True
 
@@ -291,16 +299,23 @@ class Scheduler:
         cancelled sequences end here. Returns the rows to sample, the tokens per sequence, whether a prompt is in."""
         outputs: list[tuple[Sequence, int]] = []
         runs: list[tuple[Sequence, list[int]]] = []
-        prefilling = []
+        prefilling, ready = [], []
         for seq in self.running[:]:  # a copy: _end removes
             if seq.cancelled:
                 self._end(seq, "userStopped")
             elif seq.pending is None:
                 prefilling.append(seq)
             elif len(seq.events) < MAX_UNREAD_EVENTS and self._room(seq.slot, seq):
-                slot = seq.slot
-                outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
-                runs.append((seq, [seq.pending]))
+                ready.append(seq)
+        drafting = [s for s in ready if s.draft is not None]
+        share = (batch.capacity - len(ready)) // max(1, len(drafting))
+        drafts = propose_all([(s, min(self.n_ctx_seq - len(s.slot.cached) - 1, share)) for s in drafting])
+        for seq in ready:  # one row each; a sequence with a draft: its last token and its draft tokens
+            slot, rows = seq.slot, [seq.pending] + drafts.get(seq, [])
+            outputs.append((seq, batch.add(seq.pending, len(slot.cached), slot.seq_id, True)))
+            for j, token in enumerate(rows[1:], 1):
+                batch.add(token, len(slot.cached) + j, slot.seq_id, True)
+            runs.append((seq, rows))
         for seq in prefilling:
             budget = batch.capacity - batch.n
             if budget <= 0:
@@ -349,7 +364,11 @@ class Scheduler:
             self.running.append(seq)
             try:
                 seq.start(self.model, reused)
-            except Exception as exc:  # llama.cpp refused the grammar
+                if seq.req.speculative is not None:
+                    attach(self.model, seq, self.drafts, self.n_slots)
+            except Exception as exc:  # llama.cpp refused the grammar, or the draft is busy
+                if isinstance(exc, LmsextError):
+                    seq.refused = exc
                 self._end(seq, "failed", str(exc))
         if changed:
             self._renumber()
@@ -361,6 +380,7 @@ class Scheduler:
         if slot is not None and slot.seq is seq:
             slot.seq = None
             self.running.remove(seq)
+            detach(seq, self.drafts)
             if seq.stats.context_shifts:  # shifted cells no longer match a fresh run of their tokens
                 forget(self._mem(), slot, seq.keep)
 

@@ -52,6 +52,10 @@ class Sequence:
         self.submitted = False
         #: 1-based place in the FIFO queue while waiting for a free slot; None once running
         self.queue_position: int | None = None
+        #: the speculative state when the prediction has a draft (engine/batch_speculative.py)
+        self.draft: Any = None
+        #: the one-line error that refused it at admission (its draft model busy or unloaded), raised to its consumer
+        self.refused: Exception | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -69,11 +73,19 @@ class Sequence:
 
     def sample(self, model: EngineModel, ctx: Any, idx: int) -> bool:
         """Sample the next token from row ``idx`` of the step's logits; False once the sequence ends."""
-        req, stats = self.req, self.stats
+        req = self.req
         logits_ptr = llama_cpp.llama_get_logits_ith(ctx, idx) if req.log_probs else None
         # the drawn-from distribution, before the chain accepts the token into its penalty and grammar state
         sampled = sampled_distribution(model, self.chain, req.sampling, logits_ptr) if req.log_probs else None
         token = llama_cpp.llama_sampler_sample(self.chain.ptr, ctx, idx)
+        return self.take(model, ctx, token, idx, sampled=sampled)
+
+    def take(self, model: EngineModel, ctx: Any, token: int, idx: int, drafted: bool = False,
+             sampled: Any = None) -> bool:
+        """Take ``token``, chosen from row ``idx`` of the step's logits (``drafted``: an accepted draft token;
+        ``sampled``: the distribution it was drawn from, for its logprob's ``sampled_probability``): its event,
+        or the end of the sequence; False once it ends."""
+        req, stats = self.req, self.stats
         stats.predicted_tokens += 1
         if stats.t_first_token is None:
             stats.t_first_token = time.perf_counter()
@@ -81,10 +93,11 @@ class Sequence:
             self.finish("eosFound")
             return False
         text, found = self.matcher.feed(self.utf8.feed(shown_piece(model, model._vocab, token, req.show_special)))
-        logprob = _top_logprobs(model, req.log_probs, token, logits_ptr) if req.log_probs else None
-        if logprob is not None:
+        logprob = (_top_logprobs(model, req.log_probs, token, llama_cpp.llama_get_logits_ith(ctx, idx))
+                   if req.log_probs else None)
+        if logprob is not None and sampled is not None:
             logprob.sampled_probability = sampled_probability(sampled, token)
-        self.events.append(TokenEvent(text, token, logprob))
+        self.events.append(TokenEvent(text, token, logprob, drafted))
         if found is not None:
             stats.stop_string = found
             self.finish("toolCalls" if found in req.tool_call_stop_strings else "stopStringFound")

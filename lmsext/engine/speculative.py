@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import llama_cpp
 import numpy as np
@@ -120,6 +120,19 @@ def draft_distribution(logits: np.ndarray, s: SamplingSettings) -> np.ndarray:
     return p / p.sum()
 
 
+def draft_pick(logits: np.ndarray, history: list[int], settings: SamplingSettings, rng: np.random.Generator
+               ) -> tuple[int, np.ndarray | None, float]:
+    """A draft's next token from its ``logits`` after ``history``: (token, the distribution it was drawn from —
+    None when greedy —, the draft's confidence in it)."""
+    logits = repeat_penalised(logits, history, settings.repeat_penalty)
+    if settings.greedy:
+        token = int(np.argmax(logits))
+        return token, None, float(1.0 / np.exp(logits.astype(np.float64) - logits[token]).sum())
+    q = draft_distribution(logits, settings)
+    token = int(rng.choice(q.shape[0], p=q))
+    return token, q, float(q.max())
+
+
 class DraftProposer:
     """Proposals from a draft model: its own KV cache follows the accepted text (prefix reuse)."""
 
@@ -141,15 +154,7 @@ class DraftProposer:
         n_vocab = self.model.n_vocab
         while len(tokens) < k:
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, -1), shape=(n_vocab,))
-            logits = repeat_penalised(logits, history + tokens, self.settings.repeat_penalty)
-            if self.settings.greedy:
-                token = int(np.argmax(logits))
-                confidence = float(1.0 / np.exp(logits.astype(np.float64) - logits[token]).sum())
-                q = None
-            else:
-                q = draft_distribution(logits, self.settings)
-                token = int(self.rng.choice(n_vocab, p=q))
-                confidence = float(q.max())
+            token, q, confidence = draft_pick(logits, history + tokens, self.settings, self.rng)
             if not self.spec.exact and tokens and confidence < self.spec.min_continue:
                 break
             tokens.append(token)
@@ -320,31 +325,49 @@ def _propose(proposer: DraftProposer | None, history: list[int], k: int
     return proposer.propose(history, k)
 
 
+def accept_round(chooser: Chooser, proposal: list[int], dists: list, first_row: int,
+                 emit: Callable[[int, int, bool], bool]) -> tuple[int, int, bool, int]:
+    """Choose the tokens of one verified round, rows ``first_row``… of the batch: ``emit(token, row, hit)``
+    takes each chosen token (True once the run ended). Returns (accepted, the last chosen token, whether it was
+    an accepted draft token, its position in the round). Both the one-slot loop and the scheduler call this."""
+    n = len(proposal)
+    accepted, token, hit, i = 0, -1, False, 0
+    for i in range(n + 1):
+        token = chooser.choose(first_row + i, proposal[i] if i < n else None, dists[i] if i < n else None)
+        hit = i < n and token == proposal[i]
+        ended = emit(token, first_row + i, hit)
+        accepted += hit
+        if ended or not hit:
+            break
+    return accepted, token, hit, i
+
+
+def count_round(stats: GenerationStats, plan: Plan, n: int, accepted: int, hit: bool, i: int) -> None:
+    """Add a verified round of ``n`` proposed tokens to the stats and the plan (as :func:`accept_round` left it)."""
+    missed = 0 if hit or i == n else 1  # the proposed token at i was rejected
+    stats.draft_accepted += accepted
+    if stats.stop_reason is not None:
+        stats.draft_rejected += missed
+        stats.draft_ignored += n - accepted - missed
+    else:
+        stats.draft_rejected += n - accepted
+        plan.record(n, accepted)
+
+
 def _verify(model, vocab, req, stats, matcher, utf8, chooser: Chooser, verifier: Verifier, plan: Plan,
             proposal: list[int], dists: list, n_past: int, guard: Any
             ) -> tuple[list[TokenEvent | None], int]:
     """Choose the tokens of one verified round: their events and the round's last token (the next "last":
     a correction, the bonus token after a fully accepted draft, or the token that ended the run)."""
-    n = len(proposal)
-    accepted = 0
     events: list[TokenEvent | None] = []
-    token, hit, i = -1, False, 0
+
+    def emit(token: int, row: int, hit: bool) -> bool:
+        logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, row) if req.log_probs else None
+        events.append(token_event(model, vocab, req, stats, matcher, utf8, token, logits_ptr, drafted=hit))
+        return stats.stop_reason is not None
+
     with guard:
-        for i in range(n + 1):
-            logits_ptr = llama_cpp.llama_get_logits_ith(model.ctx, i) if req.log_probs else None
-            token = chooser.choose(i, proposal[i] if i < n else None, dists[i] if i < n else None)
-            hit = i < n and token == proposal[i]
-            events.append(token_event(model, vocab, req, stats, matcher, utf8, token, logits_ptr, drafted=hit))
-            accepted += hit
-            if stats.stop_reason is not None or not hit:
-                break
-        missed = 0 if hit or i == n else 1  # the proposed token at i was rejected
-        stats.draft_accepted += accepted
-        if stats.stop_reason is not None:
-            stats.draft_rejected += missed
-            stats.draft_ignored += n - accepted - missed
-        else:
-            stats.draft_rejected += n - accepted
-            plan.record(n, accepted)
+        accepted, token, hit, i = accept_round(chooser, proposal, dists, 0, emit)
+        count_round(stats, plan, len(proposal), accepted, hit, i)
         verifier.keep(n_past + 1 + accepted)
     return [e for e in events[:-1] if e is not None] + [events[-1]], token
