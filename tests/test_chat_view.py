@@ -139,11 +139,35 @@ def test_reasoning_is_kept_folded_beside_its_reply(monkeypatch):
     view = ChatView("thinking")
     chat = lmsext.Chat()
     chat.add_user_message("Why?")
-    result = dataclasses.replace(client().llm.model().complete("x", {"maxTokens": 1}), content="Because.")
+    result = dataclasses.replace(client().llm.model().complete("x", {"maxTokens": 1}),
+                                 content="<think>First, think.</think>Because.", non_reasoning_content="Because.")
     result.reasoning_content = "First, think."
     assert view.record(chat, None, result) == ""
     assert view.messages[-1] == {"role": "assistant", "content": "Because.", "reasoning": "First, think."}
     assert "<details><summary>reasoning</summary>\n\nFirst, think.\n\n</details>" in view.markdown
+    view.close()
+
+
+def test_a_reasoning_reply_streams_its_reasoning_folded_and_the_chat_keeps_the_answer():
+    """On a real engine (a grammar forces ``<think>…</think>answer``): the live bubble gets the answer, the folded
+    part the reasoning (no tags), and the session chat the answer only, as %%lm_respond keeps it."""
+    client().llm.load("stories260K", config={"contextLength": 512})
+    session().update("predict", {"structured": {"type": "gbnf", "gbnfGrammar":
+                                                'root ::= "<think>" [a-z ]{3,30} "</think>" [a-z ]{3,30}'},
+                                 "temperature": 0.7, "seed": 3, "maxTokens": 120})
+    view = ChatView("reasoning")
+    seen = []
+    view.observe(lambda change: seen.append(dict(change["new"])), names="live")
+    view.send("Think about a cat")
+    view.join(30)
+    result = view.result
+    assert result.reasoning_content and result.non_reasoning_content
+    live = [s for s in seen if s]
+    assert live and all("<think>" not in s["content"] and "</think>" not in s["reasoning"] for s in live)
+    assert any(s["reasoning"] for s in live) and result.reasoning_content.startswith(live[-1]["reasoning"][:3])
+    assert view.messages[-1] == {"role": "assistant", "content": result.non_reasoning_content,
+                                 "reasoning": result.reasoning_content}
+    assert session().chats["reasoning"].messages[-1]["content"] == result.non_reasoning_content
     view.close()
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from stream_helpers import round_robin, scheduler_steps
 
 from lmsext import synth
 from lmsext.engine.scheduler import scheduler_for
@@ -38,23 +39,6 @@ def par(client, stories_path):
                            identifier="par-4")
 
 
-def _round_robin(streams):
-    """Advance every stream one fragment at a time until all end; return their results in order."""
-    iters = [iter(s) for s in streams]
-    live = list(range(len(streams)))
-    while live:
-        for i in list(live):
-            try:
-                next(iters[i])
-            except StopIteration:
-                live.remove(i)
-    return [s.result() for s in streams]
-
-
-def _steps(llm):
-    return scheduler_for(llm._loaded.handle).steps
-
-
 def test_load_settings_reach_llama_cpp_and_rest(par):
     cfg = par.load_result.to_rest()["config"]
     assert cfg["parallel"] == 4 and cfg["max_parallel_predictions"] == 4 and cfg["use_unified_kv_cache"] is True
@@ -67,11 +51,11 @@ def test_load_settings_reach_llama_cpp_and_rest(par):
 
 def test_batch_of_four_equals_each_solo_run_at_temperature_0(solo_model, par):
     solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
-    before = _steps(par)
-    results = _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])
+    before = scheduler_steps(par)
+    results = round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])
     assert [r.content for r in results] == solo
     assert all(r.stats.stop_reason == "maxPredictedTokensReached" for r in results)
-    steps = _steps(par) - before
+    steps = scheduler_steps(par) - before
     assert steps <= 45  # 4 × 40 tokens in ~41 steps: they really were decoded together
 
 
@@ -93,7 +77,7 @@ def test_threads_just_work_and_equal_solo(solo_model, par):
 def test_seeded_sampling_is_reproducible_per_sequence(par):
     configs = [{"temperature": 0.9, "seed": 1000 + i, "maxTokens": 30} for i in range(4)]
     alone = [par.complete(PROMPTS[0], config=c).content for c in configs]
-    together = _round_robin([par.complete_stream(PROMPTS[0], config=c) for c in configs])
+    together = round_robin([par.complete_stream(PROMPTS[0], config=c) for c in configs])
     assert [r.content for r in together] == alone
     assert len(set(alone)) > 1  # the seeds really differ
 
@@ -109,7 +93,7 @@ def test_distinct_grammars_never_mix(client):
         streams = [chat.respond_stream("Give me JSON", config={"temperature": 0.7, "seed": 7, "maxTokens": 60,
                                                                 "structured": {"type": "json", "jsonSchema": s}})
                    for s in schemas]
-        results = _round_robin(streams)
+        results = round_robin(streams)
         parsed = [json.loads(r.content) for r in results if r.stats.stop_reason == "eosFound"]
         assert len(parsed) == 3, [(r.content, r.stats.stop_reason) for r in results]
         assert set(parsed[0]) == {"a"} and isinstance(parsed[0]["a"], int)
@@ -127,7 +111,7 @@ def test_cancel_one_of_four_mid_stream_leaves_the_others_unchanged(solo_model, p
         for it in iters:
             next(it)
     streams[1].cancel()
-    results = _round_robin(streams)
+    results = round_robin(streams)
     assert results[1].stats.stop_reason == "userStopped" and solo[1].startswith(results[1].content)
     assert len(results[1].content) < len(solo[1])
     assert [results[i].content for i in (0, 2, 3)] == [solo[i] for i in (0, 2, 3)]
@@ -136,7 +120,7 @@ def test_cancel_one_of_four_mid_stream_leaves_the_others_unchanged(solo_model, p
     for it in its:
         next(it)
     closed[2].close()  # a closed stream (an HTTP client gone) ends that sequence only
-    rest = _round_robin([closed[i] for i in (0, 1, 3)])
+    rest = round_robin([closed[i] for i in (0, 1, 3)])
     assert [r.content for r in rest] == [solo[i] for i in (0, 1, 3)]
 
 
@@ -145,7 +129,7 @@ def test_streams_beyond_n_wait_in_a_fifo_queue(client, stories_path, solo_model)
                           identifier="par-2")
     try:
         solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
-        results = _round_robin([two.complete_stream(p, config=GREEDY) for p in PROMPTS])
+        results = round_robin([two.complete_stream(p, config=GREEDY) for p in PROMPTS])
         assert [r.content for r in results] == solo
         assert scheduler_for(two._loaded.handle).status() == {"running": 0, "queued": 0, "slots": 2}
     finally:
@@ -197,7 +181,7 @@ def test_prefix_reuse_per_sequence_and_shared_prefix_decoded_once(par):
     assert again.content == first.content
     assert again.stats.cached_prompt_tokens_count >= first.stats.prompt_tokens_count - 1
     streams = [par.complete_stream(system + tail, config=GREEDY) for tail in ("She saw", "He ran", "The cat")]
-    results = _round_robin(streams)
+    results = round_robin(streams)
     n_system = len(par.tokenize(system)) - 2
     assert all(r.stats.cached_prompt_tokens_count >= n_system for r in results), [r.stats.cached_prompt_tokens_count for r in results]
 
@@ -320,11 +304,11 @@ def test_context_shift_per_sequence_matches_the_single_sequence_loop(client, sto
         assert any("each of the 2 parallel predictions holds at most 256 tokens" in n for n in split.load_result.notes)
         config = {"temperature": 0, "maxTokens": 400, "contextOverflowPolicy": "rollingWindow"}
         solo = [alone.complete(p, config=config) for p in PROMPTS[:2]]
-        both = _round_robin([split.complete_stream(p, config=config) for p in PROMPTS[:2]])
+        both = round_robin([split.complete_stream(p, config=config) for p in PROMPTS[:2]])
         assert [r.content for r in both] == [r.content for r in solo]
         assert all(r.stats.stop_reason == "maxPredictedTokensReached" and r.stats.predicted_tokens_count == 400
                    for r in both)
-        limited = _round_robin([split.complete_stream(p, config={**config, "contextOverflowPolicy": "stopAtLimit"})
+        limited = round_robin([split.complete_stream(p, config={**config, "contextOverflowPolicy": "stopAtLimit"})
                                 for p in PROMPTS[:2]])
         assert [r.stats.stop_reason for r in limited] == ["contextLengthReached"] * 2
     finally:
@@ -337,7 +321,7 @@ def test_a_full_unified_cache_ends_the_longest_sequence_and_the_others_go_on(cli
                            identifier="par-full")
     try:
         config = {"temperature": 0, "maxTokens": 400, "contextOverflowPolicy": "stopAtLimit"}
-        results = _round_robin([full.complete_stream(p, config=config) for p in PROMPTS[:2]])
+        results = round_robin([full.complete_stream(p, config=config) for p in PROMPTS[:2]])
         reasons = sorted(r.stats.stop_reason for r in results)
         assert reasons == ["contextLengthReached", "contextLengthReached"], reasons
         assert sum(r.stats.predicted_tokens_count for r in results) >= 200  # they shared the 256 cells
@@ -350,7 +334,7 @@ def test_a_full_unified_cache_ends_the_longest_sequence_and_the_others_go_on(cli
 def test_next_token_distribution_between_and_during_parallel_predictions(par, solo_model):
     from lmsext.errors import ModelBusyError
     solo = [solo_model.complete(p, config=GREEDY).content for p in PROMPTS]
-    assert [r.content for r in _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
+    assert [r.content for r in round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
     dist = par.next_token_distribution(PROMPTS[0] + " there was")  # idle: it runs on sequence 0
     assert dist is not None
     stream = par.complete_stream(PROMPTS[1], config=GREEDY)
@@ -359,7 +343,7 @@ def test_next_token_distribution_between_and_during_parallel_predictions(par, so
         par.next_token_distribution(PROMPTS[0])
     stream.close()
     # the slots' cached prefixes are still right after sequence 0 was used by the distribution
-    assert [r.content for r in _round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
+    assert [r.content for r in round_robin([par.complete_stream(p, config=GREEDY) for p in PROMPTS])] == solo
 
 
 def test_rest_load_takes_max_parallel_predictions_and_reports_parallel(client):
@@ -473,7 +457,7 @@ def test_log_probs_and_stop_strings_are_per_sequence(solo_model, par):
                {"temperature": 0, "maxTokens": 30}]
     prompts = PROMPTS[:3]
     solo = [solo_model.complete(p, config=c) for p, c in zip(prompts, configs)]
-    together = _round_robin([par.complete_stream(p, config=c) for p, c in zip(prompts, configs)])
+    together = round_robin([par.complete_stream(p, config=c) for p, c in zip(prompts, configs)])
     assert [r.content for r in together] == [r.content for r in solo]
     assert [r.stats.stop_reason for r in together] == [r.stats.stop_reason for r in solo]
     got, want = together[0].logprobs, solo[0].logprobs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stream_helpers import round_robin, scheduler_steps
 
 from lmsext import synth
 from lmsext.engine.distribution import chi_square, total_variation
@@ -32,33 +33,15 @@ def tokens(result) -> list[int]:
     return [lp.token for lp in result.logprobs or []]
 
 
-def round_robin(streams):
-    """Advance every stream one fragment at a time until all end; return their results in order."""
-    iters = [iter(s) for s in streams]
-    live = list(range(len(streams)))
-    while live:
-        for i in list(live):
-            try:
-                next(iters[i])
-            except StopIteration:
-                live.remove(i)
-    return [s.result() for s in streams]
-
-
-def steps(llm) -> int:
-    from lmsext.engine.scheduler import scheduler_for
-    return scheduler_for(llm._loaded.handle).steps
-
-
 def test_a_drafting_sequence_batches_with_the_others_and_equals_its_solo_run(models):
     """Greedy, a batch of 3 (identity draft, prompt lookup, plain): each equals its solo non-speculative run,
     token for token; the drafted rows went into the same steps as the others' tokens; stats per sequence."""
     par, solo, draft = models
     configs = [{**GREEDY, "draftModel": draft}, {**GREEDY, "draftModel": "lookup"}, GREEDY]
     expected = [solo.complete(p, GREEDY) for p in PROMPTS]
-    before = steps(par)
+    before = scheduler_steps(par)
     results = round_robin([par.complete_stream(p, config=c) for p, c in zip(PROMPTS, configs)])
-    n_steps = steps(par) - before
+    n_steps = scheduler_steps(par) - before
     for got, want in zip(results, expected):
         assert tokens(got) == tokens(want) and len(tokens(got)) == 60
         assert got.content == want.content

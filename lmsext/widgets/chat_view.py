@@ -126,6 +126,15 @@ class ChatView(anywidget.AnyWidget):
             self._last_flush = now
             self.live = dict(self._live)
 
+    def feed_fragment(self, fragment: Any) -> None:
+        """A prediction fragment into the streaming reply: reasoning to the folded part, the answer to the bubble
+        (the reasoning tags themselves are not shown)."""
+        kind = getattr(fragment, "reasoning_type", "none")
+        if kind == "reasoning":
+            self.feed_live("", fragment.content)
+        elif kind == "none":
+            self.feed_live(fragment.content)
+
     def end_live(self) -> None:
         """The reply ended: drop the live bubble (the recorded chat shows it, when it was recorded)."""
         self.live = {}
@@ -164,7 +173,7 @@ class ChatView(anywidget.AnyWidget):
     def _drive(self, stream: Any, chat: Chat, base: Chat | None) -> None:
         try:
             for fragment in stream:
-                self.feed_live(fragment.content, getattr(fragment, "reasoning_content", None) or "")
+                self.feed_fragment(fragment)
                 if self._stop_wanted:
                     stream.cancel()  # again: a Stop that came before the engine started
             result = stream.result()
@@ -183,8 +192,9 @@ class ChatView(anywidget.AnyWidget):
         when the chat was reset or replaced while it generated (then nothing is added)."""
         if self.session.chats.get(self.chat_name) is not base:
             return " · the chat was reset meanwhile: this reply is not in it"
-        chat.add_assistant_response(result.content)
         reasoning = getattr(result, "reasoning_content", None)
+        # the answer only, as %%lm_respond keeps it (chat templates expect the reasoning left out of the history)
+        chat.add_assistant_response(getattr(result, "non_reasoning_content", "") if reasoning else result.content)
         if reasoning:
             self._reasoning[len(chat.messages) - 1] = str(reasoning)
         self.session.set_chat(self.chat_name, chat)

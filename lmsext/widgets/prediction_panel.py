@@ -333,7 +333,7 @@ class PredictionPanel(w.VBox):
             for fragment in stream:
                 self.stream.feed(fragment.content, fragment.tokens_count, getattr(fragment, "contains_drafted", False))
                 if chat is not None:
-                    self.conversation.feed_live(fragment.content)
+                    self.conversation.feed_fragment(fragment)
                 if self._stop_wanted:
                     stream.cancel()  # again: a Stop that came before the engine started
             result = stream.result()
