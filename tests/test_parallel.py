@@ -277,9 +277,12 @@ def test_batched_kernels_on_random_weights_rarely_flip_a_near_tie(client, tmp_pa
     take another token at some step (measured: 3 of 96 differ, f16 and q8_0 alike; 0 of 96 when the same
     instance runs them one at a time, 0 of 96 on stories260K). Cross-talk would make nearly all differ."""
     path = synth.random_model(tmp_path, n_params_target=2_000_000, dtype=dtype)
-    one = client.llm.load(str(path), config={"contextLength": 1024}, identifier=f"eq-one-{dtype}")
     four = client.llm.load(str(path), config={"contextLength": 2048, "maxParallelPredictions": 4},
                            identifier=f"eq-four-{dtype}")
+    # the same attention kernels alone (a parallel instance of a model with wide heads runs flash attention)
+    one = client.llm.load(str(path), config={"contextLength": 1024,
+                                             "flashAttention": four.load_result.config["flash_attention"]},
+                          identifier=f"eq-one-{dtype}")
     try:
         prompts = [f"Once upon a time {i}" for i in range(24)]
         config = {"temperature": 0, "maxTokens": 32}
@@ -468,3 +471,19 @@ def test_log_probs_and_stop_strings_are_per_sequence(solo_model, par):
     worst = max(abs(a.logprob - b.logprob) for a, b in zip(got, want))
     assert worst < 0.01, worst
     assert together[1].stats.stop_reason == "stopStringFound" and together[2].logprobs is None
+
+
+def test_flash_attention_defaults_on_for_parallel_instances_of_wide_head_models(client, stories_path, tmp_path):
+    """On CPU flash attention stays off by default, except for maxParallelPredictions > 1 on a model whose heads are
+    at least 32 wide (where it is the faster path: benchmarks/parallel.py); stories260K (head size 8) keeps it off;
+    an explicit flashAttention always wins."""
+    wide = synth.random_model(tmp_path, n_params_target=2_000_000, dtype="f16")
+    cases = [(wide, {}, False), (wide, {"maxParallelPredictions": 2}, True),
+             (wide, {"maxParallelPredictions": 2, "flashAttention": False}, False),
+             (stories_path, {"maxParallelPredictions": 2}, False)]
+    for i, (path, config, expected) in enumerate(cases):
+        llm = client.llm.load(str(path), config={"contextLength": 512, **config}, identifier=f"fa-{i}")
+        try:
+            assert llm.load_result.config["flash_attention"] is expected, (path.name, config)
+        finally:
+            llm.unload()
