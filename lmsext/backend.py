@@ -58,10 +58,14 @@ class ModelInfo:
         return self.expert_count > 0
 
     @property
+    def head_dim(self) -> int:
+        """Width of one attention head (embedding size / heads)."""
+        return self.n_embd // max(self.n_head, 1)
+
+    @property
     def kv_bytes_per_token_f16(self) -> int:
         """Bytes of K+V cache one token takes in f16 across all layers."""
-        head_dim = self.n_embd // max(self.n_head, 1)
-        return 2 * self.n_layer * head_dim * self.n_head_kv * 2
+        return 2 * self.n_layer * self.head_dim * self.n_head_kv * 2
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (chat template included)."""

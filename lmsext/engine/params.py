@@ -77,8 +77,7 @@ class LoadPlan:
     def kv_cache_bytes(self) -> int:
         """Size of the KV cache this plan allocates, from the model's shape and cache types."""
         info = self.info
-        head_dim = info.n_embd // max(info.n_head, 1)
-        per_token_elems = info.n_layer * head_dim * info.n_head_kv
+        per_token_elems = info.n_layer * info.head_dim * info.n_head_kv
         k_b, v_b = self.cache_bytes_per_element()
         return int(self.effective["context_length"] * per_token_elems * (k_b + v_b))
 
@@ -144,9 +143,7 @@ def _apply_flash_attention(cfg: LoadModelConfig, plan: LoadPlan) -> None:
 def _default_flash_attention(cfg: LoadModelConfig, plan: LoadPlan) -> bool:
     """Off on CPU, but on for parallel predictions on a model with heads wide enough (see the constants)."""
     parallel = _requested(cfg, "max_parallel_predictions") or 1
-    info = plan.info
-    head_dim = info.n_embd // max(info.n_head, 1)
-    return DEFAULT_FLASH_ATTENTION or (parallel > 1 and head_dim >= PARALLEL_FLASH_ATTENTION_MIN_HEAD_DIM)
+    return DEFAULT_FLASH_ATTENTION or (parallel > 1 and plan.info.head_dim >= PARALLEL_FLASH_ATTENTION_MIN_HEAD_DIM)
 
 
 def _gpu_ratio(gpu: Any, has_gpu: bool) -> float:
@@ -292,7 +289,7 @@ def _apply_kv_cache_types(cfg: LoadModelConfig, plan: LoadPlan) -> None:
             f"llamaVCacheQuantizationType={v!r} needs flash attention: set flashAttention=True "
             "(llama.cpp cannot quantize the V cache without it)",
             key="llama_v_cache_quantization_type", value=v, allowed="f16/f32 without flash attention")
-    head_dim = plan.info.n_embd // max(plan.info.n_head, 1)
+    head_dim = plan.info.head_dim
     for key, kind in (("llama_k_cache_quantization_type", k), ("llama_v_cache_quantization_type", v)):
         if kind not in ("f16", "f32") and head_dim % QUANT_BLOCK:
             raise ConfigError(
