@@ -36,14 +36,12 @@ def status(llm: "LLM") -> str:
     if not llm.loaded:
         return "unloaded"
     try:
-        handle = llm.engine
-        now = llm.prediction_status()
+        now = llm.prediction_status()  # the engine's own count (None where it cannot tell)
     except Exception:
         return "unloaded"
     if now and (now.get("slots", 1) > 1 or now.get("queued")):
         return predictions_text(now)
-    busy = (now or {}).get("running") or getattr(handle, "_prediction_thread", None) is not None
-    return "generating" if busy else "ready"
+    return "generating" if now and now.get("running") else "ready"
 
 
 def predictions_text(now: dict[str, int]) -> str:
